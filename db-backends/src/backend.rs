@@ -1,0 +1,135 @@
+//! The `Backend` trait: one database implementation behind one interface, and what it promises.
+//!
+//! Why a trait: the harness (workload, scheduler, verifier) is written once against it; backends differ in
+//! storage and in what they promise, and the promise is what lets the harness tell an expected failure from a
+//! bug. Index maintenance is not here: backends implement [`crate::rpmdb::Store`] and call the rpmdb layer.
+
+use crate::rpmdb::{Finding, IndexTag, Snapshot};
+use std::path::{Path, PathBuf};
+
+/// What survives a crash, by contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Promises {
+    /// A transaction is all-or-nothing after a crash at any point.
+    pub atomic: bool,
+    /// Once `commit` has returned, the transaction survives a process crash.
+    pub durable: bool,
+}
+
+/// How to open a database directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the directory and database if missing (as rpm --initdb would).
+    Create,
+    /// Open an existing database for reading and writing.
+    ReadWrite,
+    /// Open an existing database without writing anything (safe on a system rpmdb).
+    ReadOnly,
+}
+
+/// The backends this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    Sqlite,
+}
+
+impl BackendKind {
+    pub const ALL: &'static [BackendKind] = &[BackendKind::Sqlite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<BackendKind> {
+        Self::ALL.iter().copied().find(|k| k.name() == s)
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package",
+        }
+    }
+
+    pub fn promises(self) -> Promises {
+        match self {
+            BackendKind::Sqlite => Promises { atomic: true, durable: true },
+        }
+    }
+
+    pub fn open(self, dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
+        match self {
+            BackendKind::Sqlite => Ok(Box::new(crate::sqlite::SqliteBackend::open(dir, mode)?)),
+        }
+    }
+
+    /// Full verification of a database directory: storage checks plus the rpmdb cross-check.
+    pub fn verify(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
+        let mut db = self.open(dir, mode)?;
+        let mut findings = db.structural_check()?;
+        let snap = db.snapshot(&mut findings)?;
+        findings.extend(crate::rpmdb::cross_check(&snap));
+        Ok(findings)
+    }
+}
+
+/// A database opened by one process. Not shared across fork.
+pub trait Backend {
+    fn kind(&self) -> BackendKind;
+    fn dir(&self) -> &Path;
+    /// Start a transaction: take rpm's transaction lock and the database write lock.
+    fn begin(&mut self) -> Result<(), BackendError>;
+    /// Add one header (blob without magic) with all its index entries; returns its header number.
+    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError>;
+    /// Remove one header number and its index entries.
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError>;
+    /// Make the transaction durable (per [`Promises`]) and release the locks. Once this returns `Ok`, the
+    /// transaction is acknowledged.
+    fn commit(&mut self) -> Result<(), BackendError>;
+    /// Abandon the transaction.
+    fn rollback(&mut self) -> Result<(), BackendError>;
+    /// Read one header blob.
+    fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Look a key up in an index: (header number, tag index) pairs.
+    fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError>;
+    /// Header numbers in Packages.
+    fn hnums(&mut self) -> Result<Vec<u32>, BackendError>;
+    /// Read everything out for the cross-check; storage-level problems met while reading go to `findings`.
+    fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError>;
+    /// Storage-engine checks (e.g. sqlite integrity_check, foreign_key_check, schema).
+    fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError>;
+    /// Close as rpm does (sqlite: optimize + checkpoint).
+    fn close(self: Box<Self>) -> Result<(), BackendError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Header(#[from] crate::rpmdb::header::HeaderError),
+    #[error("no package with header number {0}")]
+    NoSuchPackage(u32),
+    #[error("no transaction is active")]
+    NoTransaction,
+    #[error("a transaction is already active")]
+    TransactionActive,
+    #[error("database is read-only")]
+    ReadOnly,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl<E: Into<BackendError>> From<crate::rpmdb::index::AddError<E>> for BackendError {
+    fn from(e: crate::rpmdb::index::AddError<E>) -> Self {
+        match e {
+            crate::rpmdb::index::AddError::Header(h) => BackendError::Header(h),
+            crate::rpmdb::index::AddError::NoSuchPackage(n) => BackendError::NoSuchPackage(n),
+            crate::rpmdb::index::AddError::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Crash points: named places in backend code where a worker can be stopped exactly, then SIGKILLed.
+//!
+//! Why: a random-time kill finds bugs but cannot be replayed; a kill at "the 3rd hit of
+//! `sqlite.index.put.after`" can. Backends call [`point`] at each step of their write paths. Without a hook
+//! (every process but a worker) that is one atomic load. A worker installs a hook that records a breadcrumb
+//! (the last point passed, even when disarmed, so a random-time kill knows where it landed) and, when armed for
+//! the N-th hit of a point, stops the process so the scheduler can SIGKILL it there.
+//!
+//! Backend code contains no fault flags: the hook lives in the harness.
+
+use std::sync::OnceLock;
+
+/// Every crash point of every backend. `dbtorture list` prints this; kill-point modes choose from it.
+/// The index of a point in this list is its id in breadcrumbs.
+pub const ALL: &[&str] = &[
+    "sqlite.open.after",
+    "sqlite.begin.before",
+    "sqlite.begin.after",
+    "sqlite.savepoint.after",
+    "sqlite.packages.put.before",
+    "sqlite.packages.put.after",
+    "sqlite.index.put.before",
+    "sqlite.index.put.after",
+    "sqlite.index.del.before",
+    "sqlite.index.del.after",
+    "sqlite.packages.del.before",
+    "sqlite.packages.del.after",
+    "sqlite.savepoint.release.before",
+    "sqlite.savepoint.release.after",
+    "sqlite.commit.before",
+    "sqlite.commit.after",
+    "sqlite.close.checkpoint.before",
+    "sqlite.close.checkpoint.after",
+];
+
+/// The points whose name starts with `prefix` (e.g. a backend name followed by a dot).
+pub fn points_of(backend: &str) -> impl Iterator<Item = &'static str> + '_ {
+    ALL.iter().copied().filter(move |p| p.split('.').next() == Some(backend))
+}
+
+/// The id of a point (its index in [`ALL`]).
+pub fn id_of(name: &str) -> Option<u32> {
+    ALL.iter().position(|p| *p == name).map(|i| i as u32)
+}
+
+/// Receives every crash point hit in this process.
+pub type Hook = fn(id: u32);
+
+static HOOK: OnceLock<Hook> = OnceLock::new();
+
+/// Install the process-wide hook (a worker does this once, after fork). Returns false if one was already set.
+pub fn set_hook(hook: Hook) -> bool {
+    HOOK.set(hook).is_ok()
+}
+
+/// Pass a crash point. `name` must be listed in [`ALL`].
+#[inline]
+pub fn point(name: &'static str) {
+    let Some(hook) = HOOK.get() else {
+        return;
+    };
+    match id_of(name) {
+        Some(id) => hook(id),
+        None => debug_assert!(false, "crash point {name} is not listed in crash::ALL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn point_names_are_unique_and_namespaced() {
+        let set: HashSet<_> = ALL.iter().collect();
+        assert_eq!(set.len(), ALL.len());
+        for p in ALL {
+            assert!(p.split('.').count() >= 3, "{p} should be backend.area.step");
+        }
+        assert!(points_of("sqlite").count() > 10);
+        assert_eq!(points_of("nosuch").count(), 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! Database backends for dbtorture.
+//!
+//! `rpmdb` is the layer every backend shares (headers, index semantics, cross-check); `backend` is the trait
+//! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb.
+
+pub mod backend;
+pub mod crash;
+pub mod rpmdb;
+pub mod sqlite;
+
+pub use backend::{Backend, BackendError, BackendKind, OpenMode, Promises};
