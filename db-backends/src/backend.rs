@@ -28,7 +28,9 @@ pub enum OpenMode {
 }
 
 /// The backends this build knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     Sqlite,
@@ -49,13 +51,18 @@ impl BackendKind {
 
     pub fn description(self) -> &'static str {
         match self {
-            BackendKind::Sqlite => "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package",
+            BackendKind::Sqlite => {
+                "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package"
+            }
         }
     }
 
     pub fn promises(self) -> Promises {
         match self {
-            BackendKind::Sqlite => Promises { atomic: true, durable: true },
+            BackendKind::Sqlite => Promises {
+                atomic: true,
+                durable: true,
+            },
         }
     }
 
@@ -94,6 +101,9 @@ pub trait Backend {
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError>;
     /// Look a key up in an index: (header number, tag index) pairs.
     fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError>;
+    /// Start a read view: lookups and reads until `end_read` see one consistent state.
+    fn begin_read(&mut self) -> Result<(), BackendError>;
+    fn end_read(&mut self) -> Result<(), BackendError>;
     /// Header numbers in Packages.
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError>;
     /// Read everything out for the cross-check; storage-level problems met while reading go to `findings`.
@@ -109,7 +119,10 @@ pub enum BackendError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Header(#[from] crate::rpmdb::header::HeaderError),
     #[error("no package with header number {0}")]

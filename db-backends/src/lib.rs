@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod crash;
+pub mod rebuild;
 pub mod rpmdb;
 pub mod sqlite;
 

@@ -1,1 +1,17 @@
+//! dbtorture: a crash-consistency torture-test harness for package databases.
+//!
+//! The scheduler forks workers that run seeded transactions against a backend, kills them at random times or
+//! exact crash points, then verifies the database (storage, the rpmdb cross-check, the oracle of what was
+//! acknowledged, operability) and classifies each cycle's outcome.
 
+pub mod bench;
+pub mod exit_codes;
+pub mod fault;
+pub mod oracle;
+pub mod run;
+pub mod scenario;
+pub mod scheduler;
+pub mod sys;
+pub mod verify;
+pub mod worker;
+pub mod workload;

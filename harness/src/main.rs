@@ -1,1 +1,233 @@
-fn main(){}
+//! The `dbtorture` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dbtorture::exit_codes;
+use dbtorture::run::{RunOptions, run, summary_table};
+use dbtorture::scenario::{Scenario, parse_duration};
+use dbtorture_backends::{BackendKind, OpenMode};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dbtorture",
+    version,
+    about = "Crash-consistency torture tests for package databases"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario: fork workers, kill them, verify, classify; exit 1 if any outcome was unexpected.
+    Run {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Cycles per backend.
+        #[arg(long, conflicts_with = "duration")]
+        cycles: Option<u64>,
+        /// Run for a duration instead, e.g. 60s, 5m.
+        #[arg(long, value_parser = parse_duration_arg)]
+        duration: Option<std::time::Duration>,
+        /// Write summary.json and events.jsonl here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the databases here instead of a temporary directory.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Allow --workdir inside a system rpm database location.
+        #[arg(long)]
+        allow_system_db: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Verify a database directory: storage checks plus the full rpmdb cross-check (read-only).
+    Verify {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        dir: PathBuf,
+        /// Print findings as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List scenarios, backends and crash points.
+    List {
+        /// Directory of scenarios.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
+    /// Measure harness overhead, kills/s and full-verify time (prints figures).
+    Bench {
+        /// Which figure: overhead, smoke, verify-fedora, or all.
+        #[arg(default_value = "all")]
+        what: String,
+        #[arg(long, default_value = "scenarios/smoke.toml")]
+        scenario: PathBuf,
+    },
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("expected a duration like 60s or 5m, got {s:?}"))
+}
+
+fn is_system_db(p: &Path) -> bool {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let home_rpmdb = std::env::var_os("HOME").map(|h| Path::new(&h).join(".rpmdb"));
+    abs.starts_with("/var/lib/rpm") || home_rpmdb.is_some_and(|h| abs.starts_with(h))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit_codes::USAGE as u8
+            } else {
+                0
+            });
+        }
+    };
+    match cli.cmd {
+        Cmd::Run {
+            scenario,
+            seed,
+            cycles,
+            duration,
+            out,
+            workdir,
+            allow_system_db,
+            quiet,
+        } => {
+            let sc = match Scenario::load(&scenario) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit_codes::USAGE as u8);
+                }
+            };
+            if let Some(w) = &workdir {
+                if is_system_db(w) && !allow_system_db {
+                    eprintln!(
+                        "error: refusing to use {} (a system rpm database location); pass --allow-system-db",
+                        w.display()
+                    );
+                    return ExitCode::from(exit_codes::USAGE as u8);
+                }
+            }
+            let opts = RunOptions {
+                seed,
+                cycles,
+                duration,
+                out,
+                workdir,
+                quiet,
+            };
+            match run(&sc, &opts) {
+                Ok(report) => {
+                    print!("{}", summary_table(&report.summary));
+                    for f in report.failures.iter().take(10) {
+                        println!(
+                            "unexpected: cycle {} {} → {}",
+                            f.cycle,
+                            f.backend.name(),
+                            f.outcome
+                        );
+                        for finding in f.findings.iter().take(5) {
+                            println!("    {finding}");
+                        }
+                    }
+                    println!("replay: {}", report.summary.replay);
+                    let code = if report.summary.interrupted {
+                        exit_codes::INTERRUPTED
+                    } else if report.summary.unexpected > 0 {
+                        exit_codes::FINDINGS
+                    } else {
+                        exit_codes::OK
+                    };
+                    ExitCode::from(code as u8)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
+        }
+        Cmd::Verify { backend, dir, json } => {
+            let Some(kind) = BackendKind::from_name(&backend) else {
+                eprintln!("error: unknown backend {backend:?}");
+                return ExitCode::from(exit_codes::USAGE as u8);
+            };
+            match kind.verify(&dir, OpenMode::ReadOnly) {
+                Ok(findings) => {
+                    for f in &findings {
+                        if json {
+                            println!("{}", serde_json::to_string(f).unwrap_or_default());
+                        } else {
+                            println!("{f}");
+                        }
+                    }
+                    if findings.is_empty() {
+                        if !json {
+                            println!("{}: clean", dir.display());
+                        }
+                        ExitCode::from(exit_codes::OK as u8)
+                    } else {
+                        eprintln!("{} finding(s)", findings.len());
+                        ExitCode::from(exit_codes::FINDINGS as u8)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", dir.display());
+                    ExitCode::from(exit_codes::USAGE as u8)
+                }
+            }
+        }
+        Cmd::List { scenarios } => {
+            println!("scenarios ({}):", scenarios.display());
+            let mut entries: Vec<_> = std::fs::read_dir(&scenarios)
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            entries.sort();
+            for p in entries
+                .iter()
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            {
+                match Scenario::load(p) {
+                    Ok(s) => println!("  {:<28} {}", p.display(), s.description),
+                    Err(e) => println!("  {:<28} INVALID: {e}", p.display()),
+                }
+            }
+            println!("backends:");
+            for b in BackendKind::ALL {
+                let pr = b.promises();
+                println!(
+                    "  {:<10} {} (atomic: {}, durable: {})",
+                    b.name(),
+                    b.description(),
+                    pr.atomic,
+                    pr.durable
+                );
+            }
+            println!("crash points:");
+            for p in dbtorture_backends::crash::ALL {
+                println!("  {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Bench { what, scenario } => {
+            match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
+        }
+    }
+}

@@ -22,9 +22,23 @@ pub struct Snapshot {
 
 /// "name-[epoch:]version-release.arch" of a header, or "#hnum" when unreadable.
 pub fn nevra(h: &Header<'_>) -> String {
-    let s = |t| h.string(t).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_else(|| "?".into());
-    let epoch = h.u32_first(tags::EPOCH).map(|e| format!("{e}:")).unwrap_or_default();
-    format!("{}-{}{}-{}.{}", s(tags::NAME), epoch, s(tags::VERSION), s(tags::RELEASE), s(tags::ARCH))
+    let s = |t| {
+        h.string(t)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    let epoch = h
+        .u32_first(tags::EPOCH)
+        .map(|e| format!("{e}:"))
+        .unwrap_or_default();
+    format!(
+        "{}-{}{}-{}.{}",
+        s(tags::NAME),
+        epoch,
+        s(tags::VERSION),
+        s(tags::RELEASE),
+        s(tags::ARCH)
+    )
 }
 
 /// SHA1HEADER as rpm computes it: hex SHA-1 of magic, (ril, rdl), region index and region data.
@@ -56,21 +70,37 @@ pub fn sha256_header(h: &Header<'_>) -> Option<String> {
 /// Check the stored header digests of one header.
 pub fn check_digests(hnum: u32, h: &Header<'_>, out: &mut Vec<Finding>) {
     for (tag, name, f) in [
-        (tags::SHA1HEADER, "SHA1HEADER", sha1_header as fn(&Header<'_>) -> Option<String>),
+        (
+            tags::SHA1HEADER,
+            "SHA1HEADER",
+            sha1_header as fn(&Header<'_>) -> Option<String>,
+        ),
         (tags::SHA256HEADER, "SHA256HEADER", sha256_header),
     ] {
-        let Some(stored) = h.string(tag) else { continue };
+        let Some(stored) = h.string(tag) else {
+            continue;
+        };
         let stored = String::from_utf8_lossy(stored).into_owned();
         let computed = f(h).unwrap_or_else(|| "(no immutable region)".into());
         if !stored.eq_ignore_ascii_case(&computed) {
-            out.push(Finding::DigestMismatch { hnum, package: nevra(h), digest: name.into(), stored, computed });
+            out.push(Finding::DigestMismatch {
+                hnum,
+                package: nevra(h),
+                digest: name.into(),
+                stored,
+                computed,
+            });
         }
     }
 }
 
 /// Regenerate every index from the given packages. Unreadable headers produce findings and no entries.
-pub fn regenerate(packages: &[(u32, Vec<u8>)], findings: &mut Vec<Finding>) -> Vec<(IndexTag, Vec<Entry>)> {
-    let mut out: Vec<(IndexTag, Vec<Entry>)> = tags::INDEXES.iter().map(|&t| (t, Vec::new())).collect();
+pub fn regenerate(
+    packages: &[(u32, Vec<u8>)],
+    findings: &mut Vec<Finding>,
+) -> Vec<(IndexTag, Vec<Entry>)> {
+    let mut out: Vec<(IndexTag, Vec<Entry>)> =
+        tags::INDEXES.iter().map(|&t| (t, Vec::new())).collect();
     for (hnum, blob) in packages {
         match Header::parse(blob) {
             Ok(h) => {
@@ -78,7 +108,10 @@ pub fn regenerate(packages: &[(u32, Vec<u8>)], findings: &mut Vec<Finding>) -> V
                     out[i].1.extend(es);
                 }
             }
-            Err(e) => findings.push(Finding::UnreadableHeader { hnum: *hnum, error: e.to_string() }),
+            Err(e) => findings.push(Finding::UnreadableHeader {
+                hnum: *hnum,
+                error: e.to_string(),
+            }),
         }
     }
     out
@@ -97,7 +130,10 @@ pub fn cross_check(snap: &Snapshot) -> Vec<Finding> {
                 readable.insert(*hnum, true);
                 check_digests(*hnum, &h, &mut findings);
                 if let Some(s) = h.string(tags::SHA1HEADER) {
-                    by_sha1.entry(String::from_utf8_lossy(s).into_owned()).or_default().push(*hnum);
+                    by_sha1
+                        .entry(String::from_utf8_lossy(s).into_owned())
+                        .or_default()
+                        .push(*hnum);
                 }
             }
             Err(_) => {
@@ -108,11 +144,19 @@ pub fn cross_check(snap: &Snapshot) -> Vec<Finding> {
     let mut dups: Vec<_> = by_sha1.into_values().filter(|v| v.len() > 1).collect();
     dups.sort();
     for hnums in dups {
-        findings.push(Finding::DuplicatePackage { package: labels[&hnums[0]].clone(), hnums });
+        findings.push(Finding::DuplicatePackage {
+            package: labels[&hnums[0]].clone(),
+            hnums,
+        });
     }
     let expected = regenerate(&snap.packages, &mut findings);
     for (idx, mut exp) in expected {
-        let mut got = snap.indexes.iter().find(|(t, _)| *t == idx).map(|(_, v)| v.clone()).unwrap_or_default();
+        let mut got = snap
+            .indexes
+            .iter()
+            .find(|(t, _)| *t == idx)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         exp.sort_unstable();
         got.sort_unstable();
         compare_index(idx, &exp, &got, &labels, &readable, &mut findings);
@@ -155,7 +199,11 @@ fn compare_index(
         let any = e.first().or(g.first()).expect("a non-empty group");
         let (key, hnum) = (display_key(&any.key), any.hnum);
         match readable.get(&hnum) {
-            None => out.push(Finding::DanglingHeaderNumber { index: idx.to_string(), key, hnum }),
+            None => out.push(Finding::DanglingHeaderNumber {
+                index: idx.to_string(),
+                key,
+                hnum,
+            }),
             Some(false) => {} // rows of an unreadable header cannot be judged; the header itself is reported
             Some(true) => {
                 let mut gt: Vec<u32> = g.iter().map(|x| x.tagnum).collect();

@@ -86,10 +86,13 @@ pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
                 }
                 return out;
             }
-            let req_flags = (index.0 == tags::REQUIRENAME).then(|| h.u32s(tags::REQUIREFLAGS).unwrap_or_default());
+            let req_flags = (index.0 == tags::REQUIRENAME)
+                .then(|| h.u32s(tags::REQUIREFLAGS).unwrap_or_default());
             let trig_index = match index.0 {
                 tags::FILETRIGGERNAME => Some(h.u32s(tags::FILETRIGGERINDEX).unwrap_or_default()),
-                tags::TRANSFILETRIGGERNAME => Some(h.u32s(tags::TRANSFILETRIGGERINDEX).unwrap_or_default()),
+                tags::TRANSFILETRIGGERNAME => {
+                    Some(h.u32s(tags::TRANSFILETRIGGERINDEX).unwrap_or_default())
+                }
                 _ => None,
             };
             for (i, v) in values.iter().enumerate() {
@@ -125,8 +128,10 @@ pub fn entries_of(h: &Header<'_>, hnum: u32) -> Vec<(IndexTag, Vec<Entry>)> {
     tags::INDEXES
         .iter()
         .map(|&idx| {
-            let es =
-                keys_for(h, idx).into_iter().map(|(key, tagnum)| Entry { key, hnum, tagnum }).collect::<Vec<_>>();
+            let es = keys_for(h, idx)
+                .into_iter()
+                .map(|(key, tagnum)| Entry { key, hnum, tagnum })
+                .collect::<Vec<_>>();
             (idx, es)
         })
         .collect()
@@ -136,7 +141,13 @@ pub fn entries_of(h: &Header<'_>, hnum: u32) -> Vec<(IndexTag, Vec<Entry>)> {
 /// inside, `rpmlib(` ones skipped, names in the condition of `if`/`unless` (and the inverted copy for `else`)
 /// prefixed with `!`, sorted and de-duplicated. Returns nothing for a string that does not parse.
 pub fn rich_dep_names(dep: &[u8]) -> Vec<Vec<u8>> {
-    let mut p = RichParser { s: dep, pos: 0, neg: false, names: Vec::new(), depth: 0 };
+    let mut p = RichParser {
+        s: dep,
+        pos: 0,
+        neg: false,
+        names: Vec::new(),
+        depth: 0,
+    };
     if p.group().is_none() {
         return Vec::new();
     }
@@ -165,7 +176,11 @@ struct RichParser<'a> {
 
 impl RichParser<'_> {
     fn skip_ws(&mut self) {
-        while self.s.get(self.pos).is_some_and(|c| c.is_ascii_whitespace()) {
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_whitespace())
+        {
             self.pos += 1;
         }
     }
@@ -254,7 +269,10 @@ impl RichParser<'_> {
         // An optional version comparison: `name OP version`.
         let save = self.pos;
         let next = self.word().to_vec();
-        if matches!(next.as_slice(), b"<" | b"<=" | b"=" | b"==" | b">=" | b">" | b"<=>") {
+        if matches!(
+            next.as_slice(),
+            b"<" | b"<=" | b"=" | b"==" | b">=" | b">" | b"<=>"
+        ) {
             if self.word().is_empty() {
                 return None;
             }
@@ -282,9 +300,19 @@ pub trait Store {
     /// Read a header blob.
     fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Add one header's entries to one index (possibly none: a backend may still touch the index).
-    fn index_add(&mut self, index: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error>;
+    fn index_add(
+        &mut self,
+        index: IndexTag,
+        hnum: u32,
+        entries: &[Entry],
+    ) -> Result<(), Self::Error>;
     /// Remove one header's entries (as generated from its blob) from one index.
-    fn index_remove(&mut self, index: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error>;
+    fn index_remove(
+        &mut self,
+        index: IndexTag,
+        hnum: u32,
+        entries: &[Entry],
+    ) -> Result<(), Self::Error>;
 }
 
 /// rpm's `rpmdbAdd` order: Packages first, then every index in `dbiTags` order.
@@ -293,7 +321,9 @@ pub fn add_header<S: Store>(store: &mut S, blob: &[u8]) -> Result<u32, AddError<
     let hnum = store.put_package(blob).map_err(AddError::Store)?;
     for (idx, entries) in entries_of(&h, hnum) {
         if !entries.is_empty() {
-            store.index_add(idx, hnum, &entries).map_err(AddError::Store)?;
+            store
+                .index_add(idx, hnum, &entries)
+                .map_err(AddError::Store)?;
         }
     }
     Ok(hnum)
@@ -301,12 +331,17 @@ pub fn add_header<S: Store>(store: &mut S, blob: &[u8]) -> Result<u32, AddError<
 
 /// rpm's `rpmdbRemove` order: Packages first, then every index.
 pub fn remove_header<S: Store>(store: &mut S, hnum: u32) -> Result<(), AddError<S::Error>> {
-    let blob = store.get_package(hnum).map_err(AddError::Store)?.ok_or(AddError::NoSuchPackage(hnum))?;
+    let blob = store
+        .get_package(hnum)
+        .map_err(AddError::Store)?
+        .ok_or(AddError::NoSuchPackage(hnum))?;
     let h = Header::parse(&blob).map_err(AddError::Header)?;
     store.del_package(hnum).map_err(AddError::Store)?;
     for (idx, entries) in entries_of(&h, hnum) {
         if !entries.is_empty() {
-            store.index_remove(idx, hnum, &entries).map_err(AddError::Store)?;
+            store
+                .index_remove(idx, hnum, &entries)
+                .map_err(AddError::Store)?;
         }
     }
     Ok(())
@@ -347,9 +382,17 @@ mod tests {
 
     #[test]
     fn rich_deps_index_inner_names_like_rpm() {
-        let n = |s: &str| rich_dep_names(s.as_bytes()).into_iter().map(|v| String::from_utf8(v).unwrap()).collect::<Vec<_>>();
+        let n = |s: &str| {
+            rich_dep_names(s.as_bytes())
+                .into_iter()
+                .map(|v| String::from_utf8(v).unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(n("(a or b)"), ["a", "b"]);
-        assert_eq!(n("(foo >= 1.0 and perl(Bar::Baz))"), ["foo", "perl(Bar::Baz)"]);
+        assert_eq!(
+            n("(foo >= 1.0 and perl(Bar::Baz))"),
+            ["foo", "perl(Bar::Baz)"]
+        );
         assert_eq!(n("(a if b)"), ["a", "!b"]);
         assert_eq!(n("(a if b else c)"), ["a", "b", "c", "!b"]);
         assert_eq!(n("(rpmlib(X) and z)"), ["z"]);

@@ -1,0 +1,191 @@
+//! `dbtorture bench`: the figures the project tracks, printed (speed targets live here, not in tests).
+//!
+//! - overhead: harness cost per cycle on a 100-package database — fork + reap of a worker, full verify
+//!   (storage checks + cross-check + installed set), operability probe, classify. Target ≤ 5 ms.
+//! - smoke: kills/s and cycles/s of a scenario (default smoke.toml).
+//! - verify-fedora: full verify of a Fedora-size database (2,500 packages, ~350,000 files). Target < 1 s.
+
+use crate::run::{RunOptions, run};
+use crate::scenario::Scenario;
+use crate::scheduler::classify;
+use crate::sys;
+use crate::verify;
+use crate::workload::{Pool, PoolSpec};
+use anyhow::{Context, Result};
+use dbtorture_backends::rpmdb::tags;
+use dbtorture_backends::{BackendKind, OpenMode};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn stats(mut xs: Vec<Duration>) -> String {
+    xs.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = xs.iter().map(|d| ms(*d)).sum::<f64>() / xs.len().max(1) as f64;
+    format!(
+        "median {:.2} ms, mean {:.2} ms, p90 {:.2} ms (n={})",
+        ms(xs[xs.len() / 2]),
+        mean,
+        ms(xs[xs.len() * 9 / 10]),
+        xs.len()
+    )
+}
+
+fn build_db(dir: &Path, pool: &Pool) -> Result<()> {
+    let mut db = BackendKind::Sqlite.open(dir, OpenMode::Create)?;
+    db.begin()?;
+    for p in &pool.packages {
+        db.install(&p.installed_blob(1))?;
+    }
+    db.commit()?;
+    db.close()?;
+    Ok(())
+}
+
+pub fn overhead() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("db");
+    let pool = Pool::build(PoolSpec {
+        names: 100,
+        versions: 1,
+        files_mean: 140,
+        seed: 1,
+    })?;
+    build_db(&dir, &pool)?;
+    let files: u32 = pool.packages.iter().map(|p| p.files).sum();
+    println!("overhead: 100 packages, {files} files, sqlite");
+    let n = 200;
+    let (mut fork, mut ver, mut probe, mut total) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let pid = sys::fork_child(|| 0)?;
+        nix::sys::wait::waitpid(pid, None)?;
+        let t1 = Instant::now();
+        let data = verify::data(BackendKind::Sqlite, &dir, &pool);
+        let t2 = Instant::now();
+        let pr = verify::probe(BackendKind::Sqlite, &dir, &pool, Duration::from_secs(10))?;
+        let outcome = classify(&data.findings, pr == verify::Probe::TimedOut);
+        let t3 = Instant::now();
+        anyhow::ensure!(
+            data.findings.is_empty() && pr == verify::Probe::Ok,
+            "bench database is not clean: {outcome}"
+        );
+        fork.push(t1 - t0);
+        ver.push(t2 - t1);
+        probe.push(t3 - t2);
+        total.push(t3 - t0);
+    }
+    println!("  fork + reap            {}", stats(fork));
+    println!("  full verify            {}", stats(ver));
+    println!("  probe + classify       {}", stats(probe));
+    println!("  total per cycle        {}", stats(total));
+    Ok(())
+}
+
+pub fn smoke(scenario: &Path) -> Result<()> {
+    let sc = Scenario::load(scenario)?;
+    let t0 = Instant::now();
+    let r = run(
+        &sc,
+        &RunOptions {
+            quiet: true,
+            ..Default::default()
+        },
+    )?;
+    let s = &r.summary;
+    println!(
+        "{}: {} cycles, {} kills in {:.2} s: {:.1} kills/s, {:.1} cycles/s, unexpected {} (wall {:.2} s)",
+        sc.name,
+        s.cycles,
+        s.kills,
+        s.duration_s,
+        s.kills_per_sec,
+        s.cycles_per_sec,
+        s.unexpected,
+        t0.elapsed().as_secs_f64()
+    );
+    println!("  harness overhead per cycle: {}", stats(r.overhead));
+    Ok(())
+}
+
+pub fn verify_fedora() -> Result<()> {
+    let t0 = Instant::now();
+    let pool = Pool::build(PoolSpec {
+        names: 2500,
+        versions: 1,
+        files_mean: 140,
+        seed: 4,
+    })?;
+    let files: u64 = pool.packages.iter().map(|p| u64::from(p.files)).sum();
+    let built = t0.elapsed();
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("db");
+    let t1 = Instant::now();
+    build_db(&dir, &pool)?;
+    let size = std::fs::metadata(dir.join("rpmdb.sqlite"))?.len();
+    println!(
+        "verify-fedora: {} packages, {files} files; pool built in {:.1} s, database written in {:.1} s ({:.0} MB)",
+        pool.packages.len(),
+        built.as_secs_f64(),
+        t1.elapsed().as_secs_f64(),
+        size as f64 / 1e6
+    );
+    let mut full = Vec::new();
+    let mut parts = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        let findings = BackendKind::Sqlite.verify(&dir, OpenMode::ReadOnly)?;
+        full.push(t.elapsed());
+        anyhow::ensure!(
+            findings.is_empty(),
+            "fedora-size database is not clean: {}",
+            findings[0]
+        );
+        let mut db = BackendKind::Sqlite.open(&dir, OpenMode::ReadOnly)?;
+        let a = Instant::now();
+        db.structural_check()?;
+        let b = Instant::now();
+        let mut f = Vec::new();
+        let snap = db.snapshot(&mut f)?;
+        let c = Instant::now();
+        dbtorture_backends::rpmdb::cross_check(&snap);
+        let d = Instant::now();
+        parts.0.push(b - a);
+        parts.1.push(c - b);
+        parts.2.push(d - c);
+        let rows: usize = snap.indexes.iter().map(|(_, v)| v.len()).sum();
+        let basenames = snap
+            .indexes
+            .iter()
+            .find(|(t, _)| t.0 == tags::BASENAMES)
+            .map(|(_, v)| v.len());
+        if full.len() == 1 {
+            println!(
+                "  index rows: {rows} (Basenames {})",
+                basenames.unwrap_or(0)
+            );
+        }
+    }
+    println!("  full verify             {}", stats(full));
+    println!("    integrity+fk check    {}", stats(parts.0));
+    println!("    read all rows         {}", stats(parts.1));
+    println!("    cross-check           {}", stats(parts.2));
+    Ok(())
+}
+
+pub fn run_bench(what: &str, scenario: &Path) -> Result<()> {
+    match what {
+        "overhead" => overhead(),
+        "smoke" => smoke(scenario),
+        "verify-fedora" => verify_fedora(),
+        "all" => {
+            overhead()?;
+            smoke(scenario)?;
+            verify_fedora()
+        }
+        other => {
+            anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora or all")
+        }
+    }
+    .context(what.to_string())
+}

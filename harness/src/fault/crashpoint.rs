@@ -1,0 +1,69 @@
+//! The worker side of crash points: the hook the backends' `crash::point` calls, writing breadcrumbs into a
+//! shared slot the scheduler reads, and stopping the worker at an armed point.
+//!
+//! Slot layout (64-bit words, one slot per worker): see the `W_*` constants.
+
+use nix::sys::signal::{Signal, raise};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const SLOT_WORDS: usize = 8;
+/// Last point passed, as id + 1 (0: none yet).
+pub const W_LAST: usize = 0;
+/// Points passed in total.
+pub const W_PASSED: usize = 1;
+/// Armed point id + 1 (0: disarmed). Written by the scheduler before fork.
+pub const W_ARMED: usize = 2;
+/// Armed hit number (1-based).
+pub const W_NTH: usize = 3;
+/// Hits of the armed point so far.
+pub const W_HITS: usize = 4;
+/// 1 once the worker stopped itself at the armed point.
+pub const W_STOPPED: usize = 5;
+
+static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
+
+fn hook(id: u32) {
+    let Some(s) = SLOT.get() else { return };
+    s[W_LAST].store(u64::from(id) + 1, Ordering::Release);
+    s[W_PASSED].fetch_add(1, Ordering::AcqRel);
+    if s[W_ARMED].load(Ordering::Acquire) == u64::from(id) + 1 {
+        let n = s[W_HITS].fetch_add(1, Ordering::AcqRel) + 1;
+        if n == s[W_NTH].load(Ordering::Acquire) {
+            s[W_STOPPED].store(1, Ordering::Release);
+            // The scheduler sees the stop (waitpid WUNTRACED) and SIGKILLs us here.
+            let _ = raise(Signal::SIGSTOP);
+        }
+    }
+}
+
+/// In a worker: start recording breadcrumbs into `slot` (and stopping at its armed point).
+pub fn install(slot: &'static [AtomicU64]) {
+    assert!(slot.len() >= SLOT_WORDS);
+    let _ = SLOT.set(slot);
+    dbtorture_backends::crash::set_hook(hook);
+}
+
+/// Read a worker's breadcrumb: (last point name, points passed, stopped at the armed point).
+pub fn read(slot: &[AtomicU64]) -> (Option<&'static str>, u64, bool) {
+    let last = slot[W_LAST].load(Ordering::Acquire);
+    let name = last
+        .checked_sub(1)
+        .and_then(|i| dbtorture_backends::crash::ALL.get(i as usize).copied());
+    (
+        name,
+        slot[W_PASSED].load(Ordering::Acquire),
+        slot[W_STOPPED].load(Ordering::Acquire) == 1,
+    )
+}
+
+/// Reset a slot and arm it (or not) before forking its worker.
+pub fn arm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
+    for w in slot.iter().take(SLOT_WORDS) {
+        w.store(0, Ordering::Release);
+    }
+    if let Some((id, nth)) = point {
+        slot[W_ARMED].store(u64::from(id) + 1, Ordering::Release);
+        slot[W_NTH].store(u64::from(nth), Ordering::Release);
+    }
+}

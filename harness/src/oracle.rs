@@ -1,0 +1,231 @@
+//! The oracle: what each writer acknowledged, recorded outside the database, checked against what the
+//! database holds after the kill.
+//!
+//! Accepts, per writer: its slice as it was before the cycle, plus every acknowledged transaction in order,
+//! plus optionally the one in-flight transaction applied whole. Anything else is a finding: an acknowledged
+//! effect missing is a lost commit; an in-flight transaction applied in part is a partial transaction; a change
+//! no transaction explains is an unexpected package.
+//!
+//! Does not check: the order of transactions *between* writers (slices are disjoint), or reads.
+
+use crate::workload::{Pool, Step, Txn, ops::in_slice};
+use dbtorture_backends::rpmdb::Finding;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnState {
+    Begun,
+    Committed,
+    /// Failed with an error: effect unknown.
+    Aborted(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriterLog {
+    pub txns: Vec<(u64, Txn, TxnState)>,
+}
+
+impl WriterLog {
+    pub fn begin(&mut self, txn: u64, body: Txn) {
+        self.txns.push((txn, body, TxnState::Begun));
+    }
+    pub fn set(&mut self, txn: u64, state: TxnState) {
+        if let Some(t) = self.txns.iter_mut().rev().find(|t| t.0 == txn) {
+            t.2 = state;
+        }
+    }
+    pub fn committed(&self) -> usize {
+        self.txns
+            .iter()
+            .filter(|t| t.2 == TxnState::Committed)
+            .count()
+    }
+}
+
+/// Check every writer's log. `before` and `after` are the installed pool ids of the whole database.
+pub fn check(
+    pool: &Pool,
+    writers: &[WriterLog],
+    before: &BTreeSet<u32>,
+    after: &BTreeSet<u32>,
+) -> Vec<Finding> {
+    let nw = writers.len() as u32;
+    let mut out = Vec::new();
+    for (w, log) in writers.iter().enumerate() {
+        let w = w as u32;
+        let slice = |s: &BTreeSet<u32>| {
+            s.iter()
+                .copied()
+                .filter(|&p| in_slice(pool, p, w, nw))
+                .collect::<BTreeSet<_>>()
+        };
+        let mut acked = slice(before);
+        let mut touched_by_acked: BTreeSet<u32> = BTreeSet::new();
+        let mut inflight: Vec<&(u64, Txn, TxnState)> = Vec::new();
+        for t in &log.txns {
+            if t.2 == TxnState::Committed {
+                t.1.apply(&mut acked);
+                touched_by_acked.extend(t.1.steps.iter().map(|s| match s {
+                    Step::Add(p) | Step::Remove(p) => *p,
+                }));
+            } else {
+                inflight.push(t);
+            }
+        }
+        let actual = slice(after);
+        if actual == acked {
+            continue;
+        }
+        // At most one transaction can be in flight (workers are sequential and stop at their first error).
+        if let Some(t) = inflight.last() {
+            let mut with = acked.clone();
+            t.1.apply(&mut with);
+            if actual == with {
+                continue;
+            }
+        }
+        let inflight_ids: BTreeSet<u32> = inflight
+            .iter()
+            .flat_map(|t| {
+                t.1.steps.iter().map(|s| match s {
+                    Step::Add(p) | Step::Remove(p) => *p,
+                })
+            })
+            .collect();
+        let mut partial = Vec::new();
+        for &p in acked.symmetric_difference(&actual) {
+            let present = actual.contains(&p);
+            let label = pool.get(p).nevra.clone();
+            if inflight_ids.contains(&p) {
+                partial.push(format!("{} {label}", if present { "has" } else { "lacks" }));
+            } else if touched_by_acked.contains(&p) {
+                let (txn, op) = log
+                    .txns
+                    .iter()
+                    .rev()
+                    .filter(|t| t.2 == TxnState::Committed)
+                    .find_map(|t| {
+                        t.1.steps.iter().find_map(|s| match *s {
+                            Step::Add(q) if q == p => Some((t.0, "install")),
+                            Step::Remove(q) if q == p => Some((t.0, "erase")),
+                            _ => None,
+                        })
+                    })
+                    .unwrap_or((0, "change"));
+                out.push(Finding::LostCommit {
+                    worker: w,
+                    txn,
+                    package: label,
+                    op: op.into(),
+                });
+            } else {
+                out.push(Finding::UnexpectedPackage {
+                    package: label,
+                    detail: format!(
+                        "{} although no transaction of writer {w} touched it",
+                        if present { "appeared" } else { "disappeared" }
+                    ),
+                });
+            }
+        }
+        if !partial.is_empty() {
+            let txn = inflight.last().map(|t| t.0).unwrap_or(0);
+            out.push(Finding::PartialTransaction {
+                worker: w,
+                txn,
+                detail: partial.join(", "),
+            });
+        }
+    }
+    if nw == 0 && before != after {
+        out.push(Finding::UnexpectedPackage {
+            package: "(database)".into(),
+            detail: "changed without writers".into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{PoolSpec, TxnKind};
+
+    fn pool() -> Pool {
+        Pool::build(PoolSpec {
+            names: 4,
+            versions: 2,
+            files_mean: 1,
+            seed: 1,
+        })
+        .unwrap()
+    }
+
+    fn log(txns: Vec<(Vec<Step>, TxnState)>) -> WriterLog {
+        WriterLog {
+            txns: txns
+                .into_iter()
+                .enumerate()
+                .map(|(i, (steps, st))| {
+                    (
+                        i as u64,
+                        Txn {
+                            kind: TxnKind::Install,
+                            steps,
+                        },
+                        st,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    // With 1 writer, every package is in its slice. Ids: name n, version v -> n*2+v.
+    #[test]
+    fn acked_commit_must_survive() {
+        let p = pool();
+        let l = log(vec![(vec![Step::Add(0)], TxnState::Committed)]);
+        let before = BTreeSet::new();
+        assert!(check(&p, &[l.clone()], &before, &BTreeSet::from([0])).is_empty());
+        let f = check(&p, &[l], &before, &BTreeSet::new());
+        assert!(
+            matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn inflight_transaction_is_all_or_nothing() {
+        let p = pool();
+        let l = log(vec![(vec![Step::Add(2), Step::Remove(0)], TxnState::Begun)]);
+        let before = BTreeSet::from([0]);
+        assert!(
+            check(&p, &[l.clone()], &before, &before).is_empty(),
+            "nothing applied is fine"
+        );
+        assert!(
+            check(&p, &[l.clone()], &before, &BTreeSet::from([2])).is_empty(),
+            "all applied is fine"
+        );
+        let f = check(&p, &[l], &before, &BTreeSet::from([0, 2]));
+        assert!(
+            matches!(f.as_slice(), [Finding::PartialTransaction { .. }]),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn untouched_change_is_unexpected() {
+        let p = pool();
+        let f = check(
+            &p,
+            &[WriterLog::default()],
+            &BTreeSet::new(),
+            &BTreeSet::from([4]),
+        );
+        assert!(
+            matches!(f.as_slice(), [Finding::UnexpectedPackage { .. }]),
+            "{f:?}"
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! Scenarios: what to run, as data (TOML). Validated at load time: unknown keys are errors, every error names
+//! the file, the field and what was expected, and limits are range-checked.
+
+use dbtorture_backends::BackendKind;
+use dbtorture_reports::Outcome;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: field `{field}`: {message}")]
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Cycles per backend (ignored when `duration` is given).
+    #[serde(default)]
+    pub cycles: Option<u64>,
+    /// Run for this long instead, e.g. "60s", "5m".
+    #[serde(default)]
+    pub duration: Option<String>,
+    pub backends: Vec<String>,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub kill: Kill,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// backend → outcomes this scenario allows for it.
+    pub expect: BTreeMap<String, Vec<String>>,
+    /// Where the scenario was loaded from (not a TOML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Distinct package names in the pool.
+    pub packages: u32,
+    /// Versions (EVRs) built per name.
+    pub versions: u32,
+    /// Mean files per package (heavy-tailed, like a distribution: Fedora ~140).
+    pub files_mean: u32,
+    /// Packages installed before the first cycle, as a fraction of names (0.0–1.0).
+    pub initial_fraction: f64,
+    pub writers: u32,
+    pub readers: u32,
+    /// Transactions each writer attempts per cycle.
+    pub txns_per_writer: u32,
+    /// Queries each reader runs per cycle.
+    pub queries_per_reader: u32,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            packages: 40,
+            versions: 3,
+            files_mean: 12,
+            initial_fraction: 0.5,
+            writers: 2,
+            readers: 1,
+            txns_per_writer: 8,
+            queries_per_reader: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillMode {
+    /// No faults: a baseline.
+    None,
+    /// SIGKILL at a random time after the cycle starts.
+    RandomTime,
+    /// Stop a writer exactly at the N-th hit of a crash point, then SIGKILL it.
+    CrashPoint,
+    /// Each cycle picks random-time or crash-point.
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    Uniform,
+    Exponential,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kill {
+    pub mode: KillMode,
+    /// Chance that a given worker gets a random-time kill in a cycle (at least one writer always does).
+    pub probability: f64,
+    pub distribution: Distribution,
+    /// Uniform: the range; exponential: min is an offset and (max - min) the mean, capped at 10× the mean.
+    pub delay_ms_min: u64,
+    pub delay_ms_max: u64,
+    /// Crash-point mode: the point (default: random among the backend's points).
+    pub point: Option<String>,
+    /// Crash-point mode: the hit is chosen in 1..=hit_max.
+    pub hit_max: u32,
+    /// Kill readers too.
+    pub readers: bool,
+}
+
+impl Default for Kill {
+    fn default() -> Self {
+        Kill {
+            mode: KillMode::RandomTime,
+            probability: 0.7,
+            distribution: Distribution::Uniform,
+            delay_ms_min: 0,
+            delay_ms_max: 40,
+            point: None,
+            hit_max: 20,
+            readers: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// A worker still running after this long is a hang.
+    pub cycle_ms: u64,
+    /// The operability probe must open, read and write within this.
+    pub probe_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            cycle_ms: 30_000,
+            probe_ms: 15_000,
+        }
+    }
+}
+
+/// Parse "500ms", "60s", "5m", "1h", or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mul_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1000)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_millis((v * mul_ms as f64) as u64))
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ScenarioError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let mut sc: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            ScenarioError::Field {
+                path: path.into(),
+                field: if field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                },
+                message: inner.message().to_string(),
+            }
+        })?;
+        sc.source = path.into();
+        sc.validate()?;
+        Ok(sc)
+    }
+
+    fn field_err(&self, field: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Field {
+            path: self.source.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        if self.backends.is_empty() {
+            return Err(self.field_err("backends", "expected at least one backend"));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if BackendKind::from_name(b).is_none() {
+                return Err(self.field_err(
+                    &format!("backends[{i}]"),
+                    format!(
+                        "unknown backend {b:?}, expected one of: {}",
+                        backend_names()
+                    ),
+                ));
+            }
+        }
+        for (b, outs) in &self.expect {
+            if !self.backends.contains(b) {
+                return Err(self.field_err(
+                    &format!("expect.{b}"),
+                    "backend is not listed in `backends`",
+                ));
+            }
+            for (i, o) in outs.iter().enumerate() {
+                if Outcome::from_name(o).is_none() {
+                    let all: Vec<_> = Outcome::ALL.iter().map(|o| o.name()).collect();
+                    return Err(self.field_err(
+                        &format!("expect.{b}[{i}]"),
+                        format!("unknown outcome {o:?}, expected one of: {}", all.join(", ")),
+                    ));
+                }
+            }
+        }
+        for b in &self.backends {
+            if !self.expect.contains_key(b) {
+                return Err(self.field_err(
+                    &format!("expect.{b}"),
+                    "missing: say which outcomes this backend may show",
+                ));
+            }
+        }
+        if let Some(d) = &self.duration {
+            if parse_duration(d).is_none() {
+                return Err(self.field_err(
+                    "duration",
+                    format!("expected a duration like \"60s\" or \"5m\", got {d:?}"),
+                ));
+            }
+        }
+        if self.cycles == Some(0) {
+            return Err(self.field_err("cycles", "expected at least 1"));
+        }
+        let w = &self.workload;
+        let range = |field: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(self.field_err(field, format!("expected {lo}..={hi}, got {v}")))
+            } else {
+                Ok(())
+            }
+        };
+        range("workload.packages", w.packages.into(), 1, 100_000)?;
+        range("workload.versions", w.versions.into(), 1, 50)?;
+        range("workload.files_mean", w.files_mean.into(), 0, 100_000)?;
+        range("workload.writers", w.writers.into(), 0, 64)?;
+        range("workload.readers", w.readers.into(), 0, 64)?;
+        range(
+            "workload.txns_per_writer",
+            w.txns_per_writer.into(),
+            0,
+            1_000_000,
+        )?;
+        if w.writers + w.readers == 0 {
+            return Err(
+                self.field_err("workload.writers", "expected at least one writer or reader")
+            );
+        }
+        if !(0.0..=1.0).contains(&w.initial_fraction) {
+            return Err(self.field_err(
+                "workload.initial_fraction",
+                "expected a fraction in 0.0..=1.0",
+            ));
+        }
+        let k = &self.kill;
+        if !(0.0..=1.0).contains(&k.probability) {
+            return Err(self.field_err("kill.probability", "expected a probability in 0.0..=1.0"));
+        }
+        if k.delay_ms_max < k.delay_ms_min {
+            return Err(
+                self.field_err("kill.delay_ms_max", "expected delay_ms_max >= delay_ms_min")
+            );
+        }
+        range("kill.hit_max", k.hit_max.into(), 1, 1_000_000)?;
+        if let Some(p) = &k.point {
+            if dbtorture_backends::crash::id_of(p).is_none() {
+                return Err(self.field_err(
+                    "kill.point",
+                    format!("unknown crash point {p:?} (see `dbtorture list`)"),
+                ));
+            }
+        }
+        range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
+        range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;
+        Ok(())
+    }
+
+    pub fn backend_kinds(&self) -> Vec<BackendKind> {
+        self.backends
+            .iter()
+            .filter_map(|b| BackendKind::from_name(b))
+            .collect()
+    }
+
+    pub fn expected(&self, b: BackendKind) -> Vec<Outcome> {
+        self.expect
+            .get(b.name())
+            .map(|v| v.iter().filter_map(|o| Outcome::from_name(o)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn backend_names() -> String {
+    BackendKind::ALL
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(s, Path::new("t.toml"))
+    }
+
+    const OK: &str = "name='t'\nbackends=['sqlite']\n[expect]\nsqlite=['clean']\n";
+
+    #[test]
+    fn minimal_scenario_loads_with_defaults() {
+        let s = parse(OK).unwrap();
+        assert_eq!(s.workload.writers, 2);
+        assert_eq!(s.expected(BackendKind::Sqlite), vec![Outcome::Clean]);
+    }
+
+    #[test]
+    fn errors_name_file_field_and_expectation() {
+        let e = parse(&OK.replace("[expect]", "[workload]\nwriters='two'\n[expect]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("workload.writers"),
+            "{e}"
+        );
+        let e = parse(&OK.replace("name='t'", "name='t'\nbogus=1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse(&OK.replace("['clean']", "['fine']"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expect.sqlite[0]") && e.contains("clean"), "{e}");
+        let e = parse(&OK.replace("['sqlite']", "['nope']"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("backends[0]") && e.contains("sqlite"), "{e}");
+        let e = parse(&format!("{OK}[kill]\nprobability=2.0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kill.probability"), "{e}");
+        let e = parse(&format!("{OK}[kill]\npoint='no.such.point'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kill.point"), "{e}");
+        let e = parse("name='t'\nbackends=['sqlite']\n[expect]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expect.sqlite"), "{e}");
+        let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("duration"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn every_shipped_scenario_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 2,
+            "expected the shipped scenarios in {}",
+            dir.display()
+        );
+    }
+}

@@ -1,0 +1,683 @@
+//! The scheduler: from a single-threaded process, run cycles of fork → faults → reap → verify → classify →
+//! recover, and stream what happened into the reports.
+//!
+//! Why one event loop: the scheduler waits on the workers' pipes and a signalfd (SIGCHLD, SIGINT, SIGTERM) with
+//! `poll`, so it drains reports, delivers kills on time, notices a worker that stopped at a crash point, and
+//! notices Ctrl-C — all without threads (fork needs a single-threaded parent) and without ever blocking on a
+//! worker: a worker that overruns the cycle timeout is SIGKILLed and the cycle is a `hang`.
+
+use crate::fault::{crashpoint, plan};
+use crate::oracle::{self, TxnState, WriterLog};
+use crate::scenario::Scenario;
+use crate::sys::{self, SharedWords};
+use crate::verify::{self, Probe};
+use crate::worker::{self, Role, WorkerSpec, events::WorkerMsg};
+use crate::workload::{Pool, PoolSpec, ops::in_slice};
+use anyhow::{Context, Result};
+use dbtorture_backends::rpmdb::{Finding, FindingClass};
+use dbtorture_backends::{BackendKind, OpenMode};
+use dbtorture_reports::{FindingRecord, KillRecord, Outcome, RunEvent};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Sinks for what the scheduler does: the CLI connects reports and the progress bar here.
+pub trait Observer {
+    fn event(&mut self, ev: &RunEvent);
+    fn cycle_done(&mut self, _c: &CycleResult) {}
+}
+
+/// Derive independent seeds from the run seed (splitmix64).
+pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone)]
+pub struct CycleResult {
+    pub cycle: u64,
+    pub backend: BackendKind,
+    pub outcome: Outcome,
+    pub expected: bool,
+    pub findings: Vec<Finding>,
+    pub kills: Vec<KillRecord>,
+    pub commits: u64,
+    pub duration: Duration,
+    /// Time spent by the harness itself: fork, reap, verify, probe, classify (not the workers' run time).
+    pub overhead: Duration,
+    pub interrupted: bool,
+}
+
+/// One backend's database under torture.
+pub struct Target {
+    pub kind: BackendKind,
+    pub dir: PathBuf,
+    /// Pool ids installed now (as last verified).
+    pub installed: BTreeSet<u32>,
+}
+
+pub struct Scheduler<'a> {
+    pub scenario: &'a Scenario,
+    pub seed: u64,
+    pub pool: Pool,
+    pub targets: Vec<Target>,
+    slots: SharedWords,
+    signals: SignalFd,
+    old_mask: SigSet,
+    pub interrupted: bool,
+}
+
+struct Live {
+    index: u32,
+    role: Role,
+    pid: Pid,
+    pipe: Option<std::fs::File>,
+    buf: Vec<u8>,
+    plan: plan::WorkerPlan,
+    killed_at: Option<Duration>,
+    trigger: &'static str,
+    timed_out: bool,
+    status: Option<WaitStatus>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Build the pool and prepare one database per backend under `workdir`.
+    pub fn new(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
+        let w = &scenario.workload;
+        let pool = Pool::build(PoolSpec {
+            names: w.packages,
+            versions: w.versions,
+            files_mean: w.files_mean,
+            seed,
+        })
+        .context("building the package pool")?;
+        let slots = SharedWords::new(((w.writers + w.readers) as usize) * crashpoint::SLOT_WORDS)
+            .context("mapping the shared breadcrumb page")?;
+        // SIGCHLD, SIGINT and SIGTERM arrive through a signalfd the event loop polls; children unblock them.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.add(Signal::SIGINT);
+        mask.add(Signal::SIGTERM);
+        let old_mask = mask
+            .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
+            .context("sigprocmask")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("signalfd")?;
+        let mut s = Scheduler {
+            scenario,
+            seed,
+            pool,
+            targets: Vec::new(),
+            slots,
+            signals,
+            old_mask,
+            interrupted: false,
+        };
+        for kind in scenario.backend_kinds() {
+            let dir = workdir.join(kind.name()).join("db");
+            let installed = s.prepare(kind, &dir)?;
+            s.targets.push(Target {
+                kind,
+                dir,
+                installed,
+            });
+        }
+        Ok(s)
+    }
+
+    /// Create a fresh database and install the initial packages in one transaction.
+    fn prepare(&self, kind: BackendKind, dir: &Path) -> Result<BTreeSet<u32>> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 0xfeed, 0));
+        let w = &self.scenario.workload;
+        let mut installed = BTreeSet::new();
+        let mut db = kind
+            .open(dir, OpenMode::Create)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        db.begin()?;
+        for n in 0..w.packages {
+            if rng.random_range(0.0..1.0) < w.initial_fraction {
+                let id = n * w.versions + rng.random_range(0..w.versions);
+                db.install(&self.pool.get(id).installed_blob(1_600_000_000))?;
+                installed.insert(id);
+            }
+        }
+        db.commit()?;
+        db.close()?;
+        Ok(installed)
+    }
+
+    /// Run one cycle on target `t`.
+    pub fn cycle(&mut self, t: usize, cycle: u64, obs: &mut dyn Observer) -> Result<CycleResult> {
+        let started = Instant::now();
+        let sc = self.scenario;
+        let w = &sc.workload;
+        let kind = self.targets[t].kind;
+        let bname = kind.name().to_string();
+        let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
+        let mut rng = ChaCha8Rng::seed_from_u64(cseed);
+        let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.name())
+            .filter_map(dbtorture_backends::crash::id_of)
+            .collect();
+        let plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
+        obs.event(&RunEvent::CycleStart {
+            cycle,
+            backend: bname.clone(),
+            seed: cseed,
+            plan: describe(&plans),
+        });
+
+        // Fork the workers.
+        let n = (w.writers + w.readers) as usize;
+        let words = self.slots.words();
+        let mut live: Vec<Live> = Vec::with_capacity(n);
+        let mut fork_time = Duration::ZERO;
+        for (i, p) in plans.iter().enumerate() {
+            let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
+            crashpoint::arm(slot, p.arm);
+            let role = if (i as u32) < w.writers {
+                Role::Writer
+            } else {
+                Role::Reader
+            };
+            let installed: BTreeSet<u32> = match role {
+                Role::Writer => self.targets[t]
+                    .installed
+                    .iter()
+                    .copied()
+                    .filter(|&id| in_slice(&self.pool, id, i as u32, w.writers))
+                    .collect(),
+                Role::Reader => BTreeSet::new(),
+            };
+            let spec = WorkerSpec {
+                index: i as u32,
+                role,
+                writers: w.writers,
+                backend: kind,
+                dir: &self.targets[t].dir,
+                seed: rng.random(),
+                ops: if role == Role::Writer {
+                    w.txns_per_writer
+                } else {
+                    w.queries_per_reader
+                },
+                txn_base: cycle * 1_000_000 + i as u64 * 10_000,
+                installed,
+            };
+            let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
+            let pool = &self.pool;
+            let shared = &self.slots;
+            let f0 = Instant::now();
+            let wr_ref = &wr;
+            let pid = sys::fork_child(move || {
+                let all = shared.child_static();
+                crashpoint::install(
+                    &all[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS],
+                );
+                match wr_ref.try_clone() {
+                    Ok(fd) => worker::run(spec, pool, std::fs::File::from(fd)),
+                    Err(_) => worker::exit::PIPE,
+                }
+            })?;
+            drop(wr);
+            fork_time += f0.elapsed();
+            nix::fcntl::fcntl(
+                rd.as_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            live.push(Live {
+                index: i as u32,
+                role,
+                pid,
+                pipe: Some(std::fs::File::from(rd)),
+                buf: Vec::new(),
+                plan: p.clone(),
+                killed_at: None,
+                trigger: "",
+                timed_out: false,
+                status: None,
+            });
+        }
+
+        // Event loop: reports, kills, stops, timeouts, Ctrl-C.
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(sc.timeouts.cycle_ms);
+        let mut logs: Vec<WriterLog> = vec![WriterLog::default(); w.writers as usize];
+        let mut worker_findings: Vec<Finding> = Vec::new();
+        let mut kills: Vec<KillRecord> = Vec::new();
+        loop {
+            let now = t0.elapsed();
+            // Deliver due kills.
+            for l in live
+                .iter_mut()
+                .filter(|l| l.status.is_none() && l.killed_at.is_none())
+            {
+                if l.plan.kill_at.is_some_and(|k| k <= now) {
+                    let _ = kill(l.pid, Signal::SIGKILL);
+                    l.killed_at = Some(now);
+                    l.trigger = "time";
+                }
+            }
+            if now >= timeout {
+                for l in live
+                    .iter_mut()
+                    .filter(|l| l.status.is_none() && l.killed_at.is_none())
+                {
+                    let _ = kill(l.pid, Signal::SIGKILL);
+                    l.killed_at = Some(now);
+                    l.trigger = "timeout";
+                    l.timed_out = true;
+                }
+            }
+            reap(&mut live, words, t0);
+            for l in live.iter_mut() {
+                drain(l, &mut logs, &mut worker_findings);
+            }
+            if live.iter().all(|l| l.status.is_some()) {
+                break;
+            }
+            let next_kill = live
+                .iter()
+                .filter(|l| l.status.is_none() && l.killed_at.is_none())
+                .filter_map(|l| l.plan.kill_at)
+                .min()
+                .unwrap_or(timeout)
+                .min(timeout);
+            let wait_ms = next_kill
+                .saturating_sub(t0.elapsed())
+                .as_micros()
+                .div_ceil(1000)
+                .clamp(0, 1000) as u16;
+            let mut fds: Vec<PollFd> = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            for l in &live {
+                if let Some(p) = &l.pipe {
+                    fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(&mut fds, PollTimeout::from(wait_ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("poll"),
+            }
+            drop(fds);
+            while let Ok(Some(si)) = self.signals.read_signal() {
+                let sig = si.ssi_signo as i32;
+                if sig == Signal::SIGINT as i32 || sig == Signal::SIGTERM as i32 {
+                    self.interrupted = true;
+                    for l in live.iter_mut().filter(|l| l.status.is_none()) {
+                        let _ = kill(l.pid, Signal::SIGKILL);
+                        l.killed_at.get_or_insert(t0.elapsed());
+                        if l.trigger.is_empty() {
+                            l.trigger = "interrupt";
+                        }
+                    }
+                }
+            }
+        }
+        for l in live.iter_mut() {
+            drain_to_eof(l, &mut logs, &mut worker_findings);
+        }
+        let worker_time = t0.elapsed();
+
+        // Classify each worker's end.
+        let mut hang = false;
+        for l in &live {
+            let status = l.status.expect("reaped");
+            let (last, passed, stopped) =
+                crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+            let status_text = format!("{status:?}");
+            obs.event(&RunEvent::WorkerExit {
+                cycle,
+                backend: bname.clone(),
+                worker: l.index,
+                status: status_text,
+            });
+            match status {
+                WaitStatus::Signaled(_, Signal::SIGKILL, _) if l.killed_at.is_some() => {
+                    hang |= l.timed_out;
+                    let rec = KillRecord {
+                        worker: l.index,
+                        role: l.role.name().into(),
+                        signal: "SIGKILL".into(),
+                        at_ms: l.killed_at.unwrap_or_default().as_millis() as u64,
+                        trigger: if stopped {
+                            "point".into()
+                        } else {
+                            l.trigger.into()
+                        },
+                        last_point: last.map(str::to_string),
+                        points_passed: passed,
+                    };
+                    obs.event(&RunEvent::Kill {
+                        cycle,
+                        backend: bname.clone(),
+                        kill: rec.clone(),
+                    });
+                    kills.push(rec);
+                }
+                WaitStatus::Exited(_, 0) => {}
+                WaitStatus::Exited(_, _) => {} // its error message is already a finding
+                other => worker_findings.push(Finding::WorkerCrashed {
+                    worker: l.index,
+                    role: l.role.name().into(),
+                    detail: format!(
+                        "{other:?} (not a signal the scheduler sent; last crash point {last:?})"
+                    ),
+                }),
+            }
+        }
+        if self.interrupted {
+            return Ok(CycleResult {
+                cycle,
+                backend: kind,
+                outcome: Outcome::Clean,
+                expected: true,
+                findings: Vec::new(),
+                kills,
+                commits: logs.iter().map(|l| l.committed() as u64).sum(),
+                duration: started.elapsed(),
+                overhead: Duration::ZERO,
+                interrupted: true,
+            });
+        }
+
+        // Verify: data + oracle + operability.
+        let v0 = Instant::now();
+        let before = self.targets[t].installed.clone();
+        let mut findings = worker_findings;
+        let data = verify::data(kind, &self.targets[t].dir, &self.pool);
+        findings.extend(data.findings);
+        if let Some(after) = &data.installed {
+            findings.extend(oracle::check(&self.pool, &logs, &before, after));
+        }
+        let probe = verify::probe(
+            kind,
+            &self.targets[t].dir,
+            &self.pool,
+            Duration::from_millis(sc.timeouts.probe_ms),
+        )?;
+        match &probe {
+            Probe::Ok => {}
+            Probe::TimedOut => hang = true,
+            Probe::Failed(e) => findings.push(Finding::ProbeFailed { detail: e.clone() }),
+        }
+        let mut outcome = classify(&findings, hang);
+        for f in &findings {
+            obs.event(&RunEvent::Finding {
+                cycle,
+                backend: bname.clone(),
+                phase: "verify".into(),
+                finding: record(f),
+            });
+        }
+        let mut installed = data.installed;
+
+        // Recover when needed, then require a clean database again.
+        if outcome != Outcome::Clean {
+            let (ok, detail, after) = self.recover(t);
+            obs.event(&RunEvent::Recovery {
+                cycle,
+                backend: bname.clone(),
+                procedure: "rebuilddb".into(),
+                ok,
+                detail: detail.clone(),
+            });
+            let recoverable = findings.iter().all(|f| {
+                matches!(
+                    f.class(),
+                    FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Environment
+                )
+            });
+            if ok && recoverable && !hang {
+                outcome = Outcome::Recovered;
+            }
+            installed = after;
+        }
+        let installed = match installed {
+            Some(s) => s,
+            None => {
+                // Unreadable even after recovery: start over from an empty database.
+                let fresh = self.prepare_empty(t)?;
+                obs.event(&RunEvent::Recovery {
+                    cycle,
+                    backend: bname.clone(),
+                    procedure: "reset".into(),
+                    ok: true,
+                    detail: "database recreated empty".into(),
+                });
+                fresh
+            }
+        };
+        self.targets[t].installed = installed;
+        let expected = sc.expected(kind).contains(&outcome);
+        let commits = logs.iter().map(|l| l.committed() as u64).sum();
+        let duration = started.elapsed();
+        let overhead = fork_time + v0.elapsed();
+        obs.event(&RunEvent::CycleEnd {
+            cycle,
+            backend: bname,
+            outcome,
+            expected,
+            findings: findings.len(),
+            commits,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+        });
+        let _ = worker_time;
+        let res = CycleResult {
+            cycle,
+            backend: kind,
+            outcome,
+            expected,
+            findings,
+            kills,
+            commits,
+            duration,
+            overhead,
+            interrupted: false,
+        };
+        obs.cycle_done(&res);
+        Ok(res)
+    }
+
+    /// rebuilddb, then verify again. Returns (clean afterwards, detail, installed set).
+    fn recover(&mut self, t: usize) -> (bool, String, Option<BTreeSet<u32>>) {
+        let kind = self.targets[t].kind;
+        let dir = self.targets[t].dir.clone();
+        let detail = match dbtorture_backends::rebuild::rebuilddb(kind, kind, &dir) {
+            Ok(r) => format!("copied {} headers, skipped {}", r.copied, r.skipped.len()),
+            Err(e) => return (false, format!("rebuilddb failed: {e}"), None),
+        };
+        let data = verify::data(kind, &dir, &self.pool);
+        let probe = verify::probe(
+            kind,
+            &dir,
+            &self.pool,
+            Duration::from_millis(self.scenario.timeouts.probe_ms),
+        );
+        let clean = data.findings.is_empty() && matches!(probe, Ok(Probe::Ok));
+        let detail = if clean {
+            detail
+        } else {
+            format!(
+                "{detail}; still failing: {}",
+                data.findings
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        (clean, detail, data.installed)
+    }
+
+    fn prepare_empty(&mut self, t: usize) -> Result<BTreeSet<u32>> {
+        let kind = self.targets[t].kind;
+        let dir = self.targets[t].dir.clone();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        kind.open(&dir, OpenMode::Create)?.close()?;
+        Ok(BTreeSet::new())
+    }
+}
+
+impl Drop for Scheduler<'_> {
+    fn drop(&mut self) {
+        let _ = self.old_mask.thread_set_mask();
+    }
+}
+
+fn describe(plans: &[plan::WorkerPlan]) -> String {
+    let mut parts = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(k) = p.kill_at {
+            parts.push(format!("w{i}:kill@{:.1}ms", k.as_secs_f64() * 1000.0));
+        }
+        if let Some((id, nth)) = p.arm {
+            parts.push(format!(
+                "w{i}:{}#{nth}",
+                dbtorture_backends::crash::ALL[id as usize]
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "no faults".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) {
+    for l in live.iter_mut().filter(|l| l.status.is_none()) {
+        match waitpid(l.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(WaitStatus::Stopped(_, _)) => {
+                // Stopped at its armed crash point (or by someone else): kill it right there.
+                let (_, _, at_point) =
+                    crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+                let _ = kill(l.pid, Signal::SIGKILL);
+                l.killed_at.get_or_insert(t0.elapsed());
+                l.trigger = if at_point { "point" } else { "stopped" };
+            }
+            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => l.status = Some(st),
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => l.status = Some(WaitStatus::Exited(l.pid, 255)),
+            Err(_) => {}
+        }
+    }
+}
+
+fn drain(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
+    let Some(p) = &mut l.pipe else { return };
+    let mut buf = [0u8; 8192];
+    loop {
+        match p.read(&mut buf) {
+            Ok(0) => {
+                l.pipe = None;
+                break;
+            }
+            Ok(n) => l.buf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break, // WouldBlock
+        }
+    }
+    while let Some(pos) = l.buf.iter().position(|&c| c == b'\n') {
+        let line: Vec<u8> = l.buf.drain(..=pos).collect();
+        let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        apply_msg(l.index, l.role, &line, logs, findings);
+    }
+}
+
+fn drain_to_eof(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
+    // All workers are reaped, so every write end is closed and reads end at EOF without blocking.
+    while l.pipe.is_some() {
+        drain(l, logs, findings);
+        if l.pipe.is_some() {
+            // WouldBlock with the writer gone cannot happen for a pipe; guard anyway.
+            l.pipe = None;
+        }
+    }
+    // A torn last line (killed mid-write cannot happen below PIPE_BUF, but be safe) is ignored.
+    l.buf.clear();
+}
+
+fn apply_msg(
+    index: u32,
+    role: Role,
+    line: &str,
+    logs: &mut [WriterLog],
+    findings: &mut Vec<Finding>,
+) {
+    let Some(msg) = WorkerMsg::decode(line) else {
+        findings.push(Finding::WorkerError {
+            worker: index,
+            role: role.name().into(),
+            detail: format!("unparseable report line {line:?}"),
+        });
+        return;
+    };
+    let log = logs.get_mut(index as usize);
+    match (msg, log) {
+        (WorkerMsg::Begin { txn, body }, Some(log)) => log.begin(txn, body),
+        (WorkerMsg::Commit { txn }, Some(log)) => log.set(txn, TxnState::Committed),
+        (WorkerMsg::Abort { txn, error }, Some(log)) => log.set(txn, TxnState::Aborted(error)),
+        (WorkerMsg::Error { error }, _) => findings.push(Finding::WorkerError {
+            worker: index,
+            role: role.name().into(),
+            detail: error,
+        }),
+        (WorkerMsg::Inconsistent { detail }, _) => findings.push(Finding::ReaderSawInconsistency {
+            worker: index,
+            detail,
+        }),
+        _ => {}
+    }
+}
+
+/// A cycle's outcome from its findings (the most severe wins).
+pub fn classify(findings: &[Finding], hang: bool) -> Outcome {
+    let mut out = if hang { Outcome::Hang } else { Outcome::Clean };
+    for f in findings {
+        let o = match f.class() {
+            FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable => {
+                Outcome::Inconsistent
+            }
+            FindingClass::LostCommit => Outcome::LostCommit,
+            FindingClass::Environment => Outcome::CorruptEnv,
+            FindingClass::Crash => Outcome::HarnessError,
+        };
+        if o.severity() > out.severity() {
+            out = o;
+        }
+    }
+    out
+}
+
+/// A finding as reports carry it.
+pub fn record(f: &Finding) -> FindingRecord {
+    let detail = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
+    let kind = detail
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("unknown")
+        .to_string();
+    FindingRecord {
+        kind,
+        message: f.to_string(),
+        package: f.package().map(str::to_string),
+        detail,
+    }
+}

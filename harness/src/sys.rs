@@ -1,0 +1,113 @@
+//! The few operating-system operations that need `unsafe`: fork, a MAP_SHARED anonymous page shared with
+//! the workers, and the child-side set-up. Everything else in the harness is safe code.
+//!
+//! Why here: fork() is only sound from a single-threaded process, so [`fork_child`] checks that first
+//! instead of trusting its callers; the shared page is the only memory two processes touch.
+#![allow(unsafe_code)]
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous, munmap};
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{ForkResult, Pid};
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+/// Number of threads of this process, from /proc/self/status (Linux).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Threads:")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(1)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    #[error("refusing to fork: this process has {0} threads (fork is only safe single-threaded)")]
+    Threaded(usize),
+    #[error("fork: {0}")]
+    Fork(#[from] nix::Error),
+}
+
+/// Fork; in the child run `child` and `_exit` with its return value — the child never returns into the
+/// caller. The child gets PR_SET_PDEATHSIG(SIGKILL) (dies with the scheduler), stays in the caller's process
+/// group, and has the signals the scheduler blocked unblocked again.
+pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, ForkError> {
+    let threads = thread_count();
+    if threads > 1 {
+        return Err(ForkError::Threaded(threads));
+    }
+    let parent = nix::unistd::getpid();
+    // SAFETY: the process is single-threaded (checked above), so the child's copy of every lock and
+    // allocator state is consistent; the child only runs `child` and then `_exit`s.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+            if nix::unistd::getppid() != parent {
+                exit_now(111);
+            }
+            let _ = SigSet::all().thread_unblock();
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(112);
+            exit_now(code)
+        }
+    }
+}
+
+/// End this (child) process at once: no atexit handlers, no flushing of stdio buffers copied from the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Anonymous memory shared (MAP_SHARED) between the scheduler and the workers it forks after creating it,
+/// viewed as 64-bit atomic words.
+pub struct SharedWords {
+    ptr: NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl SharedWords {
+    pub fn new(words: usize) -> nix::Result<SharedWords> {
+        let bytes = NonZeroUsize::new(words.max(1) * 8).expect("non-zero");
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            mmap_anonymous(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }?;
+        Ok(SharedWords {
+            ptr: p.cast(),
+            len: words.max(1),
+        })
+    }
+
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is `len` u64 words, page-aligned, zero-initialised, valid until drop, and only
+        // ever accessed through atomics (also by other processes sharing it).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the region mapped in `new`; no references outlive `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len * 8) };
+    }
+}
+
+impl SharedWords {
+    /// In a forked child: the same words with a `'static` lifetime, for the crash-point hook.
+    pub fn child_static(&self) -> &'static [AtomicU64] {
+        // SAFETY: only called in a forked worker, which never drops `self` or unmaps the region: it ends with
+        // `_exit` (see `fork_child`), so the mapping outlives every use of the returned slice.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}

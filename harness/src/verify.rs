@@ -1,0 +1,168 @@
+//! The verifier's layers after a cycle: data (storage checks + the rpmdb cross-check, from the backend),
+//! the installed set the oracle compares, and operability (a fresh process opens, reads and writes within a
+//! timeout).
+//!
+//! Does not check (here): the shared environment (lock regions) — that belongs to the environment backends.
+
+use crate::sys;
+use crate::workload::Pool;
+use dbtorture_backends::rpmdb::{Finding, Header, IndexTag, tags};
+use dbtorture_backends::{BackendKind, OpenMode};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub struct DataReport {
+    pub findings: Vec<Finding>,
+    /// Pool ids present in Packages (by SHA1HEADER); `None` if the database could not be read.
+    pub installed: Option<BTreeSet<u32>>,
+}
+
+/// Storage checks, the full cross-check, and the installed set, in one read of the database.
+pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
+    let mut db = match kind.open(dir, OpenMode::ReadWrite) {
+        Ok(db) => db,
+        Err(e) => {
+            return DataReport {
+                findings: vec![Finding::Unopenable {
+                    detail: e.to_string(),
+                }],
+                installed: None,
+            };
+        }
+    };
+    let mut findings = match db.structural_check() {
+        Ok(f) => f,
+        Err(e) => vec![Finding::Unopenable {
+            detail: format!("storage check: {e}"),
+        }],
+    };
+    let snap = match db.snapshot(&mut findings) {
+        Ok(s) => s,
+        Err(e) => {
+            findings.push(Finding::Unopenable {
+                detail: format!("read: {e}"),
+            });
+            return DataReport {
+                findings,
+                installed: None,
+            };
+        }
+    };
+    let _ = db.close();
+    findings.extend(dbtorture_backends::rpmdb::cross_check(&snap));
+    let mut installed = BTreeSet::new();
+    for (hnum, blob) in &snap.packages {
+        let Ok(h) = Header::parse(blob) else { continue };
+        let Some(sha1) = h.string(tags::SHA1HEADER) else {
+            continue;
+        };
+        match pool.by_sha1.get(String::from_utf8_lossy(sha1).as_ref()) {
+            Some(id) => {
+                installed.insert(*id);
+            }
+            None => findings.push(Finding::UnexpectedPackage {
+                package: dbtorture_backends::rpmdb::check::nevra(&h),
+                detail: format!("#{hnum} is not a package of this workload"),
+            }),
+        }
+    }
+    DataReport {
+        findings,
+        installed: Some(installed),
+    }
+}
+
+/// Result of the operability probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Ok,
+    Failed(String),
+    TimedOut,
+}
+
+/// Fork a fresh process that opens the database, reads, installs and erases the probe package, and closes —
+/// within `timeout`. A probe that overruns is SIGKILLed and reported as `TimedOut`.
+pub fn probe(
+    kind: BackendKind,
+    dir: &Path,
+    pool: &Pool,
+    timeout: Duration,
+) -> Result<Probe, sys::ForkError> {
+    let (rd, wr) = nix::unistd::pipe().map_err(sys::ForkError::Fork)?;
+    let pid = sys::fork_child(|| {
+        let Ok(fd) = wr.try_clone() else { return 4 };
+        let mut out = std::fs::File::from(fd);
+        match probe_body(kind, dir, pool) {
+            Ok(()) => 0,
+            Err(e) => {
+                use std::io::Write;
+                let _ = out.write_all(e.as_bytes());
+                1
+            }
+        }
+    })?;
+    drop(wr);
+    let deadline = Instant::now() + timeout;
+    let mut msg = Vec::new();
+    let mut file = std::fs::File::from(rd);
+    // The child holds the pipe's write end until it exits: EOF means it is exiting.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Ok(Probe::TimedOut);
+        }
+        let ms = left.as_millis().clamp(1, 1000) as u16;
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Ok(Probe::Failed(format!("poll: {e}"))),
+        }
+        let mut buf = [0u8; 4096];
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&msg).into_owned();
+    Ok(match waitpid(pid, None) {
+        Ok(WaitStatus::Exited(_, 0)) => Probe::Ok,
+        Ok(WaitStatus::Exited(_, code)) => Probe::Failed(if text.is_empty() {
+            format!("probe exited with status {code}")
+        } else {
+            text
+        }),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Probe::Failed(format!("probe died of {sig}")),
+        Ok(other) => Probe::Failed(format!("probe: {other:?}")),
+        Err(e) => Probe::Failed(format!("waitpid: {e}")),
+    })
+}
+
+fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool) -> Result<(), String> {
+    let mut db = kind
+        .open(dir, OpenMode::ReadWrite)
+        .map_err(|e| format!("open: {e}"))?;
+    let p = &pool.probe;
+    db.lookup(IndexTag(tags::NAME), b"dbtorture-probe")
+        .map_err(|e| format!("read: {e}"))?;
+    db.hnums().map_err(|e| format!("read: {e}"))?;
+    db.begin().map_err(|e| format!("begin: {e}"))?;
+    let h = db
+        .install(&p.installed_blob(1))
+        .map_err(|e| format!("write: {e}"))?;
+    db.commit().map_err(|e| format!("commit: {e}"))?;
+    db.begin().map_err(|e| format!("begin: {e}"))?;
+    db.erase(h).map_err(|e| format!("erase: {e}"))?;
+    db.commit().map_err(|e| format!("commit: {e}"))?;
+    db.close().map_err(|e| format!("close: {e}"))
+}

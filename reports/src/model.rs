@@ -1,0 +1,194 @@
+//! The serializable schema of a run: outcomes, findings, events, summary. Versioned; kebab-case.
+//!
+//! Why a separate crate: reports are read by CI systems and people long after the run; the schema must not
+//! change because the harness's internals did. The harness converts its internal messages into these types
+//! at the edge.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The outcome of one cycle (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every check passed without any recovery procedure.
+    Clean,
+    /// Checks failed, a recovery procedure ran, and afterwards every check passed.
+    Recovered,
+    /// Locks of dead processes remain and block or confuse live ones.
+    StaleLocks,
+    /// Indexes disagree with Packages, a transaction is applied in part, or storage is damaged.
+    Inconsistent,
+    /// An acknowledged commit is missing.
+    LostCommit,
+    /// The shared environment (lock region) is damaged.
+    CorruptEnv,
+    /// An operation did not finish within its timeout.
+    Hang,
+    /// The harness itself failed (a bug in dbtorture, or the machine).
+    HarnessError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Clean,
+        Outcome::Recovered,
+        Outcome::StaleLocks,
+        Outcome::Inconsistent,
+        Outcome::LostCommit,
+        Outcome::CorruptEnv,
+        Outcome::Hang,
+        Outcome::HarnessError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Recovered => "recovered",
+            Outcome::StaleLocks => "stale-locks",
+            Outcome::Inconsistent => "inconsistent",
+            Outcome::LostCommit => "lost-commit",
+            Outcome::CorruptEnv => "corrupt-env",
+            Outcome::Hang => "hang",
+            Outcome::HarnessError => "harness-error",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Outcome> {
+        Outcome::ALL.iter().copied().find(|o| o.name() == s)
+    }
+
+    /// Severity for picking a cycle's outcome from several signals (higher wins).
+    pub fn severity(self) -> u8 {
+        match self {
+            Outcome::Clean => 0,
+            Outcome::Recovered => 1,
+            Outcome::StaleLocks => 2,
+            Outcome::Inconsistent => 3,
+            Outcome::CorruptEnv => 4,
+            Outcome::LostCommit => 5,
+            Outcome::Hang => 6,
+            Outcome::HarnessError => 7,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A finding as reports carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// Kind, e.g. "missing-index-entry".
+    pub kind: String,
+    /// One line for humans.
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// The full typed finding.
+    pub detail: serde_json::Value,
+}
+
+/// A kill the scheduler delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillRecord {
+    pub worker: u32,
+    pub role: String,
+    pub signal: String,
+    /// Milliseconds after the cycle started.
+    pub at_ms: u64,
+    /// "time" (random-time) or "point" (stopped at an armed crash point).
+    pub trigger: String,
+    /// The last crash point the worker passed, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_point: Option<String>,
+    /// Number of crash points the worker passed in total.
+    pub points_passed: u64,
+}
+
+/// One line of events.jsonl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RunEvent {
+    RunStart {
+        schema: u32,
+        scenario: String,
+        seed: u64,
+        backends: Vec<String>,
+        version: String,
+    },
+    CycleStart {
+        cycle: u64,
+        backend: String,
+        seed: u64,
+        plan: String,
+    },
+    Kill {
+        cycle: u64,
+        backend: String,
+        kill: KillRecord,
+    },
+    WorkerExit {
+        cycle: u64,
+        backend: String,
+        worker: u32,
+        status: String,
+    },
+    Finding {
+        cycle: u64,
+        backend: String,
+        phase: String,
+        finding: FindingRecord,
+    },
+    Recovery {
+        cycle: u64,
+        backend: String,
+        procedure: String,
+        ok: bool,
+        detail: String,
+    },
+    CycleEnd {
+        cycle: u64,
+        backend: String,
+        outcome: Outcome,
+        expected: bool,
+        findings: usize,
+        commits: u64,
+        duration_ms: f64,
+    },
+    RunEnd {
+        cycles: u64,
+        unexpected: u64,
+        interrupted: bool,
+        duration_s: f64,
+    },
+}
+
+/// summary.json
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: u32,
+    pub scenario: String,
+    pub seed: u64,
+    pub backends: Vec<String>,
+    pub cycles: u64,
+    pub kills: u64,
+    pub commits: u64,
+    /// backend → outcome name → count
+    pub outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+    pub unexpected: u64,
+    pub cycles_per_sec: f64,
+    pub kills_per_sec: f64,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    /// crash point → number of kills that landed at it (last point passed)
+    pub kill_points: BTreeMap<String, u64>,
+    pub version: String,
+    /// The command that reproduces this run.
+    pub replay: String,
+}

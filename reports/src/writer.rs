@@ -1,0 +1,134 @@
+//! Writers: events.jsonl streams one flushed line per event (so an interrupted run keeps what happened);
+//! summary.json is written atomically (temp file + rename), so a reader never sees half of it.
+
+use crate::model::RunEvent;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// events.jsonl, appended and flushed per event.
+pub struct EventLog {
+    out: Option<(PathBuf, BufWriter<File>)>,
+}
+
+impl EventLog {
+    /// A log that discards events.
+    pub fn disabled() -> EventLog {
+        EventLog { out: None }
+    }
+
+    pub fn create(path: &Path) -> Result<EventLog, WriteError> {
+        let f = File::create(path).map_err(|source| WriteError {
+            path: path.into(),
+            source,
+        })?;
+        Ok(EventLog {
+            out: Some((path.into(), BufWriter::new(f))),
+        })
+    }
+
+    pub fn emit(&mut self, ev: &RunEvent) -> Result<(), WriteError> {
+        let Some((path, w)) = &mut self.out else {
+            return Ok(());
+        };
+        let line = serde_json::to_string(ev).expect("events serialize");
+        let r = writeln!(w, "{line}").and_then(|_| w.flush());
+        r.map_err(|source| WriteError {
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+/// Write `value` as pretty JSON to `path` atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
+    let tmp = path.with_extension("json.tmp");
+    let err = |source| WriteError {
+        path: path.into(),
+        source,
+    };
+    let mut f = File::create(&tmp).map_err(err)?;
+    serde_json::to_writer_pretty(&mut f, value).map_err(|e| err(e.into()))?;
+    f.write_all(b"\n").map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Outcome, Summary};
+
+    #[test]
+    fn outcome_names_round_trip_as_kebab_case() {
+        for o in Outcome::ALL {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("\"{}\"", o.name()));
+            assert_eq!(Outcome::from_name(o.name()), Some(o));
+        }
+    }
+
+    #[test]
+    fn events_are_one_json_object_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("events.jsonl");
+        let mut log = EventLog::create(&p).unwrap();
+        log.emit(&RunEvent::RunEnd {
+            cycles: 3,
+            unexpected: 0,
+            interrupted: false,
+            duration_s: 1.5,
+        })
+        .unwrap();
+        log.emit(&RunEvent::CycleStart {
+            cycle: 1,
+            backend: "sqlite".into(),
+            seed: 9,
+            plan: "x".into(),
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["event"], "run-end");
+        let back: RunEvent = serde_json::from_str(lines[1]).unwrap();
+        assert!(matches!(back, RunEvent::CycleStart { cycle: 1, .. }));
+    }
+
+    #[test]
+    fn summary_written_atomically_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("summary.json");
+        let s = Summary {
+            schema: 1,
+            scenario: "s".into(),
+            seed: 1,
+            backends: vec!["sqlite".into()],
+            cycles: 2,
+            kills: 2,
+            commits: 5,
+            outcomes: Default::default(),
+            unexpected: 0,
+            cycles_per_sec: 1.0,
+            kills_per_sec: 1.0,
+            duration_s: 2.0,
+            interrupted: false,
+            kill_points: Default::default(),
+            version: "0".into(),
+            replay: "dbtorture run s".into(),
+        };
+        write_json_atomic(&p, &s).unwrap();
+        let back: Summary = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
