@@ -111,14 +111,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit_codes::USAGE as u8);
                 }
             };
-            if let Some(w) = &workdir {
-                if is_system_db(w) && !allow_system_db {
-                    eprintln!(
-                        "error: refusing to use {} (a system rpm database location); pass --allow-system-db",
-                        w.display()
-                    );
-                    return ExitCode::from(exit_codes::USAGE as u8);
-                }
+            if let Some(w) = &workdir
+                && is_system_db(w)
+                && !allow_system_db
+            {
+                eprintln!(
+                    "error: refusing to use {} (a system rpm database location); pass --allow-system-db",
+                    w.display()
+                );
+                return ExitCode::from(exit_codes::USAGE as u8);
             }
             let opts = RunOptions {
                 seed,

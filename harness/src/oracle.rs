@@ -186,7 +186,7 @@ mod tests {
         let p = pool();
         let l = log(vec![(vec![Step::Add(0)], TxnState::Committed)]);
         let before = BTreeSet::new();
-        assert!(check(&p, &[l.clone()], &before, &BTreeSet::from([0])).is_empty());
+        assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0])).is_empty());
         let f = check(&p, &[l], &before, &BTreeSet::new());
         assert!(
             matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]),
@@ -200,11 +200,11 @@ mod tests {
         let l = log(vec![(vec![Step::Add(2), Step::Remove(0)], TxnState::Begun)]);
         let before = BTreeSet::from([0]);
         assert!(
-            check(&p, &[l.clone()], &before, &before).is_empty(),
+            check(&p, std::slice::from_ref(&l), &before, &before).is_empty(),
             "nothing applied is fine"
         );
         assert!(
-            check(&p, &[l.clone()], &before, &BTreeSet::from([2])).is_empty(),
+            check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([2])).is_empty(),
             "all applied is fine"
         );
         let f = check(&p, &[l], &before, &BTreeSet::from([0, 2]));

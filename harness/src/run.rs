@@ -179,15 +179,15 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let mut cycle = 0u64;
     let mut harness_error = None;
     'outer: loop {
-        if let Some(c) = cycles {
-            if cycle >= c {
-                break;
-            }
+        if let Some(c) = cycles
+            && cycle >= c
+        {
+            break;
         }
-        if let Some(d) = duration {
-            if started.elapsed() >= d {
-                break;
-            }
+        if let Some(d) = duration
+            && started.elapsed() >= d
+        {
+            break;
         }
         for t in 0..sched.targets.len() {
             match sched.cycle(t, cycle, &mut sink) {

@@ -260,13 +260,13 @@ impl Scenario {
                 ));
             }
         }
-        if let Some(d) = &self.duration {
-            if parse_duration(d).is_none() {
-                return Err(self.field_err(
-                    "duration",
-                    format!("expected a duration like \"60s\" or \"5m\", got {d:?}"),
-                ));
-            }
+        if let Some(d) = &self.duration
+            && parse_duration(d).is_none()
+        {
+            return Err(self.field_err(
+                "duration",
+                format!("expected a duration like \"60s\" or \"5m\", got {d:?}"),
+            ));
         }
         if self.cycles == Some(0) {
             return Err(self.field_err("cycles", "expected at least 1"));
@@ -311,13 +311,13 @@ impl Scenario {
             );
         }
         range("kill.hit_max", k.hit_max.into(), 1, 1_000_000)?;
-        if let Some(p) = &k.point {
-            if dbtorture_backends::crash::id_of(p).is_none() {
-                return Err(self.field_err(
-                    "kill.point",
-                    format!("unknown crash point {p:?} (see `dbtorture list`)"),
-                ));
-            }
+        if let Some(p) = &k.point
+            && dbtorture_backends::crash::id_of(p).is_none()
+        {
+            return Err(self.field_err(
+                "kill.point",
+                format!("unknown crash point {p:?} (see `dbtorture list`)"),
+            ));
         }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;

@@ -217,7 +217,7 @@ impl<'a> Header<'a> {
                 });
             }
             let off = offset as usize;
-            if off % ty.align() != 0 {
+            if !off.is_multiple_of(ty.align()) {
                 return Err(HeaderError::BadAlignment {
                     entry: i,
                     tag,
@@ -459,7 +459,7 @@ pub fn append_entries(blob: &[u8], add: &[(u32, Value)]) -> Result<Vec<u8>, Head
             ),
             Value::Bin(b) => (TagType::Bin, b.len() as u32, b.clone(), 1),
         };
-        while data.len() % align != 0 {
+        while !data.len().is_multiple_of(align) {
             data.push(0);
         }
         index.extend_from_slice(&tag.to_be_bytes());

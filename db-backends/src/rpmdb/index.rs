@@ -72,10 +72,10 @@ pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
             }
         }
         KeyClass::Bin => {
-            if let Some((tags_ty, count, bytes)) = h.raw(index.0) {
-                if tags_ty == super::header::TagType::Bin && count > 0 {
-                    out.push((bytes.to_vec(), 0));
-                }
+            if let Some((super::header::TagType::Bin, count, bytes)) = h.raw(index.0)
+                && count > 0
+            {
+                out.push((bytes.to_vec(), 0));
             }
         }
         KeyClass::String => {
@@ -97,10 +97,10 @@ pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
             };
             for (i, v) in values.iter().enumerate() {
                 let mut tagnum = i as u32;
-                if let Some(flags) = &req_flags {
-                    if flags.get(i).is_some_and(|f| is_transient_req(*f)) {
-                        continue;
-                    }
+                if let Some(flags) = &req_flags
+                    && flags.get(i).is_some_and(|f| is_transient_req(*f))
+                {
+                    continue;
                 }
                 if let Some(ti) = &trig_index {
                     match ti.get(i) {

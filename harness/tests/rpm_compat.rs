@@ -1,0 +1,279 @@
+//! Compatibility with Debian's rpm 4.18, both ways, on real files:
+//! - a database written by our sqlite backend is read by `rpm` (`-qa`, `-qf`, `--whatprovides` agree);
+//! - a database written by `rpm` (`--initdb` + `-U --justdb` of packages the `rpm` crate builds) verifies clean.
+//!
+//! Needs the `rpm` binary (`.ci/run` and `ci/test.sh` install it). Without it these tests fail with a message
+//! saying so, unless DBTORTURE_SKIP_RPM=1 is set, in which case they print that they were skipped.
+
+use dbtorture::workload::{Pool, PoolSpec};
+use dbtorture_backends::{BackendKind, OpenMode};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn rpm_available() -> bool {
+    if Command::new("rpm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    if std::env::var("DBTORTURE_SKIP_RPM").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIPPED: `rpm` is not installed and DBTORTURE_SKIP_RPM=1 (run ci/test.sh to install it)"
+        );
+        return false;
+    }
+    panic!(
+        "`rpm` is not installed: run ci/test.sh (apt-get install rpm) or set DBTORTURE_SKIP_RPM=1 to skip"
+    );
+}
+
+fn rpm(args: &[&str]) -> (String, String) {
+    let out = Command::new("rpm").args(args).output().expect("run rpm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rpm {args:?} failed: {stderr}");
+    (stdout, stderr)
+}
+
+fn pool() -> Pool {
+    Pool::build(PoolSpec {
+        names: 12,
+        versions: 2,
+        files_mean: 6,
+        seed: 77,
+    })
+    .unwrap()
+}
+
+const QF: &str = "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\\n";
+
+fn label(p: &dbtorture::workload::PoolPackage) -> String {
+    let h = dbtorture_backends::rpmdb::Header::parse(&p.header).unwrap();
+    use dbtorture_backends::rpmdb::tags;
+    let s = |t| String::from_utf8_lossy(h.string(t).unwrap()).into_owned();
+    format!(
+        "{} {}:{}-{}.{}",
+        s(tags::NAME),
+        h.u32_first(tags::EPOCH).unwrap_or(0),
+        s(tags::VERSION),
+        s(tags::RELEASE),
+        s(tags::ARCH)
+    )
+}
+
+#[test]
+fn rpm_418_reads_what_our_sqlite_backend_wrote() {
+    if !rpm_available() {
+        return;
+    }
+    let pool = pool();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rpmdb");
+    let chosen: Vec<_> = pool.packages.iter().filter(|p| p.id % 2 == 0).collect();
+    let mut db = BackendKind::Sqlite.open(&dir, OpenMode::Create).unwrap();
+    db.begin().unwrap();
+    for p in &chosen {
+        db.install(&p.installed_blob(1_700_000_123)).unwrap();
+    }
+    db.commit().unwrap();
+    db.close().unwrap();
+
+    let dbpath = dir.to_str().unwrap();
+    let (out, err) = rpm(&["--dbpath", dbpath, "-qa", "--qf", QF]);
+    assert!(err.trim().is_empty(), "rpm complained: {err}");
+    let got: BTreeSet<String> = out.lines().map(str::to_string).collect();
+    let want: BTreeSet<String> = chosen.iter().map(|p| label(p)).collect();
+    assert_eq!(got, want);
+
+    for p in &chosen {
+        let (out, err) = rpm(&[
+            "--dbpath",
+            dbpath,
+            "-q",
+            "--whatprovides",
+            &p.provide,
+            "--qf",
+            QF,
+        ]);
+        assert!(err.trim().is_empty(), "{err}");
+        assert_eq!(out.trim(), label(p), "--whatprovides {}", p.provide);
+        let h = dbtorture_backends::rpmdb::Header::parse(&p.header).unwrap();
+        use dbtorture_backends::rpmdb::tags;
+        if let (Some(dirs), Some(idx), Some(bases)) = (
+            h.strings(tags::DIRNAMES),
+            h.u32s(tags::DIRINDEXES),
+            h.strings(tags::BASENAMES),
+        ) {
+            let last = bases.len() - 1;
+            let path = format!(
+                "{}{}",
+                String::from_utf8_lossy(dirs[idx[last] as usize]),
+                String::from_utf8_lossy(bases[last])
+            );
+            // `-qf` needs the file to exist; `--path` asks the database only (Basenames + Dirnames).
+            let (out, err) = rpm(&["--dbpath", dbpath, "-q", "--path", &path, "--qf", QF]);
+            assert!(err.trim().is_empty(), "{err}");
+            assert_eq!(out.trim(), label(p), "-qf {path}");
+        }
+    }
+    // rpm's own verify agrees, and ours is clean too.
+    let st = Command::new("rpmdb")
+        .args(["--dbpath", dbpath, "--verifydb"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        BackendKind::Sqlite
+            .verify(&dir, OpenMode::ReadOnly)
+            .unwrap(),
+        vec![]
+    );
+}
+
+fn install_with_rpm(root: &Path, files: &[std::path::PathBuf]) {
+    let root_s = root.to_str().unwrap();
+    rpm(&["--root", root_s, "--dbpath", "/var/lib/rpm", "--initdb"]);
+    let mut args = vec![
+        "--root",
+        root_s,
+        "--dbpath",
+        "/var/lib/rpm",
+        "-U",
+        "--justdb",
+        "--nodeps",
+        "--noscripts",
+        "--notriggers",
+        "--ignorearch",
+        "--force-debian",
+    ];
+    let names: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    args.extend(names);
+    rpm(&args);
+}
+
+#[test]
+fn database_written_by_rpm_418_verifies_clean() {
+    if !rpm_available() {
+        return;
+    }
+    let pool = pool();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut files = Vec::new();
+    for p in pool.packages.iter().filter(|p| p.id % 2 == 1) {
+        let f = tmp.path().join(format!("{}.rpm", p.id));
+        std::fs::write(&f, pool.rpm_file(p.id).unwrap()).unwrap();
+        files.push(f);
+    }
+    install_with_rpm(&root, &files);
+    let dir = root.join("var/lib/rpm");
+    let findings = BackendKind::Sqlite
+        .verify(&dir, OpenMode::ReadOnly)
+        .unwrap();
+    assert!(
+        findings.is_empty(),
+        "findings on rpm's own database: {findings:#?}"
+    );
+    // And what rpm wrote is what we would have written: the same packages, found through our indexes.
+    let mut db = BackendKind::Sqlite.open(&dir, OpenMode::ReadOnly).unwrap();
+    assert_eq!(db.hnums().unwrap().len(), files.len());
+    for p in pool.packages.iter().filter(|p| p.id % 2 == 1) {
+        let hits = db.lookup(
+            dbtorture_backends::rpmdb::IndexTag(dbtorture_backends::rpmdb::tags::NAME),
+            p.name.as_bytes(),
+        );
+        assert_eq!(hits.unwrap().len(), 1, "{}", p.name);
+    }
+}
+
+#[test]
+fn verify_reports_what_rpm_verifydb_misses() {
+    if !rpm_available() {
+        return;
+    }
+    let pool = pool();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let p = &pool.packages[1];
+    let f = tmp.path().join("p.rpm");
+    std::fs::write(&f, pool.rpm_file(p.id).unwrap()).unwrap();
+    install_with_rpm(&root, &[f]);
+    let dir = root.join("var/lib/rpm");
+    // Damage an index the way a torn write would: drop a Basenames row and mis-number a Providename row.
+    let conn = rusqlite::Connection::open(dir.join("rpmdb.sqlite")).unwrap();
+    conn.execute_batch(
+        "DELETE FROM Basenames WHERE rowid = (SELECT min(rowid) FROM Basenames);
+         UPDATE Providename SET idx = idx + 7 WHERE rowid = (SELECT min(rowid) FROM Providename);",
+    )
+    .unwrap();
+    drop(conn);
+    let st = Command::new("rpmdb")
+        .args(["--dbpath", dir.to_str().unwrap(), "--verifydb"])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "rpm's --verifydb does not look at index tables"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dbtorture"))
+        .args(["verify", "--backend", "sqlite", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("missing index entry: Basenames"), "{text}");
+    assert!(text.contains("wrong tag index: Providename"), "{text}");
+}
+
+fn schema(path: &Path) -> Vec<(String, String, String)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn our_schema_is_byte_for_byte_rpms() {
+    if !rpm_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    rpm(&[
+        "--root",
+        root.to_str().unwrap(),
+        "--dbpath",
+        "/var/lib/rpm",
+        "--initdb",
+    ]);
+    let ours = tmp.path().join("ours");
+    BackendKind::Sqlite
+        .open(&ours, OpenMode::Create)
+        .unwrap()
+        .close()
+        .unwrap();
+    let theirs = schema(&root.join("var/lib/rpm/rpmdb.sqlite"));
+    assert_eq!(
+        theirs.len(),
+        49,
+        "rpm 4.18: Packages, sqlite_sequence, 18 index tables and their indexes"
+    );
+    assert_eq!(schema(&ours.join("rpmdb.sqlite")), theirs);
+}
