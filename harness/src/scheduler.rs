@@ -95,16 +95,6 @@ struct Live {
 impl<'a> Scheduler<'a> {
     /// Build the pool and prepare one database per backend under `workdir`.
     pub fn new(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
-        let w = &scenario.workload;
-        let pool = Pool::build(PoolSpec {
-            names: w.packages,
-            versions: w.versions,
-            files_mean: w.files_mean,
-            seed,
-        })
-        .context("building the package pool")?;
-        let slots = SharedWords::new(((w.writers + w.readers) as usize) * crashpoint::SLOT_WORDS)
-            .context("mapping the shared breadcrumb page")?;
         // SIGCHLD, SIGINT and SIGTERM arrive through a signalfd the event loop polls; children unblock them.
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
@@ -115,6 +105,16 @@ impl<'a> Scheduler<'a> {
             .context("sigprocmask")?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .context("signalfd")?;
+        let w = &scenario.workload;
+        let pool = Pool::build(PoolSpec {
+            names: w.packages,
+            versions: w.versions,
+            files_mean: w.files_mean,
+            seed,
+        })
+        .context("building the package pool")?;
+        let slots = SharedWords::new(((w.writers + w.readers) as usize) * crashpoint::SLOT_WORDS)
+            .context("mapping the shared breadcrumb page")?;
         let mut s = Scheduler {
             scenario,
             seed,
