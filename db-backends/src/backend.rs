@@ -28,9 +28,7 @@ pub enum OpenMode {
 }
 
 /// The backends this build knows.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     Sqlite,
@@ -51,18 +49,13 @@ impl BackendKind {
 
     pub fn description(self) -> &'static str {
         match self {
-            BackendKind::Sqlite => {
-                "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package"
-            }
+            BackendKind::Sqlite => "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package",
         }
     }
 
     pub fn promises(self) -> Promises {
         match self {
-            BackendKind::Sqlite => Promises {
-                atomic: true,
-                durable: true,
-            },
+            BackendKind::Sqlite => Promises { atomic: true, durable: true },
         }
     }
 
@@ -119,10 +112,7 @@ pub enum BackendError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Header(#[from] crate::rpmdb::header::HeaderError),
     #[error("no package with header number {0}")]

@@ -35,9 +35,7 @@ pub const ALL: &[&str] = &[
 
 /// The points whose name starts with `prefix` (e.g. a backend name followed by a dot).
 pub fn points_of(backend: &str) -> impl Iterator<Item = &'static str> + '_ {
-    ALL.iter()
-        .copied()
-        .filter(move |p| p.split('.').next() == Some(backend))
+    ALL.iter().copied().filter(move |p| p.split('.').next() == Some(backend))
 }
 
 /// The id of a point (its index in [`ALL`]).

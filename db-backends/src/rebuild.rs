@@ -22,11 +22,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Rebuild the database in `dir` (backend `from`) into backend `to`, then swap it into `dir`.
-pub fn rebuilddb(
-    from: BackendKind,
-    to: BackendKind,
-    dir: &Path,
-) -> Result<RebuildReport, BackendError> {
+pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<RebuildReport, BackendError> {
     let pid = std::process::id();
     let new_dir = sibling(dir, &format!("rebuilddb.{pid}"));
     let old_dir = sibling(dir, &format!("old.{pid}"));
@@ -37,10 +33,7 @@ pub fn rebuilddb(
     if new_dir.exists() {
         std::fs::remove_dir_all(&new_dir).map_err(io(&new_dir))?;
     }
-    let mut report = RebuildReport {
-        copied: 0,
-        skipped: Vec::new(),
-    };
+    let mut report = RebuildReport { copied: 0, skipped: Vec::new() };
     {
         let mut src = from.open(dir, OpenMode::ReadWrite)?;
         let mut dst = to.open(&new_dir, OpenMode::Create)?;
@@ -49,16 +42,11 @@ pub fn rebuilddb(
         for hnum in hnums {
             let Some(blob) = src.get(hnum)? else { continue };
             let ok = match Header::parse(&blob) {
-                Ok(h) => [tags::NAME, tags::VERSION, tags::RELEASE, tags::BUILDTIME]
-                    .iter()
-                    .all(|t| h.has(*t)),
+                Ok(h) => [tags::NAME, tags::VERSION, tags::RELEASE, tags::BUILDTIME].iter().all(|t| h.has(*t)),
                 Err(_) => false,
             };
             if !ok {
-                report.skipped.push((
-                    hnum,
-                    format!("header #{hnum} in the database is bad -- skipping."),
-                ));
+                report.skipped.push((hnum, format!("header #{hnum} in the database is bad -- skipping.")));
                 continue;
             }
             dst.install(&blob)?;
@@ -72,10 +60,7 @@ pub fn rebuilddb(
     std::fs::rename(dir, &old_dir).map_err(io(dir))?;
     if let Err(e) = std::fs::rename(&new_dir, dir) {
         let _ = std::fs::rename(&old_dir, dir);
-        return Err(BackendError::Io {
-            path: new_dir,
-            source: e,
-        });
+        return Err(BackendError::Io { path: new_dir, source: e });
     }
     std::fs::remove_dir_all(&old_dir).map_err(io(&old_dir))?;
     Ok(report)

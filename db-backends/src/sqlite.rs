@@ -48,21 +48,18 @@ pub fn index_table_sql(idx: IndexTag) -> String {
     )
 }
 
-pub const PACKAGES_SQL: &str = "CREATE TABLE IF NOT EXISTS 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL)";
+pub const PACKAGES_SQL: &str =
+    "CREATE TABLE IF NOT EXISTS 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT,blob BLOB NOT NULL)";
 
 /// rpm's secondary indexes of one table: `<table>_key_idx` for string-class keys, `<table>_hnum_idx` for arrays.
 pub fn index_index_sql(idx: IndexTag) -> Vec<String> {
     let mut v = Vec::new();
     let t = idx.name();
     if idx.key_class() == KeyClass::String {
-        v.push(format!(
-            "CREATE INDEX IF NOT EXISTS '{t}_key_idx' ON '{t}'(key ASC)"
-        ));
+        v.push(format!("CREATE INDEX IF NOT EXISTS '{t}_key_idx' ON '{t}'(key ASC)"));
     }
     if idx.is_array() {
-        v.push(format!(
-            "CREATE INDEX IF NOT EXISTS '{t}_hnum_idx' ON '{t}'(hnum ASC)"
-        ));
+        v.push(format!("CREATE INDEX IF NOT EXISTS '{t}_hnum_idx' ON '{t}'(hnum ASC)"));
     }
     v
 }
@@ -76,10 +73,7 @@ fn key_value(idx: IndexTag, key: &[u8]) -> ToSqlOutput<'_> {
 
 impl SqliteBackend {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<SqliteBackend, BackendError> {
-        let io = |source| BackendError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
+        let io = |source| BackendError::Io { path: dir.to_path_buf(), source };
         let path = dir.join(DB_FILE);
         let flags = match mode {
             OpenMode::Create => {
@@ -92,10 +86,7 @@ impl SqliteBackend {
         if mode != OpenMode::Create && !path.exists() {
             return Err(BackendError::Io {
                 path: path.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no rpmdb.sqlite in this directory",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no rpmdb.sqlite in this directory"),
             });
         }
         let conn = Connection::open_with_flags(&path, flags)?;
@@ -112,12 +103,7 @@ impl SqliteBackend {
             Self::init_schema(&conn)?;
         }
         point("sqlite.open.after");
-        Ok(SqliteBackend {
-            conn: Some(conn),
-            dir: dir.to_path_buf(),
-            writable,
-            txn_lock: None,
-        })
+        Ok(SqliteBackend { conn: Some(conn), dir: dir.to_path_buf(), writable, txn_lock: None })
     }
 
     fn init_schema(conn: &Connection) -> Result<(), BackendError> {
@@ -154,26 +140,15 @@ impl SqliteBackend {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|source| BackendError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let fl = libc::flock {
-            l_type: libc::F_WRLCK as _,
-            l_whence: libc::SEEK_SET as _,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
+            .map_err(|source| BackendError::Io { path: path.clone(), source })?;
+        let fl =
+            libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
         loop {
             match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
                 Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    return Err(BackendError::Io {
-                        path,
-                        source: e.into(),
-                    });
+                    return Err(BackendError::Io { path, source: e.into() });
                 }
             }
         }
@@ -193,22 +168,14 @@ impl SqliteBackend {
                 Ok(v)
             }
             Err(e) => {
-                let _ = self
-                    .conn()
-                    .execute_batch(&format!("ROLLBACK TO '{name}'; RELEASE '{name}'"));
+                let _ = self.conn().execute_batch(&format!("ROLLBACK TO '{name}'; RELEASE '{name}'"));
                 Err(e)
             }
         }
     }
 
-    fn read_index(
-        &self,
-        idx: IndexTag,
-        findings: &mut Vec<Finding>,
-    ) -> Result<Vec<Entry>, BackendError> {
-        let mut stmt = self
-            .conn()
-            .prepare(&format!("SELECT key, hnum, idx FROM '{}'", idx.name()))?;
+    fn read_index(&self, idx: IndexTag, findings: &mut Vec<Finding>) -> Result<Vec<Entry>, BackendError> {
+        let mut stmt = self.conn().prepare(&format!("SELECT key, hnum, idx FROM '{}'", idx.name()))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         let want_text = idx.key_class() == KeyClass::String;
@@ -230,11 +197,7 @@ impl SqliteBackend {
             };
             let hnum: i64 = r.get(1)?;
             let tagnum: i64 = r.get(2)?;
-            out.push(Entry {
-                key,
-                hnum: hnum as u32,
-                tagnum: tagnum as u32,
-            });
+            out.push(Entry { key, hnum: hnum as u32, tagnum: tagnum as u32 });
         }
         if wrong_type > 0 {
             findings.push(Finding::SchemaMismatch {
@@ -260,16 +223,13 @@ impl Store for SqliteBackend {
             Ok(s.conn().last_insert_rowid())
         })?;
         point("sqlite.packages.put.after");
-        u32::try_from(hnum)
-            .map_err(|_| BackendError::Other(format!("header number {hnum} out of range")))
+        u32::try_from(hnum).map_err(|_| BackendError::Other(format!("header number {hnum} out of range")))
     }
 
     fn del_package(&mut self, hnum: u32) -> Result<(), BackendError> {
         point("sqlite.packages.del.before");
         self.with_savepoint("Packages", |s| {
-            s.conn()
-                .prepare_cached("DELETE FROM 'Packages' WHERE hnum=?")?
-                .execute([hnum])?;
+            s.conn().prepare_cached("DELETE FROM 'Packages' WHERE hnum=?")?.execute([hnum])?;
             Ok(())
         })?;
         point("sqlite.packages.del.after");
@@ -280,17 +240,10 @@ impl Store for SqliteBackend {
         self.get(hnum)
     }
 
-    fn index_add(
-        &mut self,
-        idx: IndexTag,
-        hnum: u32,
-        entries: &[Entry],
-    ) -> Result<(), BackendError> {
+    fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
         point("sqlite.index.put.before");
         self.with_savepoint(idx.name(), |s| {
-            let mut stmt = s
-                .conn()
-                .prepare_cached(&format!("INSERT INTO '{}' VALUES(?, ?, ?)", idx.name()))?;
+            let mut stmt = s.conn().prepare_cached(&format!("INSERT INTO '{}' VALUES(?, ?, ?)", idx.name()))?;
             for e in entries {
                 stmt.execute(params![key_value(idx, &e.key), hnum, e.tagnum])?;
             }
@@ -300,17 +253,10 @@ impl Store for SqliteBackend {
         Ok(())
     }
 
-    fn index_remove(
-        &mut self,
-        idx: IndexTag,
-        hnum: u32,
-        _entries: &[Entry],
-    ) -> Result<(), BackendError> {
+    fn index_remove(&mut self, idx: IndexTag, hnum: u32, _entries: &[Entry]) -> Result<(), BackendError> {
         point("sqlite.index.del.before");
         self.with_savepoint(idx.name(), |s| {
-            s.conn()
-                .prepare_cached(&format!("DELETE FROM '{}' WHERE hnum=?", idx.name()))?
-                .execute([hnum])?;
+            s.conn().prepare_cached(&format!("DELETE FROM '{}' WHERE hnum=?", idx.name()))?.execute([hnum])?;
             Ok(())
         })?;
         point("sqlite.index.del.after");
@@ -358,9 +304,7 @@ impl Backend for SqliteBackend {
                 Ok(h)
             }
             Err(e) => {
-                let _ = self
-                    .conn()
-                    .execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
+                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
                 Err(e.into())
             }
         }
@@ -380,9 +324,7 @@ impl Backend for SqliteBackend {
                 Ok(())
             }
             Err(e) => {
-                let _ = self
-                    .conn()
-                    .execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
+                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
                 Err(e.into())
             }
         }
@@ -408,9 +350,7 @@ impl Backend for SqliteBackend {
     }
 
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT blob FROM 'Packages' WHERE hnum=?")?;
+        let mut stmt = self.conn().prepare_cached("SELECT blob FROM 'Packages' WHERE hnum=?")?;
         let mut rows = stmt.query([hnum])?;
         Ok(match rows.next()? {
             Some(r) => Some(r.get(0)?),
@@ -419,13 +359,9 @@ impl Backend for SqliteBackend {
     }
 
     fn lookup(&mut self, idx: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
-        let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT hnum, idx FROM '{}' WHERE key=?",
-            idx.name()
-        ))?;
-        let rows = stmt.query_map([key_value(idx, key)], |r| {
-            Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32))
-        })?;
+        let mut stmt = self.conn().prepare_cached(&format!("SELECT hnum, idx FROM '{}' WHERE key=?", idx.name()))?;
+        let rows =
+            stmt.query_map([key_value(idx, key)], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -442,9 +378,7 @@ impl Backend for SqliteBackend {
     }
 
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT hnum FROM 'Packages' ORDER BY hnum")?;
+        let mut stmt = self.conn().prepare_cached("SELECT hnum FROM 'Packages' ORDER BY hnum")?;
         let rows = stmt.query_map([], |r| Ok(r.get::<_, i64>(0)? as u32))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -497,26 +431,16 @@ impl Backend for SqliteBackend {
                 let rowid = rowid.unwrap_or(-1);
                 let hnum = self
                     .conn()
-                    .query_row(
-                        &format!("SELECT hnum FROM '{table}' WHERE rowid=?"),
-                        [rowid],
-                        |r| r.get(0),
-                    )
+                    .query_row(&format!("SELECT hnum FROM '{table}' WHERE rowid=?"), [rowid], |r| r.get(0))
                     .unwrap_or(-1);
                 out.push(Finding::ForeignKeyViolation { table, rowid, hnum });
             }
         }
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT name FROM sqlite_master WHERE type='table'")?;
-        let tables: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn().prepare("SELECT name FROM sqlite_master WHERE type='table'")?;
+        let tables: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         for t in std::iter::once("Packages").chain(INDEXES.iter().map(|i| i.name())) {
             if !tables.iter().any(|x| x == t) {
-                out.push(Finding::SchemaMismatch {
-                    detail: format!("table {t} is missing"),
-                });
+                out.push(Finding::SchemaMismatch { detail: format!("table {t} is missing") });
             }
         }
         Ok(out)

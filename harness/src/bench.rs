@@ -42,20 +42,21 @@ fn build_db(dir: &Path, pool: &Pool) -> Result<()> {
 }
 
 pub fn overhead() -> Result<()> {
+    for files_mean in [12, 140] {
+        overhead_at(files_mean)?;
+    }
+    Ok(())
+}
+
+fn overhead_at(files_mean: u32) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("db");
-    let pool = Pool::build(PoolSpec {
-        names: 100,
-        versions: 1,
-        files_mean: 140,
-        seed: 1,
-    })?;
+    let pool = Pool::build(PoolSpec { names: 100, versions: 1, files_mean, seed: 1 })?;
     build_db(&dir, &pool)?;
     let files: u32 = pool.packages.iter().map(|p| p.files).sum();
     println!("overhead: 100 packages, {files} files, sqlite");
     let n = 200;
-    let (mut fork, mut ver, mut probe, mut total) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut fork, mut ver, mut probe, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let t0 = Instant::now();
         let pid = sys::fork_child(|| 0)?;
@@ -66,10 +67,7 @@ pub fn overhead() -> Result<()> {
         let pr = verify::probe(BackendKind::Sqlite, &dir, &pool, Duration::from_secs(10))?;
         let outcome = classify(&data.findings, pr == verify::Probe::TimedOut);
         let t3 = Instant::now();
-        anyhow::ensure!(
-            data.findings.is_empty() && pr == verify::Probe::Ok,
-            "bench database is not clean: {outcome}"
-        );
+        anyhow::ensure!(data.findings.is_empty() && pr == verify::Probe::Ok, "bench database is not clean: {outcome}");
         fork.push(t1 - t0);
         ver.push(t2 - t1);
         probe.push(t3 - t2);
@@ -79,19 +77,14 @@ pub fn overhead() -> Result<()> {
     println!("  full verify            {}", stats(ver));
     println!("  probe + classify       {}", stats(probe));
     println!("  total per cycle        {}", stats(total));
+    breakdown(&dir, 20)?;
     Ok(())
 }
 
 pub fn smoke(scenario: &Path) -> Result<()> {
     let sc = Scenario::load(scenario)?;
     let t0 = Instant::now();
-    let r = run(
-        &sc,
-        &RunOptions {
-            quiet: true,
-            ..Default::default()
-        },
-    )?;
+    let r = run(&sc, &RunOptions { quiet: true, ..Default::default() })?;
     let s = &r.summary;
     println!(
         "{}: {} cycles, {} kills in {:.2} s: {:.1} kills/s, {:.1} cycles/s, unexpected {} (wall {:.2} s)",
@@ -110,12 +103,7 @@ pub fn smoke(scenario: &Path) -> Result<()> {
 
 pub fn verify_fedora() -> Result<()> {
     let t0 = Instant::now();
-    let pool = Pool::build(PoolSpec {
-        names: 2500,
-        versions: 1,
-        files_mean: 140,
-        seed: 4,
-    })?;
+    let pool = Pool::build(PoolSpec { names: 2500, versions: 1, files_mean: 140, seed: 4 })?;
     let files: u64 = pool.packages.iter().map(|p| u64::from(p.files)).sum();
     let built = t0.elapsed();
     let tmp = tempfile::tempdir()?;
@@ -130,18 +118,20 @@ pub fn verify_fedora() -> Result<()> {
         t1.elapsed().as_secs_f64(),
         size as f64 / 1e6
     );
+    breakdown(&dir, 3)?;
+    Ok(())
+}
+
+/// Time a full verify of `dir`, and its parts, `n` times.
+fn breakdown(dir: &Path, n: usize) -> Result<()> {
     let mut full = Vec::new();
     let mut parts = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..n {
         let t = Instant::now();
-        let findings = BackendKind::Sqlite.verify(&dir, OpenMode::ReadOnly)?;
+        let findings = BackendKind::Sqlite.verify(dir, OpenMode::ReadOnly)?;
         full.push(t.elapsed());
-        anyhow::ensure!(
-            findings.is_empty(),
-            "fedora-size database is not clean: {}",
-            findings[0]
-        );
-        let mut db = BackendKind::Sqlite.open(&dir, OpenMode::ReadOnly)?;
+        anyhow::ensure!(findings.is_empty(), "fedora-size database is not clean: {}", findings[0]);
+        let mut db = BackendKind::Sqlite.open(dir, OpenMode::ReadOnly)?;
         let a = Instant::now();
         db.structural_check()?;
         let b = Instant::now();
@@ -154,16 +144,9 @@ pub fn verify_fedora() -> Result<()> {
         parts.1.push(c - b);
         parts.2.push(d - c);
         let rows: usize = snap.indexes.iter().map(|(_, v)| v.len()).sum();
-        let basenames = snap
-            .indexes
-            .iter()
-            .find(|(t, _)| t.0 == tags::BASENAMES)
-            .map(|(_, v)| v.len());
+        let basenames = snap.indexes.iter().find(|(t, _)| t.0 == tags::BASENAMES).map(|(_, v)| v.len());
         if full.len() == 1 {
-            println!(
-                "  index rows: {rows} (Basenames {})",
-                basenames.unwrap_or(0)
-            );
+            println!("  index rows: {rows} (Basenames {})", basenames.unwrap_or(0));
         }
     }
     println!("  full verify             {}", stats(full));

@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "dbtorture",
-    version,
-    about = "Crash-consistency torture tests for package databases"
-)]
+#[command(name = "dbtorture", version, about = "Crash-consistency torture tests for package databases")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,24 +82,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit_codes::USAGE as u8
-            } else {
-                0
-            });
+            return ExitCode::from(if e.use_stderr() { exit_codes::USAGE as u8 } else { 0 });
         }
     };
     match cli.cmd {
-        Cmd::Run {
-            scenario,
-            seed,
-            cycles,
-            duration,
-            out,
-            workdir,
-            allow_system_db,
-            quiet,
-        } => {
+        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet } => {
             let sc = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -121,24 +104,12 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit_codes::USAGE as u8);
             }
-            let opts = RunOptions {
-                seed,
-                cycles,
-                duration,
-                out,
-                workdir,
-                quiet,
-            };
+            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet };
             match run(&sc, &opts) {
                 Ok(report) => {
                     print!("{}", summary_table(&report.summary));
                     for f in report.failures.iter().take(10) {
-                        println!(
-                            "unexpected: cycle {} {} → {}",
-                            f.cycle,
-                            f.backend.name(),
-                            f.outcome
-                        );
+                        println!("unexpected: cycle {} {} → {}", f.cycle, f.backend.name(), f.outcome);
                         for finding in f.findings.iter().take(5) {
                             println!("    {finding}");
                         }
@@ -195,10 +166,7 @@ fn main() -> ExitCode {
                 .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
                 .unwrap_or_default();
             entries.sort();
-            for p in entries
-                .iter()
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            {
+            for p in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
                 match Scenario::load(p) {
                     Ok(s) => println!("  {:<28} {}", p.display(), s.description),
                     Err(e) => println!("  {:<28} INVALID: {e}", p.display()),
@@ -207,13 +175,7 @@ fn main() -> ExitCode {
             println!("backends:");
             for b in BackendKind::ALL {
                 let pr = b.promises();
-                println!(
-                    "  {:<10} {} (atomic: {}, durable: {})",
-                    b.name(),
-                    b.description(),
-                    pr.atomic,
-                    pr.durable
-                );
+                println!("  {:<10} {} (atomic: {}, durable: {})", b.name(), b.description(), pr.atomic, pr.durable);
             }
             println!("crash points:");
             for p in dbtorture_backends::crash::ALL {
@@ -221,14 +183,12 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Bench { what, scenario } => {
-            match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(exit_codes::HARNESS as u8)
-                }
+        Cmd::Bench { what, scenario } => match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_codes::HARNESS as u8)
             }
-        }
+        },
     }
 }

@@ -35,30 +35,18 @@ impl WriterLog {
         }
     }
     pub fn committed(&self) -> usize {
-        self.txns
-            .iter()
-            .filter(|t| t.2 == TxnState::Committed)
-            .count()
+        self.txns.iter().filter(|t| t.2 == TxnState::Committed).count()
     }
 }
 
 /// Check every writer's log. `before` and `after` are the installed pool ids of the whole database.
-pub fn check(
-    pool: &Pool,
-    writers: &[WriterLog],
-    before: &BTreeSet<u32>,
-    after: &BTreeSet<u32>,
-) -> Vec<Finding> {
+pub fn check(pool: &Pool, writers: &[WriterLog], before: &BTreeSet<u32>, after: &BTreeSet<u32>) -> Vec<Finding> {
     let nw = writers.len() as u32;
     let mut out = Vec::new();
     for (w, log) in writers.iter().enumerate() {
         let w = w as u32;
-        let slice = |s: &BTreeSet<u32>| {
-            s.iter()
-                .copied()
-                .filter(|&p| in_slice(pool, p, w, nw))
-                .collect::<BTreeSet<_>>()
-        };
+        let slice =
+            |s: &BTreeSet<u32>| s.iter().copied().filter(|&p| in_slice(pool, p, w, nw)).collect::<BTreeSet<_>>();
         let mut acked = slice(before);
         let mut touched_by_acked: BTreeSet<u32> = BTreeSet::new();
         let mut inflight: Vec<&(u64, Txn, TxnState)> = Vec::new();
@@ -112,12 +100,7 @@ pub fn check(
                         })
                     })
                     .unwrap_or((0, "change"));
-                out.push(Finding::LostCommit {
-                    worker: w,
-                    txn,
-                    package: label,
-                    op: op.into(),
-                });
+                out.push(Finding::LostCommit { worker: w, txn, package: label, op: op.into() });
             } else {
                 out.push(Finding::UnexpectedPackage {
                     package: label,
@@ -130,18 +113,11 @@ pub fn check(
         }
         if !partial.is_empty() {
             let txn = inflight.last().map(|t| t.0).unwrap_or(0);
-            out.push(Finding::PartialTransaction {
-                worker: w,
-                txn,
-                detail: partial.join(", "),
-            });
+            out.push(Finding::PartialTransaction { worker: w, txn, detail: partial.join(", ") });
         }
     }
     if nw == 0 && before != after {
-        out.push(Finding::UnexpectedPackage {
-            package: "(database)".into(),
-            detail: "changed without writers".into(),
-        });
+        out.push(Finding::UnexpectedPackage { package: "(database)".into(), detail: "changed without writers".into() });
     }
     out
 }
@@ -152,13 +128,7 @@ mod tests {
     use crate::workload::{PoolSpec, TxnKind};
 
     fn pool() -> Pool {
-        Pool::build(PoolSpec {
-            names: 4,
-            versions: 2,
-            files_mean: 1,
-            seed: 1,
-        })
-        .unwrap()
+        Pool::build(PoolSpec { names: 4, versions: 2, files_mean: 1, seed: 1 }).unwrap()
     }
 
     fn log(txns: Vec<(Vec<Step>, TxnState)>) -> WriterLog {
@@ -166,16 +136,7 @@ mod tests {
             txns: txns
                 .into_iter()
                 .enumerate()
-                .map(|(i, (steps, st))| {
-                    (
-                        i as u64,
-                        Txn {
-                            kind: TxnKind::Install,
-                            steps,
-                        },
-                        st,
-                    )
-                })
+                .map(|(i, (steps, st))| (i as u64, Txn { kind: TxnKind::Install, steps }, st))
                 .collect(),
         }
     }
@@ -188,10 +149,7 @@ mod tests {
         let before = BTreeSet::new();
         assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0])).is_empty());
         let f = check(&p, &[l], &before, &BTreeSet::new());
-        assert!(
-            matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]),
-            "{f:?}"
-        );
+        assert!(matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]), "{f:?}");
     }
 
     #[test]
@@ -199,33 +157,16 @@ mod tests {
         let p = pool();
         let l = log(vec![(vec![Step::Add(2), Step::Remove(0)], TxnState::Begun)]);
         let before = BTreeSet::from([0]);
-        assert!(
-            check(&p, std::slice::from_ref(&l), &before, &before).is_empty(),
-            "nothing applied is fine"
-        );
-        assert!(
-            check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([2])).is_empty(),
-            "all applied is fine"
-        );
+        assert!(check(&p, std::slice::from_ref(&l), &before, &before).is_empty(), "nothing applied is fine");
+        assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([2])).is_empty(), "all applied is fine");
         let f = check(&p, &[l], &before, &BTreeSet::from([0, 2]));
-        assert!(
-            matches!(f.as_slice(), [Finding::PartialTransaction { .. }]),
-            "{f:?}"
-        );
+        assert!(matches!(f.as_slice(), [Finding::PartialTransaction { .. }]), "{f:?}");
     }
 
     #[test]
     fn untouched_change_is_unexpected() {
         let p = pool();
-        let f = check(
-            &p,
-            &[WriterLog::default()],
-            &BTreeSet::new(),
-            &BTreeSet::from([4]),
-        );
-        assert!(
-            matches!(f.as_slice(), [Finding::UnexpectedPackage { .. }]),
-            "{f:?}"
-        );
+        let f = check(&p, &[WriterLog::default()], &BTreeSet::new(), &BTreeSet::from([4]));
+        assert!(matches!(f.as_slice(), [Finding::UnexpectedPackage { .. }]), "{f:?}");
     }
 }

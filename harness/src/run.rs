@@ -52,40 +52,23 @@ impl Observer for Sink {
         self.cycles += 1;
         self.kills += c.kills.len() as u64;
         self.commits += c.commits;
-        *self
-            .counts
-            .entry(c.backend.name().into())
-            .or_default()
-            .entry(c.outcome.name().into())
-            .or_default() += 1;
+        *self.counts.entry(c.backend.name().into()).or_default().entry(c.outcome.name().into()).or_default() += 1;
         for k in &c.kills {
             *self
                 .kill_points
-                .entry(
-                    k.last_point
-                        .clone()
-                        .unwrap_or_else(|| "(before any point)".into()),
-                )
+                .entry(k.last_point.clone().unwrap_or_else(|| "(before any point)".into()))
                 .or_default() += 1;
         }
         self.overhead.push(c.overhead);
         if !c.expected {
             self.unexpected += 1;
-            let first = c
-                .findings
-                .first()
-                .map(|f| f.to_string())
-                .unwrap_or_default();
+            let first = c.findings.first().map(|f| f.to_string()).unwrap_or_default();
             self.bar.println(format!(
                 "cycle {} {}: unexpected outcome {}{}",
                 c.cycle,
                 c.backend.name(),
                 c.outcome,
-                if first.is_empty() {
-                    String::new()
-                } else {
-                    format!(" — {first}")
-                }
+                if first.is_empty() { String::new() } else { format!(" — {first}") }
             ));
             if self.failures.len() < 100 {
                 self.failures.push(c.clone());
@@ -99,25 +82,16 @@ impl Observer for Sink {
                 msg.push(format!("{o} {n}"));
             }
         }
-        self.bar
-            .set_message(format!("kills {} · {}", self.kills, msg.join(" · ")));
+        self.bar.set_message(format!("kills {} · {}", self.kills, msg.join(" · ")));
     }
 }
 
 pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let seed = opts.seed.unwrap_or(sc.seed);
-    let duration = opts.duration.or_else(|| {
-        if opts.cycles.is_some() {
-            None
-        } else {
-            sc.duration.as_deref().and_then(parse_duration)
-        }
-    });
-    let cycles = if duration.is_some() {
-        None
-    } else {
-        Some(opts.cycles.or(sc.cycles).unwrap_or(20))
-    };
+    let duration = opts
+        .duration
+        .or_else(|| if opts.cycles.is_some() { None } else { sc.duration.as_deref().and_then(parse_duration) });
+    let cycles = if duration.is_some() { None } else { Some(opts.cycles.or(sc.cycles).unwrap_or(20)) };
     let tmp;
     let workdir = match &opts.workdir {
         Some(w) => {
@@ -125,10 +99,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
             w.clone()
         }
         None => {
-            tmp = tempfile::Builder::new()
-                .prefix("dbtorture-")
-                .tempdir()
-                .context("creating a work directory")?;
+            tmp = tempfile::Builder::new().prefix("dbtorture-").tempdir().context("creating a work directory")?;
             tmp.path().to_path_buf()
         }
     };
@@ -145,11 +116,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     } else {
         let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
         b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}")
+                .expect("template")
+                .progress_chars("=> "),
         );
         b
     };
@@ -247,24 +216,16 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         anyhow::bail!("writing events: {e}");
     }
     if let Some(e) = harness_error {
-        return Err(e.context(format!(
-            "harness error in cycle {cycle} (reports written for the cycles done)"
-        )));
+        return Err(e.context(format!("harness error in cycle {cycle} (reports written for the cycles done)")));
     }
-    Ok(RunReport {
-        summary,
-        overhead: sink.overhead,
-        failures: sink.failures,
-    })
+    Ok(RunReport { summary, overhead: sink.overhead, failures: sink.failures })
 }
 
 /// The final table: outcome counts per backend.
 pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
-    let used: Vec<Outcome> = Outcome::ALL
-        .into_iter()
-        .filter(|o| s.outcomes.values().any(|m| m.contains_key(o.name())))
-        .collect();
+    let used: Vec<Outcome> =
+        Outcome::ALL.into_iter().filter(|o| s.outcomes.values().any(|m| m.contains_key(o.name()))).collect();
     out.push_str(&format!("{:<10}", "backend"));
     for o in &used {
         out.push_str(&format!(" {:>13}", o.name()));

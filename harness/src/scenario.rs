@@ -11,16 +11,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: field `{field}`: {message}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
+    Field { path: PathBuf, field: String, message: String },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
 }
@@ -155,10 +148,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            cycle_ms: 30_000,
-            probe_ms: 15_000,
-        }
+        Timeouts { cycle_ms: 30_000, probe_ms: 15_000 }
     }
 }
 
@@ -182,28 +172,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ScenarioError::Syntax {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ScenarioError::Syntax { path: path.into(), message: e.to_string() })?;
         let mut sc: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
             ScenarioError::Field {
                 path: path.into(),
-                field: if field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
+                field: if field == "." { "(top level)".into() } else { field },
                 message: inner.message().to_string(),
             }
         })?;
@@ -213,11 +194,7 @@ impl Scenario {
     }
 
     fn field_err(&self, field: &str, message: impl Into<String>) -> ScenarioError {
-        ScenarioError::Field {
-            path: self.source.clone(),
-            field: field.into(),
-            message: message.into(),
-        }
+        ScenarioError::Field { path: self.source.clone(), field: field.into(), message: message.into() }
     }
 
     fn validate(&self) -> Result<(), ScenarioError> {
@@ -228,19 +205,13 @@ impl Scenario {
             if BackendKind::from_name(b).is_none() {
                 return Err(self.field_err(
                     &format!("backends[{i}]"),
-                    format!(
-                        "unknown backend {b:?}, expected one of: {}",
-                        backend_names()
-                    ),
+                    format!("unknown backend {b:?}, expected one of: {}", backend_names()),
                 ));
             }
         }
         for (b, outs) in &self.expect {
             if !self.backends.contains(b) {
-                return Err(self.field_err(
-                    &format!("expect.{b}"),
-                    "backend is not listed in `backends`",
-                ));
+                return Err(self.field_err(&format!("expect.{b}"), "backend is not listed in `backends`"));
             }
             for (i, o) in outs.iter().enumerate() {
                 if Outcome::from_name(o).is_none() {
@@ -254,70 +225,45 @@ impl Scenario {
         }
         for b in &self.backends {
             if !self.expect.contains_key(b) {
-                return Err(self.field_err(
-                    &format!("expect.{b}"),
-                    "missing: say which outcomes this backend may show",
-                ));
+                return Err(self.field_err(&format!("expect.{b}"), "missing: say which outcomes this backend may show"));
             }
         }
         if let Some(d) = &self.duration
             && parse_duration(d).is_none()
         {
-            return Err(self.field_err(
-                "duration",
-                format!("expected a duration like \"60s\" or \"5m\", got {d:?}"),
-            ));
+            return Err(self.field_err("duration", format!("expected a duration like \"60s\" or \"5m\", got {d:?}")));
         }
         if self.cycles == Some(0) {
             return Err(self.field_err("cycles", "expected at least 1"));
         }
         let w = &self.workload;
         let range = |field: &str, v: u64, lo: u64, hi: u64| {
-            if v < lo || v > hi {
-                Err(self.field_err(field, format!("expected {lo}..={hi}, got {v}")))
-            } else {
-                Ok(())
-            }
+            if v < lo || v > hi { Err(self.field_err(field, format!("expected {lo}..={hi}, got {v}"))) } else { Ok(()) }
         };
         range("workload.packages", w.packages.into(), 1, 100_000)?;
         range("workload.versions", w.versions.into(), 1, 50)?;
         range("workload.files_mean", w.files_mean.into(), 0, 100_000)?;
         range("workload.writers", w.writers.into(), 0, 64)?;
         range("workload.readers", w.readers.into(), 0, 64)?;
-        range(
-            "workload.txns_per_writer",
-            w.txns_per_writer.into(),
-            0,
-            1_000_000,
-        )?;
+        range("workload.txns_per_writer", w.txns_per_writer.into(), 0, 1_000_000)?;
         if w.writers + w.readers == 0 {
-            return Err(
-                self.field_err("workload.writers", "expected at least one writer or reader")
-            );
+            return Err(self.field_err("workload.writers", "expected at least one writer or reader"));
         }
         if !(0.0..=1.0).contains(&w.initial_fraction) {
-            return Err(self.field_err(
-                "workload.initial_fraction",
-                "expected a fraction in 0.0..=1.0",
-            ));
+            return Err(self.field_err("workload.initial_fraction", "expected a fraction in 0.0..=1.0"));
         }
         let k = &self.kill;
         if !(0.0..=1.0).contains(&k.probability) {
             return Err(self.field_err("kill.probability", "expected a probability in 0.0..=1.0"));
         }
         if k.delay_ms_max < k.delay_ms_min {
-            return Err(
-                self.field_err("kill.delay_ms_max", "expected delay_ms_max >= delay_ms_min")
-            );
+            return Err(self.field_err("kill.delay_ms_max", "expected delay_ms_max >= delay_ms_min"));
         }
         range("kill.hit_max", k.hit_max.into(), 1, 1_000_000)?;
         if let Some(p) = &k.point
             && dbtorture_backends::crash::id_of(p).is_none()
         {
-            return Err(self.field_err(
-                "kill.point",
-                format!("unknown crash point {p:?} (see `dbtorture list`)"),
-            ));
+            return Err(self.field_err("kill.point", format!("unknown crash point {p:?} (see `dbtorture list`)")));
         }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;
@@ -325,26 +271,16 @@ impl Scenario {
     }
 
     pub fn backend_kinds(&self) -> Vec<BackendKind> {
-        self.backends
-            .iter()
-            .filter_map(|b| BackendKind::from_name(b))
-            .collect()
+        self.backends.iter().filter_map(|b| BackendKind::from_name(b)).collect()
     }
 
     pub fn expected(&self, b: BackendKind) -> Vec<Outcome> {
-        self.expect
-            .get(b.name())
-            .map(|v| v.iter().filter_map(|o| Outcome::from_name(o)).collect())
-            .unwrap_or_default()
+        self.expect.get(b.name()).map(|v| v.iter().filter_map(|o| Outcome::from_name(o)).collect()).unwrap_or_default()
     }
 }
 
 fn backend_names() -> String {
-    BackendKind::ALL
-        .iter()
-        .map(|b| b.name())
-        .collect::<Vec<_>>()
-        .join(", ")
+    BackendKind::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -366,40 +302,21 @@ mod tests {
 
     #[test]
     fn errors_name_file_field_and_expectation() {
-        let e = parse(&OK.replace("[expect]", "[workload]\nwriters='two'\n[expect]"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("t.toml") && e.contains("workload.writers"),
-            "{e}"
-        );
-        let e = parse(&OK.replace("name='t'", "name='t'\nbogus=1"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&OK.replace("[expect]", "[workload]\nwriters='two'\n[expect]")).unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("workload.writers"), "{e}");
+        let e = parse(&OK.replace("name='t'", "name='t'\nbogus=1")).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
-        let e = parse(&OK.replace("['clean']", "['fine']"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&OK.replace("['clean']", "['fine']")).unwrap_err().to_string();
         assert!(e.contains("expect.sqlite[0]") && e.contains("clean"), "{e}");
-        let e = parse(&OK.replace("['sqlite']", "['nope']"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&OK.replace("['sqlite']", "['nope']")).unwrap_err().to_string();
         assert!(e.contains("backends[0]") && e.contains("sqlite"), "{e}");
-        let e = parse(&format!("{OK}[kill]\nprobability=2.0\n"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&format!("{OK}[kill]\nprobability=2.0\n")).unwrap_err().to_string();
         assert!(e.contains("kill.probability"), "{e}");
-        let e = parse(&format!("{OK}[kill]\npoint='no.such.point'\n"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&format!("{OK}[kill]\npoint='no.such.point'\n")).unwrap_err().to_string();
         assert!(e.contains("kill.point"), "{e}");
-        let e = parse("name='t'\nbackends=['sqlite']\n[expect]\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("name='t'\nbackends=['sqlite']\n[expect]\n").unwrap_err().to_string();
         assert!(e.contains("expect.sqlite"), "{e}");
-        let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'"))
-            .unwrap_err()
-            .to_string();
+        let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'")).unwrap_err().to_string();
         assert!(e.contains("duration"), "{e}");
     }
 
@@ -424,10 +341,6 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(
-            n >= 2,
-            "expected the shipped scenarios in {}",
-            dir.display()
-        );
+        assert!(n >= 2, "expected the shipped scenarios in {}", dir.display());
     }
 }

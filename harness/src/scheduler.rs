@@ -38,8 +38,7 @@ pub trait Observer {
 
 /// Derive independent seeds from the run seed (splitmix64).
 pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z =
-        seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mut z = seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -100,39 +99,20 @@ impl<'a> Scheduler<'a> {
         mask.add(Signal::SIGCHLD);
         mask.add(Signal::SIGINT);
         mask.add(Signal::SIGTERM);
-        let old_mask = mask
-            .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
-            .context("sigprocmask")?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .context("signalfd")?;
+        let old_mask = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).context("sigprocmask")?;
+        let signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
         let w = &scenario.workload;
-        let pool = Pool::build(PoolSpec {
-            names: w.packages,
-            versions: w.versions,
-            files_mean: w.files_mean,
-            seed,
-        })
-        .context("building the package pool")?;
+        let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
+            .context("building the package pool")?;
         let slots = SharedWords::new(((w.writers + w.readers) as usize) * crashpoint::SLOT_WORDS)
             .context("mapping the shared breadcrumb page")?;
-        let mut s = Scheduler {
-            scenario,
-            seed,
-            pool,
-            targets: Vec::new(),
-            slots,
-            signals,
-            old_mask,
-            interrupted: false,
-        };
+        let mut s =
+            Scheduler { scenario, seed, pool, targets: Vec::new(), slots, signals, old_mask, interrupted: false };
         for kind in scenario.backend_kinds() {
             let dir = workdir.join(kind.name()).join("db");
             let installed = s.prepare(kind, &dir)?;
-            s.targets.push(Target {
-                kind,
-                dir,
-                installed,
-            });
+            s.targets.push(Target { kind, dir, installed });
         }
         Ok(s)
     }
@@ -145,9 +125,7 @@ impl<'a> Scheduler<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 0xfeed, 0));
         let w = &self.scenario.workload;
         let mut installed = BTreeSet::new();
-        let mut db = kind
-            .open(dir, OpenMode::Create)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        let mut db = kind.open(dir, OpenMode::Create).with_context(|| format!("creating {}", dir.display()))?;
         db.begin()?;
         for n in 0..w.packages {
             if rng.random_range(0.0..1.0) < w.initial_fraction {
@@ -170,16 +148,10 @@ impl<'a> Scheduler<'a> {
         let bname = kind.name().to_string();
         let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
         let mut rng = ChaCha8Rng::seed_from_u64(cseed);
-        let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.name())
-            .filter_map(dbtorture_backends::crash::id_of)
-            .collect();
+        let points: Vec<u32> =
+            dbtorture_backends::crash::points_of(kind.name()).filter_map(dbtorture_backends::crash::id_of).collect();
         let plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
-        obs.event(&RunEvent::CycleStart {
-            cycle,
-            backend: bname.clone(),
-            seed: cseed,
-            plan: describe(&plans),
-        });
+        obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe(&plans) });
 
         // Fork the workers.
         let n = (w.writers + w.readers) as usize;
@@ -189,11 +161,7 @@ impl<'a> Scheduler<'a> {
         for (i, p) in plans.iter().enumerate() {
             let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
             crashpoint::arm(slot, p.arm);
-            let role = if (i as u32) < w.writers {
-                Role::Writer
-            } else {
-                Role::Reader
-            };
+            let role = if (i as u32) < w.writers { Role::Writer } else { Role::Reader };
             let installed: BTreeSet<u32> = match role {
                 Role::Writer => self.targets[t]
                     .installed
@@ -210,11 +178,7 @@ impl<'a> Scheduler<'a> {
                 backend: kind,
                 dir: &self.targets[t].dir,
                 seed: rng.random(),
-                ops: if role == Role::Writer {
-                    w.txns_per_writer
-                } else {
-                    w.queries_per_reader
-                },
+                ops: if role == Role::Writer { w.txns_per_writer } else { w.queries_per_reader },
                 txn_base: cycle * 1_000_000 + i as u64 * 10_000,
                 installed,
             };
@@ -225,9 +189,7 @@ impl<'a> Scheduler<'a> {
             let wr_ref = &wr;
             let pid = sys::fork_child(move || {
                 let all = shared.child_static();
-                crashpoint::install(
-                    &all[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS],
-                );
+                crashpoint::install(&all[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS]);
                 match wr_ref.try_clone() {
                     Ok(fd) => worker::run(spec, pool, std::fs::File::from(fd)),
                     Err(_) => worker::exit::PIPE,
@@ -235,10 +197,7 @@ impl<'a> Scheduler<'a> {
             })?;
             drop(wr);
             fork_time += f0.elapsed();
-            nix::fcntl::fcntl(
-                rd.as_fd(),
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )?;
+            nix::fcntl::fcntl(rd.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
             live.push(Live {
                 index: i as u32,
                 role,
@@ -262,10 +221,7 @@ impl<'a> Scheduler<'a> {
         loop {
             let now = t0.elapsed();
             // Deliver due kills.
-            for l in live
-                .iter_mut()
-                .filter(|l| l.status.is_none() && l.killed_at.is_none())
-            {
+            for l in live.iter_mut().filter(|l| l.status.is_none() && l.killed_at.is_none()) {
                 if l.plan.kill_at.is_some_and(|k| k <= now) {
                     let _ = kill(l.pid, Signal::SIGKILL);
                     l.killed_at = Some(now);
@@ -273,10 +229,7 @@ impl<'a> Scheduler<'a> {
                 }
             }
             if now >= timeout {
-                for l in live
-                    .iter_mut()
-                    .filter(|l| l.status.is_none() && l.killed_at.is_none())
-                {
+                for l in live.iter_mut().filter(|l| l.status.is_none() && l.killed_at.is_none()) {
                     let _ = kill(l.pid, Signal::SIGKILL);
                     l.killed_at = Some(now);
                     l.trigger = "timeout";
@@ -297,11 +250,7 @@ impl<'a> Scheduler<'a> {
                 .min()
                 .unwrap_or(timeout)
                 .min(timeout);
-            let wait_ms = next_kill
-                .saturating_sub(t0.elapsed())
-                .as_micros()
-                .div_ceil(1000)
-                .clamp(0, 1000) as u16;
+            let wait_ms = next_kill.saturating_sub(t0.elapsed()).as_micros().div_ceil(1000).clamp(0, 1000) as u16;
             let mut fds: Vec<PollFd> = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
             for l in &live {
                 if let Some(p) = &l.pipe {
@@ -336,15 +285,9 @@ impl<'a> Scheduler<'a> {
         let mut hang = false;
         for l in &live {
             let status = l.status.expect("reaped");
-            let (last, passed, stopped) =
-                crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+            let (last, passed, stopped) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
             let status_text = format!("{status:?}");
-            obs.event(&RunEvent::WorkerExit {
-                cycle,
-                backend: bname.clone(),
-                worker: l.index,
-                status: status_text,
-            });
+            obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: l.index, status: status_text });
             match status {
                 WaitStatus::Signaled(_, Signal::SIGKILL, _) if l.killed_at.is_some() => {
                     hang |= l.timed_out;
@@ -353,19 +296,11 @@ impl<'a> Scheduler<'a> {
                         role: l.role.name().into(),
                         signal: "SIGKILL".into(),
                         at_ms: l.killed_at.unwrap_or_default().as_millis() as u64,
-                        trigger: if stopped {
-                            "point".into()
-                        } else {
-                            l.trigger.into()
-                        },
+                        trigger: if stopped { "point".into() } else { l.trigger.into() },
                         last_point: last.map(str::to_string),
                         points_passed: passed,
                     };
-                    obs.event(&RunEvent::Kill {
-                        cycle,
-                        backend: bname.clone(),
-                        kill: rec.clone(),
-                    });
+                    obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
                 }
                 WaitStatus::Exited(_, 0) => {}
@@ -373,9 +308,7 @@ impl<'a> Scheduler<'a> {
                 other => worker_findings.push(Finding::WorkerCrashed {
                     worker: l.index,
                     role: l.role.name().into(),
-                    detail: format!(
-                        "{other:?} (not a signal the scheduler sent; last crash point {last:?})"
-                    ),
+                    detail: format!("{other:?} (not a signal the scheduler sent; last crash point {last:?})"),
                 }),
             }
         }
@@ -403,12 +336,7 @@ impl<'a> Scheduler<'a> {
         if let Some(after) = &data.installed {
             findings.extend(oracle::check(&self.pool, &logs, &before, after));
         }
-        let probe = verify::probe(
-            kind,
-            &self.targets[t].dir,
-            &self.pool,
-            Duration::from_millis(sc.timeouts.probe_ms),
-        )?;
+        let probe = verify::probe(kind, &self.targets[t].dir, &self.pool, Duration::from_millis(sc.timeouts.probe_ms))?;
         match &probe {
             Probe::Ok => {}
             Probe::TimedOut => hang = true,
@@ -416,12 +344,7 @@ impl<'a> Scheduler<'a> {
         }
         let mut outcome = classify(&findings, hang);
         for f in &findings {
-            obs.event(&RunEvent::Finding {
-                cycle,
-                backend: bname.clone(),
-                phase: "verify".into(),
-                finding: record(f),
-            });
+            obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
         }
         let mut installed = data.installed;
 
@@ -436,10 +359,7 @@ impl<'a> Scheduler<'a> {
                 detail: detail.clone(),
             });
             let recoverable = findings.iter().all(|f| {
-                matches!(
-                    f.class(),
-                    FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Environment
-                )
+                matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Environment)
             });
             if ok && recoverable && !hang {
                 outcome = Outcome::Recovered;
@@ -501,23 +421,14 @@ impl<'a> Scheduler<'a> {
             Err(e) => return (false, format!("rebuilddb failed: {e}"), None),
         };
         let data = verify::data(kind, &dir, &self.pool);
-        let probe = verify::probe(
-            kind,
-            &dir,
-            &self.pool,
-            Duration::from_millis(self.scenario.timeouts.probe_ms),
-        );
+        let probe = verify::probe(kind, &dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms));
         let clean = data.findings.is_empty() && matches!(probe, Ok(Probe::Ok));
         let detail = if clean {
             detail
         } else {
             format!(
                 "{detail}; still failing: {}",
-                data.findings
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                data.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; ")
             )
         };
         (clean, detail, data.installed)
@@ -547,17 +458,10 @@ fn describe(plans: &[plan::WorkerPlan]) -> String {
             parts.push(format!("w{i}:kill@{:.1}ms", k.as_secs_f64() * 1000.0));
         }
         if let Some((id, nth)) = p.arm {
-            parts.push(format!(
-                "w{i}:{}#{nth}",
-                dbtorture_backends::crash::ALL[id as usize]
-            ));
+            parts.push(format!("w{i}:{}#{nth}", dbtorture_backends::crash::ALL[id as usize]));
         }
     }
-    if parts.is_empty() {
-        "no faults".into()
-    } else {
-        parts.join(" ")
-    }
+    if parts.is_empty() { "no faults".into() } else { parts.join(" ") }
 }
 
 fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) {
@@ -566,8 +470,7 @@ fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) 
             Ok(WaitStatus::StillAlive) => {}
             Ok(WaitStatus::Stopped(_, _)) => {
                 // Stopped at its armed crash point (or by someone else): kill it right there.
-                let (_, _, at_point) =
-                    crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+                let (_, _, at_point) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
                 let _ = kill(l.pid, Signal::SIGKILL);
                 l.killed_at.get_or_insert(t0.elapsed());
                 l.trigger = if at_point { "point" } else { "stopped" };
@@ -614,13 +517,7 @@ fn drain_to_eof(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding
     l.buf.clear();
 }
 
-fn apply_msg(
-    index: u32,
-    role: Role,
-    line: &str,
-    logs: &mut [WriterLog],
-    findings: &mut Vec<Finding>,
-) {
+fn apply_msg(index: u32, role: Role, line: &str, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
     let Some(msg) = WorkerMsg::decode(line) else {
         findings.push(Finding::WorkerError {
             worker: index,
@@ -634,15 +531,12 @@ fn apply_msg(
         (WorkerMsg::Begin { txn, body }, Some(log)) => log.begin(txn, body),
         (WorkerMsg::Commit { txn }, Some(log)) => log.set(txn, TxnState::Committed),
         (WorkerMsg::Abort { txn, error }, Some(log)) => log.set(txn, TxnState::Aborted(error)),
-        (WorkerMsg::Error { error }, _) => findings.push(Finding::WorkerError {
-            worker: index,
-            role: role.name().into(),
-            detail: error,
-        }),
-        (WorkerMsg::Inconsistent { detail }, _) => findings.push(Finding::ReaderSawInconsistency {
-            worker: index,
-            detail,
-        }),
+        (WorkerMsg::Error { error }, _) => {
+            findings.push(Finding::WorkerError { worker: index, role: role.name().into(), detail: error })
+        }
+        (WorkerMsg::Inconsistent { detail }, _) => {
+            findings.push(Finding::ReaderSawInconsistency { worker: index, detail })
+        }
         _ => {}
     }
 }
@@ -652,9 +546,7 @@ pub fn classify(findings: &[Finding], hang: bool) -> Outcome {
     let mut out = if hang { Outcome::Hang } else { Outcome::Clean };
     for f in findings {
         let o = match f.class() {
-            FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable => {
-                Outcome::Inconsistent
-            }
+            FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable => Outcome::Inconsistent,
             FindingClass::LostCommit => Outcome::LostCommit,
             FindingClass::Environment => Outcome::CorruptEnv,
             FindingClass::Crash => Outcome::HarnessError,
@@ -669,15 +561,6 @@ pub fn classify(findings: &[Finding], hang: bool) -> Outcome {
 /// A finding as reports carry it.
 pub fn record(f: &Finding) -> FindingRecord {
     let detail = serde_json::to_value(f).unwrap_or(serde_json::Value::Null);
-    let kind = detail
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or("unknown")
-        .to_string();
-    FindingRecord {
-        kind,
-        message: f.to_string(),
-        package: f.package().map(str::to_string),
-        detail,
-    }
+    let kind = detail.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_string();
+    FindingRecord { kind, message: f.to_string(), package: f.package().map(str::to_string), detail }
 }

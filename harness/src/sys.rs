@@ -16,12 +16,7 @@ use std::sync::atomic::AtomicU64;
 pub fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Threads:")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|v| v.trim().parse().ok())))
         .unwrap_or(1)
 }
 
@@ -75,18 +70,9 @@ impl SharedWords {
     pub fn new(words: usize) -> nix::Result<SharedWords> {
         let bytes = NonZeroUsize::new(words.max(1) * 8).expect("non-zero");
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let p = unsafe {
-            mmap_anonymous(
-                None,
-                bytes,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-            )
-        }?;
-        Ok(SharedWords {
-            ptr: p.cast(),
-            len: words.max(1),
-        })
+        let p =
+            unsafe { mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED) }?;
+        Ok(SharedWords { ptr: p.cast(), len: words.max(1) })
     }
 
     pub fn words(&self) -> &[AtomicU64] {

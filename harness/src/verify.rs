@@ -25,33 +25,22 @@ pub struct DataReport {
 
 /// Storage checks, the full cross-check, and the installed set, in one read of the database.
 pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
-    let mut db = match kind.open(dir, OpenMode::ReadWrite) {
+    // Read-only: verification must not change what it judges (the probe writes, afterwards).
+    let mut db = match kind.open(dir, OpenMode::ReadOnly) {
         Ok(db) => db,
         Err(e) => {
-            return DataReport {
-                findings: vec![Finding::Unopenable {
-                    detail: e.to_string(),
-                }],
-                installed: None,
-            };
+            return DataReport { findings: vec![Finding::Unopenable { detail: e.to_string() }], installed: None };
         }
     };
     let mut findings = match db.structural_check() {
         Ok(f) => f,
-        Err(e) => vec![Finding::Unopenable {
-            detail: format!("storage check: {e}"),
-        }],
+        Err(e) => vec![Finding::Unopenable { detail: format!("storage check: {e}") }],
     };
     let snap = match db.snapshot(&mut findings) {
         Ok(s) => s,
         Err(e) => {
-            findings.push(Finding::Unopenable {
-                detail: format!("read: {e}"),
-            });
-            return DataReport {
-                findings,
-                installed: None,
-            };
+            findings.push(Finding::Unopenable { detail: format!("read: {e}") });
+            return DataReport { findings, installed: None };
         }
     };
     let _ = db.close();
@@ -72,10 +61,7 @@ pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
             }),
         }
     }
-    DataReport {
-        findings,
-        installed: Some(installed),
-    }
+    DataReport { findings, installed: Some(installed) }
 }
 
 /// Result of the operability probe.
@@ -88,12 +74,7 @@ pub enum Probe {
 
 /// Fork a fresh process that opens the database, reads, installs and erases the probe package, and closes —
 /// within `timeout`. A probe that overruns is SIGKILLed and reported as `TimedOut`.
-pub fn probe(
-    kind: BackendKind,
-    dir: &Path,
-    pool: &Pool,
-    timeout: Duration,
-) -> Result<Probe, sys::ForkError> {
+pub fn probe(kind: BackendKind, dir: &Path, pool: &Pool, timeout: Duration) -> Result<Probe, sys::ForkError> {
     let (rd, wr) = nix::unistd::pipe().map_err(sys::ForkError::Fork)?;
     let pid = sys::fork_child(|| {
         let Ok(fd) = wr.try_clone() else { return 4 };
@@ -137,11 +118,9 @@ pub fn probe(
     let text = String::from_utf8_lossy(&msg).into_owned();
     Ok(match waitpid(pid, None) {
         Ok(WaitStatus::Exited(_, 0)) => Probe::Ok,
-        Ok(WaitStatus::Exited(_, code)) => Probe::Failed(if text.is_empty() {
-            format!("probe exited with status {code}")
-        } else {
-            text
-        }),
+        Ok(WaitStatus::Exited(_, code)) => {
+            Probe::Failed(if text.is_empty() { format!("probe exited with status {code}") } else { text })
+        }
         Ok(WaitStatus::Signaled(_, sig, _)) => Probe::Failed(format!("probe died of {sig}")),
         Ok(other) => Probe::Failed(format!("probe: {other:?}")),
         Err(e) => Probe::Failed(format!("waitpid: {e}")),
@@ -149,19 +128,14 @@ pub fn probe(
 }
 
 fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool) -> Result<(), String> {
-    let mut db = kind
-        .open(dir, OpenMode::ReadWrite)
-        .map_err(|e| format!("open: {e}"))?;
+    let mut db = kind.open(dir, OpenMode::ReadWrite).map_err(|e| format!("open: {e}"))?;
     let p = &pool.probe;
-    db.lookup(IndexTag(tags::NAME), b"dbtorture-probe")
-        .map_err(|e| format!("read: {e}"))?;
+    db.lookup(IndexTag(tags::NAME), b"dbtorture-probe").map_err(|e| format!("read: {e}"))?;
     db.hnums().map_err(|e| format!("read: {e}"))?;
+    // One write transaction that installs and erases the probe package: takes the write locks, writes every
+    // index, commits (fsync), and leaves the data as it was.
     db.begin().map_err(|e| format!("begin: {e}"))?;
-    let h = db
-        .install(&p.installed_blob(1))
-        .map_err(|e| format!("write: {e}"))?;
-    db.commit().map_err(|e| format!("commit: {e}"))?;
-    db.begin().map_err(|e| format!("begin: {e}"))?;
+    let h = db.install(&p.installed_blob(1)).map_err(|e| format!("write: {e}"))?;
     db.erase(h).map_err(|e| format!("erase: {e}"))?;
     db.commit().map_err(|e| format!("commit: {e}"))?;
     db.close().map_err(|e| format!("close: {e}"))

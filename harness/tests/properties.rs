@@ -12,15 +12,7 @@ use std::sync::OnceLock;
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        Pool::build(PoolSpec {
-            names: 8,
-            versions: 2,
-            files_mean: 5,
-            seed: 11,
-        })
-        .unwrap()
-    })
+    POOL.get_or_init(|| Pool::build(PoolSpec { names: 8, versions: 2, files_mean: 5, seed: 11 }).unwrap())
 }
 
 /// Touch every accessor of a decoded header and every index extraction.
@@ -28,23 +20,13 @@ fn exercise(blob: &[u8]) {
     if let Ok(h) = Header::parse(blob) {
         let tags: Vec<u32> = h.tags().collect();
         for t in tags {
-            let _ = (
-                h.string(t),
-                h.strings(t),
-                h.u32s(t),
-                h.raw(t),
-                h.count(t),
-                h.tag_type(t),
-            );
+            let _ = (h.string(t), h.strings(t), h.u32s(t), h.raw(t), h.count(t), h.tag_type(t));
         }
         let _ = h.region_digest_input();
         let _ = entries_of(&h, 1);
         let _ = dbtorture_backends::rpmdb::check::sha1_header(&h);
     }
-    let snap = Snapshot {
-        packages: vec![(1, blob.to_vec())],
-        indexes: Vec::new(),
-    };
+    let snap = Snapshot { packages: vec![(1, blob.to_vec())], indexes: Vec::new() };
     let _ = cross_check(&snap);
 }
 
@@ -97,24 +79,14 @@ impl Store for MapStore {
     fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, Self::Error> {
         Ok(self.packages.get(&hnum).cloned())
     }
-    fn index_add(
-        &mut self,
-        idx: IndexTag,
-        hnum: u32,
-        entries: &[Entry],
-    ) -> Result<(), Self::Error> {
+    fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error> {
         let m = self.indexes.entry(idx).or_default();
         for e in entries {
             m.entry(e.key.clone()).or_default().push((hnum, e.tagnum));
         }
         Ok(())
     }
-    fn index_remove(
-        &mut self,
-        idx: IndexTag,
-        hnum: u32,
-        entries: &[Entry],
-    ) -> Result<(), Self::Error> {
+    fn index_remove(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error> {
         let m = self.indexes.entry(idx).or_default();
         for e in entries {
             if let Some(set) = m.get_mut(&e.key) {
@@ -141,11 +113,7 @@ impl MapStore {
                         .map(|m| {
                             m.iter()
                                 .flat_map(|(k, v)| {
-                                    v.iter().map(|&(hnum, tagnum)| Entry {
-                                        key: k.clone(),
-                                        hnum,
-                                        tagnum,
-                                    })
+                                    v.iter().map(|&(hnum, tagnum)| Entry { key: k.clone(), hnum, tagnum })
                                 })
                                 .collect()
                         })
@@ -195,10 +163,7 @@ proptest! {
 enum Op {
     /// One transaction of installs/erases (pool ids; invalid ones are skipped against the model), committed
     /// or rolled back.
-    Txn {
-        steps: Vec<(bool, usize)>,
-        commit: bool,
-    },
+    Txn { steps: Vec<(bool, usize)>, commit: bool },
     /// Close and reopen the database.
     Reopen,
 }

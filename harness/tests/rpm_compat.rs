@@ -12,22 +12,14 @@ use std::path::Path;
 use std::process::Command;
 
 fn rpm_available() -> bool {
-    if Command::new("rpm")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
+    if Command::new("rpm").arg("--version").output().is_ok_and(|o| o.status.success()) {
         return true;
     }
     if std::env::var("DBTORTURE_SKIP_RPM").as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED: `rpm` is not installed and DBTORTURE_SKIP_RPM=1 (run ci/test.sh to install it)"
-        );
+        eprintln!("SKIPPED: `rpm` is not installed and DBTORTURE_SKIP_RPM=1 (run ci/test.sh to install it)");
         return false;
     }
-    panic!(
-        "`rpm` is not installed: run ci/test.sh (apt-get install rpm) or set DBTORTURE_SKIP_RPM=1 to skip"
-    );
+    panic!("`rpm` is not installed: run ci/test.sh (apt-get install rpm) or set DBTORTURE_SKIP_RPM=1 to skip");
 }
 
 fn rpm(args: &[&str]) -> (String, String) {
@@ -39,13 +31,7 @@ fn rpm(args: &[&str]) -> (String, String) {
 }
 
 fn pool() -> Pool {
-    Pool::build(PoolSpec {
-        names: 12,
-        versions: 2,
-        files_mean: 6,
-        seed: 77,
-    })
-    .unwrap()
+    Pool::build(PoolSpec { names: 12, versions: 2, files_mean: 6, seed: 77 }).unwrap()
 }
 
 const QF: &str = "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}.%{ARCH}\\n";
@@ -89,24 +75,14 @@ fn rpm_418_reads_what_our_sqlite_backend_wrote() {
     assert_eq!(got, want);
 
     for p in &chosen {
-        let (out, err) = rpm(&[
-            "--dbpath",
-            dbpath,
-            "-q",
-            "--whatprovides",
-            &p.provide,
-            "--qf",
-            QF,
-        ]);
+        let (out, err) = rpm(&["--dbpath", dbpath, "-q", "--whatprovides", &p.provide, "--qf", QF]);
         assert!(err.trim().is_empty(), "{err}");
         assert_eq!(out.trim(), label(p), "--whatprovides {}", p.provide);
         let h = dbtorture_backends::rpmdb::Header::parse(&p.header).unwrap();
         use dbtorture_backends::rpmdb::tags;
-        if let (Some(dirs), Some(idx), Some(bases)) = (
-            h.strings(tags::DIRNAMES),
-            h.u32s(tags::DIRINDEXES),
-            h.strings(tags::BASENAMES),
-        ) {
+        if let (Some(dirs), Some(idx), Some(bases)) =
+            (h.strings(tags::DIRNAMES), h.u32s(tags::DIRINDEXES), h.strings(tags::BASENAMES))
+        {
             let last = bases.len() - 1;
             let path = format!(
                 "{}{}",
@@ -120,17 +96,9 @@ fn rpm_418_reads_what_our_sqlite_backend_wrote() {
         }
     }
     // rpm's own verify agrees, and ours is clean too.
-    let st = Command::new("rpmdb")
-        .args(["--dbpath", dbpath, "--verifydb"])
-        .status()
-        .unwrap();
+    let st = Command::new("rpmdb").args(["--dbpath", dbpath, "--verifydb"]).status().unwrap();
     assert!(st.success());
-    assert_eq!(
-        BackendKind::Sqlite
-            .verify(&dir, OpenMode::ReadOnly)
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(BackendKind::Sqlite.verify(&dir, OpenMode::ReadOnly).unwrap(), vec![]);
 }
 
 fn install_with_rpm(root: &Path, files: &[std::path::PathBuf]) {
@@ -171,21 +139,14 @@ fn database_written_by_rpm_418_verifies_clean() {
     }
     install_with_rpm(&root, &files);
     let dir = root.join("var/lib/rpm");
-    let findings = BackendKind::Sqlite
-        .verify(&dir, OpenMode::ReadOnly)
-        .unwrap();
-    assert!(
-        findings.is_empty(),
-        "findings on rpm's own database: {findings:#?}"
-    );
+    let findings = BackendKind::Sqlite.verify(&dir, OpenMode::ReadOnly).unwrap();
+    assert!(findings.is_empty(), "findings on rpm's own database: {findings:#?}");
     // And what rpm wrote is what we would have written: the same packages, found through our indexes.
     let mut db = BackendKind::Sqlite.open(&dir, OpenMode::ReadOnly).unwrap();
     assert_eq!(db.hnums().unwrap().len(), files.len());
     for p in pool.packages.iter().filter(|p| p.id % 2 == 1) {
-        let hits = db.lookup(
-            dbtorture_backends::rpmdb::IndexTag(dbtorture_backends::rpmdb::tags::NAME),
-            p.name.as_bytes(),
-        );
+        let hits =
+            db.lookup(dbtorture_backends::rpmdb::IndexTag(dbtorture_backends::rpmdb::tags::NAME), p.name.as_bytes());
         assert_eq!(hits.unwrap().len(), 1, "{}", p.name);
     }
 }
@@ -212,14 +173,8 @@ fn verify_reports_what_rpm_verifydb_misses() {
     )
     .unwrap();
     drop(conn);
-    let st = Command::new("rpmdb")
-        .args(["--dbpath", dir.to_str().unwrap(), "--verifydb"])
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "rpm's --verifydb does not look at index tables"
-    );
+    let st = Command::new("rpmdb").args(["--dbpath", dir.to_str().unwrap(), "--verifydb"]).status().unwrap();
+    assert!(st.success(), "rpm's --verifydb does not look at index tables");
     let out = Command::new(env!("CARGO_BIN_EXE_dbtorture"))
         .args(["verify", "--backend", "sqlite", dir.to_str().unwrap()])
         .output()
@@ -231,22 +186,14 @@ fn verify_reports_what_rpm_verifydb_misses() {
 }
 
 fn schema(path: &Path) -> Vec<(String, String, String)> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut stmt = conn
         .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%' ORDER BY name")
         .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default())))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -256,24 +203,10 @@ fn our_schema_is_byte_for_byte_rpms() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    rpm(&[
-        "--root",
-        root.to_str().unwrap(),
-        "--dbpath",
-        "/var/lib/rpm",
-        "--initdb",
-    ]);
+    rpm(&["--root", root.to_str().unwrap(), "--dbpath", "/var/lib/rpm", "--initdb"]);
     let ours = tmp.path().join("ours");
-    BackendKind::Sqlite
-        .open(&ours, OpenMode::Create)
-        .unwrap()
-        .close()
-        .unwrap();
+    BackendKind::Sqlite.open(&ours, OpenMode::Create).unwrap().close().unwrap();
     let theirs = schema(&root.join("var/lib/rpm/rpmdb.sqlite"));
-    assert_eq!(
-        theirs.len(),
-        49,
-        "rpm 4.18: Packages, sqlite_sequence, 18 index tables and their indexes"
-    );
+    assert_eq!(theirs.len(), 49, "rpm 4.18: Packages, sqlite_sequence, 18 index tables and their indexes");
     assert_eq!(schema(&ours.join("rpmdb.sqlite")), theirs);
 }

@@ -13,19 +13,11 @@ fn root() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin()
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("run dbtorture")
+    bin().current_dir(root()).args(args).output().expect("run dbtorture")
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn events(out: &Path) -> Vec<Value> {
@@ -52,28 +44,10 @@ fn scenario(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
 fn smoke_run_kills_workers_stays_clean_and_writes_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = run(&[
-        "run",
-        "scenarios/smoke.toml",
-        "--cycles",
-        "20",
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "20", "--out", out.to_str().unwrap(), "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for k in [
-        "scenario",
-        "seed",
-        "cycles",
-        "kills",
-        "outcomes",
-        "unexpected",
-        "cycles_per_sec",
-        "duration_s",
-    ] {
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for k in ["scenario", "seed", "cycles", "kills", "outcomes", "unexpected", "cycles_per_sec", "duration_s"] {
         assert!(s.get(k).is_some(), "summary.json lacks {k}: {s}");
     }
     assert_eq!(s["cycles"], 20);
@@ -84,14 +58,8 @@ fn smoke_run_kills_workers_stays_clean_and_writes_reports() {
     assert_eq!(ev.iter().filter(|e| e["event"] == "cycle-end").count(), 20);
     let kills: Vec<_> = ev.iter().filter(|e| e["event"] == "kill").collect();
     assert_eq!(kills.len() as u64, s["kills"].as_u64().unwrap());
-    assert!(
-        kills.iter().any(|k| k["kill"]["trigger"] == "point"),
-        "no crash-point kill in 20 mixed cycles"
-    );
-    assert!(
-        kills.iter().any(|k| k["kill"]["trigger"] == "time"),
-        "no random-time kill in 20 mixed cycles"
-    );
+    assert!(kills.iter().any(|k| k["kill"]["trigger"] == "point"), "no crash-point kill in 20 mixed cycles");
+    assert!(kills.iter().any(|k| k["kill"]["trigger"] == "time"), "no random-time kill in 20 mixed cycles");
     assert!(ev.last().unwrap()["event"] == "run-end");
 }
 
@@ -100,16 +68,7 @@ fn same_seed_gives_same_plans_and_verdicts() {
     let tmp = tempfile::tempdir().unwrap();
     let plans = |seed: &str, dir: &str| {
         let out = tmp.path().join(dir);
-        let o = run(&[
-            "run",
-            "scenarios/smoke.toml",
-            "--cycles",
-            "8",
-            "--seed",
-            seed,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = run(&["run", "scenarios/smoke.toml", "--cycles", "8", "--seed", seed, "--out", out.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         events(&out)
             .into_iter()
@@ -125,32 +84,19 @@ fn same_seed_gives_same_plans_and_verdicts() {
 #[test]
 fn a_kill_at_every_sqlite_crash_point_leaves_a_clean_database() {
     let tmp = tempfile::tempdir().unwrap();
-    let points: Vec<String> = dbtorture_backends::crash::points_of("sqlite")
-        .map(str::to_string)
-        .collect();
+    let points: Vec<String> = dbtorture_backends::crash::points_of("sqlite").map(str::to_string).collect();
     assert!(points.len() >= 16);
     for p in &points {
         let sc = scenario(
             tmp.path(),
             "point",
             &[
-                (
-                    "mode = \"mixed\"",
-                    &format!("mode = \"crash-point\"\npoint = \"{p}\""),
-                ),
+                ("mode = \"mixed\"", &format!("mode = \"crash-point\"\npoint = \"{p}\"")),
                 ("hit_max = 12", "hit_max = 3"),
             ],
         );
         let out = tmp.path().join("out");
-        let o = run(&[
-            "run",
-            sc.to_str().unwrap(),
-            "--cycles",
-            "3",
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
+        let o = run(&["run", sc.to_str().unwrap(), "--cycles", "3", "--out", out.to_str().unwrap(), "-q"]);
         assert_eq!(o.status.code(), Some(0), "kill at {p}: {}", text(&o));
         let ev = events(&out);
         let at_point = ev
@@ -176,29 +122,15 @@ fn a_worker_that_overruns_the_cycle_timeout_is_a_hang_not_a_hung_harness() {
         ],
     );
     let out = tmp.path().join("out");
-    let o = run(&[
-        "run",
-        sc.to_str().unwrap(),
-        "--cycles",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run(&["run", sc.to_str().unwrap(), "--cycles", "2", "--out", out.to_str().unwrap(), "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let ev = events(&out);
     let ends: Vec<_> = ev.iter().filter(|e| e["event"] == "cycle-end").collect();
     assert_eq!(ends.len(), 2);
     assert!(ends.iter().all(|e| e["outcome"] == "hang"), "{ends:#?}");
     // The overrunning writers were killed by the timeout, and the database is still consistent.
-    assert!(
-        ev.iter()
-            .any(|e| e["event"] == "kill" && e["kill"]["trigger"] == "timeout")
-    );
-    assert!(
-        !ev.iter().any(|e| e["event"] == "finding"),
-        "a timeout must not damage the database"
-    );
+    assert!(ev.iter().any(|e| e["event"] == "kill" && e["kill"]["trigger"] == "timeout"));
+    assert!(!ev.iter().any(|e| e["event"] == "finding"), "a timeout must not damage the database");
 }
 
 #[test]
@@ -208,15 +140,7 @@ fn interrupted_run_writes_its_reports_and_leaves_no_processes() {
     let out = tmp.path().join("out");
     let mut child = bin()
         .current_dir(root())
-        .args([
-            "run",
-            "scenarios/smoke.toml",
-            "--duration",
-            "10m",
-            "-q",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        .args(["run", "scenarios/smoke.toml", "--duration", "10m", "-q", "--out", out.to_str().unwrap()])
         .process_group(0)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -225,36 +149,24 @@ fn interrupted_run_writes_its_reports_and_leaves_no_processes() {
     // Wait (bounded) until at least two cycles have ended, then interrupt.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let n = std::fs::read_to_string(out.join("events.jsonl"))
-            .map(|t| t.matches("\"cycle-end\"").count())
-            .unwrap_or(0);
+        let n =
+            std::fs::read_to_string(out.join("events.jsonl")).map(|t| t.matches("\"cycle-end\"").count()).unwrap_or(0);
         if n >= 2 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no cycle finished within two minutes"
-        );
+        assert!(std::time::Instant::now() < deadline, "no cycle finished within two minutes");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pgid),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGINT).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    let s: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["interrupted"], true);
     assert!(s["cycles"].as_u64().unwrap() >= 2);
     assert!(events(&out).last().unwrap()["event"] == "run-end");
     // Nothing of the run's process group survives it.
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pgid), None);
-    assert!(
-        alive.is_err(),
-        "processes of the run's group are still alive"
-    );
+    assert!(alive.is_err(), "processes of the run's group are still alive");
 }
 
 #[test]
@@ -264,47 +176,26 @@ fn malformed_scenario_names_file_and_field_and_exits_2() {
     let o = run(&["run", sc.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let t = text(&o);
-    assert!(
-        t.contains("bad.toml") && t.contains("workload.writers"),
-        "{t}"
-    );
+    assert!(t.contains("bad.toml") && t.contains("workload.writers"), "{t}");
 }
 
 #[test]
 fn verify_exit_codes_clean_findings_and_usage() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    let o = run(&[
-        "run",
-        "scenarios/smoke.toml",
-        "--cycles",
-        "2",
-        "-q",
-        "--workdir",
-        work.to_str().unwrap(),
-    ]);
+    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "2", "-q", "--workdir", work.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let db = work.join("sqlite/db");
     let o = run(&["verify", "--backend", "sqlite", db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Remove one Name row behind the backend's back: a missing index entry.
     let conn = rusqlite::Connection::open(db.join("rpmdb.sqlite")).unwrap();
-    conn.execute_batch("DELETE FROM Name WHERE rowid = (SELECT max(rowid) FROM Name)")
-        .unwrap();
+    conn.execute_batch("DELETE FROM Name WHERE rowid = (SELECT max(rowid) FROM Name)").unwrap();
     drop(conn);
     let o = run(&["verify", "--backend", "sqlite", db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(
-        text(&o).contains("missing index entry: Name"),
-        "{}",
-        text(&o)
-    );
-    let o = run(&[
-        "verify",
-        "--backend",
-        "sqlite",
-        tmp.path().join("nothing").to_str().unwrap(),
-    ]);
+    assert!(text(&o).contains("missing index entry: Name"), "{}", text(&o));
+    let o = run(&["verify", "--backend", "sqlite", tmp.path().join("nothing").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let o = run(&["verify", "--backend", "nosuch", db.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
@@ -315,14 +206,8 @@ fn list_shows_scenarios_backends_and_crash_points() {
     let o = run(&["list"]);
     assert!(o.status.success());
     let t = text(&o);
-    assert!(
-        t.contains("smoke.toml") && t.contains("sqlite-kill.toml"),
-        "{t}"
-    );
-    assert!(
-        t.contains("sqlite.commit.before") && t.contains("atomic: true"),
-        "{t}"
-    );
+    assert!(t.contains("smoke.toml") && t.contains("sqlite-kill.toml"), "{t}");
+    assert!(t.contains("sqlite.commit.before") && t.contains("atomic: true"), "{t}");
     assert!(!t.contains("INVALID"), "{t}");
 }
 

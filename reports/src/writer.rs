@@ -25,13 +25,8 @@ impl EventLog {
     }
 
     pub fn create(path: &Path) -> Result<EventLog, WriteError> {
-        let f = File::create(path).map_err(|source| WriteError {
-            path: path.into(),
-            source,
-        })?;
-        Ok(EventLog {
-            out: Some((path.into(), BufWriter::new(f))),
-        })
+        let f = File::create(path).map_err(|source| WriteError { path: path.into(), source })?;
+        Ok(EventLog { out: Some((path.into(), BufWriter::new(f))) })
     }
 
     pub fn emit(&mut self, ev: &RunEvent) -> Result<(), WriteError> {
@@ -40,20 +35,14 @@ impl EventLog {
         };
         let line = serde_json::to_string(ev).expect("events serialize");
         let r = writeln!(w, "{line}").and_then(|_| w.flush());
-        r.map_err(|source| WriteError {
-            path: path.clone(),
-            source,
-        })
+        r.map_err(|source| WriteError { path: path.clone(), source })
     }
 }
 
 /// Write `value` as pretty JSON to `path` atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
     let tmp = path.with_extension("json.tmp");
-    let err = |source| WriteError {
-        path: path.into(),
-        source,
-    };
+    let err = |source| WriteError { path: path.into(), source };
     let mut f = File::create(&tmp).map_err(err)?;
     serde_json::to_writer_pretty(&mut f, value).map_err(|e| err(e.into()))?;
     f.write_all(b"\n").map_err(err)?;
@@ -81,20 +70,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("events.jsonl");
         let mut log = EventLog::create(&p).unwrap();
-        log.emit(&RunEvent::RunEnd {
-            cycles: 3,
-            unexpected: 0,
-            interrupted: false,
-            duration_s: 1.5,
-        })
-        .unwrap();
-        log.emit(&RunEvent::CycleStart {
-            cycle: 1,
-            backend: "sqlite".into(),
-            seed: 9,
-            plan: "x".into(),
-        })
-        .unwrap();
+        log.emit(&RunEvent::RunEnd { cycles: 3, unexpected: 0, interrupted: false, duration_s: 1.5 }).unwrap();
+        log.emit(&RunEvent::CycleStart { cycle: 1, backend: "sqlite".into(), seed: 9, plan: "x".into() }).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 2);

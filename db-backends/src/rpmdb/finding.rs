@@ -28,101 +28,25 @@ pub enum FindingClass {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Finding {
-    UnreadableHeader {
-        hnum: u32,
-        error: String,
-    },
-    DigestMismatch {
-        hnum: u32,
-        package: String,
-        digest: String,
-        stored: String,
-        computed: String,
-    },
-    MissingIndexEntry {
-        index: String,
-        key: String,
-        hnum: u32,
-        tagnum: u32,
-        package: String,
-    },
-    StaleIndexEntry {
-        index: String,
-        key: String,
-        hnum: u32,
-        tagnum: u32,
-        package: String,
-    },
-    DanglingHeaderNumber {
-        index: String,
-        key: String,
-        hnum: u32,
-    },
-    WrongTagIndex {
-        index: String,
-        key: String,
-        hnum: u32,
-        expected: u32,
-        found: u32,
-        package: String,
-    },
-    DuplicateEntry {
-        index: String,
-        key: String,
-        hnum: u32,
-        tagnum: u32,
-        package: String,
-    },
-    DuplicatePackage {
-        package: String,
-        hnums: Vec<u32>,
-    },
-    IntegrityCheck {
-        detail: String,
-    },
-    ForeignKeyViolation {
-        table: String,
-        rowid: i64,
-        hnum: i64,
-    },
-    SchemaMismatch {
-        detail: String,
-    },
-    LostCommit {
-        worker: u32,
-        txn: u64,
-        package: String,
-        op: String,
-    },
-    PartialTransaction {
-        worker: u32,
-        txn: u64,
-        detail: String,
-    },
-    UnexpectedPackage {
-        package: String,
-        detail: String,
-    },
-    Unopenable {
-        detail: String,
-    },
-    ProbeFailed {
-        detail: String,
-    },
-    WorkerError {
-        worker: u32,
-        role: String,
-        detail: String,
-    },
-    ReaderSawInconsistency {
-        worker: u32,
-        detail: String,
-    },
-    WorkerCrashed {
-        worker: u32,
-        role: String,
-        detail: String,
-    },
+    UnreadableHeader { hnum: u32, error: String },
+    DigestMismatch { hnum: u32, package: String, digest: String, stored: String, computed: String },
+    MissingIndexEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
+    StaleIndexEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
+    DanglingHeaderNumber { index: String, key: String, hnum: u32 },
+    WrongTagIndex { index: String, key: String, hnum: u32, expected: u32, found: u32, package: String },
+    DuplicateEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
+    DuplicatePackage { package: String, hnums: Vec<u32> },
+    IntegrityCheck { detail: String },
+    ForeignKeyViolation { table: String, rowid: i64, hnum: i64 },
+    SchemaMismatch { detail: String },
+    LostCommit { worker: u32, txn: u64, package: String, op: String },
+    PartialTransaction { worker: u32, txn: u64, detail: String },
+    UnexpectedPackage { package: String, detail: String },
+    Unopenable { detail: String },
+    ProbeFailed { detail: String },
+    WorkerError { worker: u32, role: String, detail: String },
+    ReaderSawInconsistency { worker: u32, detail: String },
+    WorkerCrashed { worker: u32, role: String, detail: String },
 }
 
 impl Finding {
@@ -158,9 +82,9 @@ impl Finding {
             | Finding::IntegrityCheck { .. }
             | Finding::SchemaMismatch { .. } => FindingClass::Corrupt,
             Finding::LostCommit { .. } => FindingClass::LostCommit,
-            Finding::Unopenable { .. }
-            | Finding::ProbeFailed { .. }
-            | Finding::WorkerError { .. } => FindingClass::Inoperable,
+            Finding::Unopenable { .. } | Finding::ProbeFailed { .. } | Finding::WorkerError { .. } => {
+                FindingClass::Inoperable
+            }
             Finding::WorkerCrashed { .. } => FindingClass::Crash,
             _ => FindingClass::Inconsistent,
         }
@@ -187,121 +111,46 @@ impl fmt::Display for Finding {
         write!(f, "{}: ", self.name())?;
         match self {
             Finding::UnreadableHeader { hnum, error } => write!(f, "header #{hnum}: {error}"),
-            Finding::DigestMismatch {
-                hnum,
-                package,
-                digest,
-                stored,
-                computed,
-            } => {
-                write!(
-                    f,
-                    "{package} (#{hnum}): {digest} stored {stored}, computed {computed}"
-                )
+            Finding::DigestMismatch { hnum, package, digest, stored, computed } => {
+                write!(f, "{package} (#{hnum}): {digest} stored {stored}, computed {computed}")
             }
-            Finding::MissingIndexEntry {
-                index,
-                key,
-                hnum,
-                tagnum,
-                package,
-            } => {
-                write!(
-                    f,
-                    "{index} has no entry {key:?} -> #{hnum} (tag index {tagnum}) for {package}"
-                )
+            Finding::MissingIndexEntry { index, key, hnum, tagnum, package } => {
+                write!(f, "{index} has no entry {key:?} -> #{hnum} (tag index {tagnum}) for {package}")
             }
-            Finding::StaleIndexEntry {
-                index,
-                key,
-                hnum,
-                tagnum,
-                package,
-            } => {
-                write!(
-                    f,
-                    "{index} entry {key:?} -> #{hnum} (tag index {tagnum}) is not in the header of {package}"
-                )
+            Finding::StaleIndexEntry { index, key, hnum, tagnum, package } => {
+                write!(f, "{index} entry {key:?} -> #{hnum} (tag index {tagnum}) is not in the header of {package}")
             }
             Finding::DanglingHeaderNumber { index, key, hnum } => {
-                write!(
-                    f,
-                    "{index} entry {key:?} points at #{hnum}, which is not in Packages"
-                )
+                write!(f, "{index} entry {key:?} points at #{hnum}, which is not in Packages")
             }
-            Finding::WrongTagIndex {
-                index,
-                key,
-                hnum,
-                expected,
-                found,
-                package,
-            } => {
-                write!(
-                    f,
-                    "{index} entry {key:?} -> #{hnum} has tag index {found}, expected {expected} ({package})"
-                )
+            Finding::WrongTagIndex { index, key, hnum, expected, found, package } => {
+                write!(f, "{index} entry {key:?} -> #{hnum} has tag index {found}, expected {expected} ({package})")
             }
-            Finding::DuplicateEntry {
-                index,
-                key,
-                hnum,
-                tagnum,
-                package,
-            } => {
-                write!(
-                    f,
-                    "{index} entry {key:?} -> #{hnum} (tag index {tagnum}) is stored twice ({package})"
-                )
+            Finding::DuplicateEntry { index, key, hnum, tagnum, package } => {
+                write!(f, "{index} entry {key:?} -> #{hnum} (tag index {tagnum}) is stored twice ({package})")
             }
             Finding::DuplicatePackage { package, hnums } => {
                 write!(f, "{package} is installed as {hnums:?}")
             }
             Finding::IntegrityCheck { detail } => f.write_str(detail),
             Finding::ForeignKeyViolation { table, rowid, hnum } => {
-                write!(
-                    f,
-                    "{table} row {rowid} refers to #{hnum}, which is not in Packages"
-                )
+                write!(f, "{table} row {rowid} refers to #{hnum}, which is not in Packages")
             }
             Finding::SchemaMismatch { detail } => f.write_str(detail),
-            Finding::LostCommit {
-                worker,
-                txn,
-                package,
-                op,
-            } => {
-                write!(
-                    f,
-                    "worker {worker} transaction {txn} was acknowledged but its {op} of {package} is missing"
-                )
+            Finding::LostCommit { worker, txn, package, op } => {
+                write!(f, "worker {worker} transaction {txn} was acknowledged but its {op} of {package} is missing")
             }
-            Finding::PartialTransaction {
-                worker,
-                txn,
-                detail,
-            } => {
-                write!(
-                    f,
-                    "worker {worker} transaction {txn} is applied in part: {detail}"
-                )
+            Finding::PartialTransaction { worker, txn, detail } => {
+                write!(f, "worker {worker} transaction {txn} is applied in part: {detail}")
             }
             Finding::UnexpectedPackage { package, detail } => write!(f, "{package}: {detail}"),
             Finding::Unopenable { detail } => f.write_str(detail),
             Finding::ProbeFailed { detail } => f.write_str(detail),
-            Finding::WorkerError {
-                worker,
-                role,
-                detail,
-            } => write!(f, "{role} {worker}: {detail}"),
+            Finding::WorkerError { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
             Finding::ReaderSawInconsistency { worker, detail } => {
                 write!(f, "reader {worker}: {detail}")
             }
-            Finding::WorkerCrashed {
-                worker,
-                role,
-                detail,
-            } => write!(f, "{role} {worker}: {detail}"),
+            Finding::WorkerCrashed { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
         }
     }
 }

@@ -58,10 +58,7 @@ impl TagType {
         }
     }
     fn is_string(self) -> bool {
-        matches!(
-            self,
-            TagType::String | TagType::StringArray | TagType::I18nString
-        )
+        matches!(self, TagType::String | TagType::StringArray | TagType::I18nString)
     }
 }
 
@@ -91,19 +88,13 @@ impl fmt::Display for HeaderError {
                 write!(f, "header counts out of range (il {il}, dl {dl})")
             }
             HeaderError::LengthMismatch { expected, actual } => {
-                write!(
-                    f,
-                    "blob length {actual} does not match header size {expected}"
-                )
+                write!(f, "blob length {actual} does not match header size {expected}")
             }
             HeaderError::BadType { entry, tag, ty } => {
                 write!(f, "entry {entry} (tag {tag}) has invalid type {ty}")
             }
             HeaderError::BadOffset { entry, tag, offset } => {
-                write!(
-                    f,
-                    "entry {entry} (tag {tag}) has offset {offset} outside the data"
-                )
+                write!(f, "entry {entry} (tag {tag}) has offset {offset} outside the data")
             }
             HeaderError::BadAlignment { entry, tag, offset } => {
                 write!(f, "entry {entry} (tag {tag}) offset {offset} is misaligned")
@@ -188,70 +179,35 @@ impl<'a> Header<'a> {
         }
         let expected = 8 + il as u64 * ENTRY_LEN as u64 + dl as u64;
         if expected != blob.len() as u64 {
-            return Err(HeaderError::LengthMismatch {
-                expected,
-                actual: blob.len(),
-            });
+            return Err(HeaderError::LengthMismatch { expected, actual: blob.len() });
         }
         let data_start = 8 + il as usize * ENTRY_LEN;
         let data = &blob[data_start..];
         let mut entries = Vec::with_capacity(il as usize);
         for i in 0..il {
             let at = 8 + i as usize * ENTRY_LEN;
-            let (tag, ty_raw) = (
-                be32(blob, at).unwrap_or(0),
-                be32(blob, at + 4).unwrap_or(u32::MAX),
-            );
+            let (tag, ty_raw) = (be32(blob, at).unwrap_or(0), be32(blob, at + 4).unwrap_or(u32::MAX));
             let offset = be32(blob, at + 8).unwrap_or(u32::MAX) as i32;
             let count = be32(blob, at + 12).unwrap_or(0);
-            let ty = TagType::from_u32(ty_raw).ok_or(HeaderError::BadType {
-                entry: i,
-                tag,
-                ty: ty_raw,
-            })?;
+            let ty = TagType::from_u32(ty_raw).ok_or(HeaderError::BadType { entry: i, tag, ty: ty_raw })?;
             if offset < 0 || offset as u32 >= dl.max(1) || (dl == 0 && offset != 0) {
-                return Err(HeaderError::BadOffset {
-                    entry: i,
-                    tag,
-                    offset,
-                });
+                return Err(HeaderError::BadOffset { entry: i, tag, offset });
             }
             let off = offset as usize;
             if !off.is_multiple_of(ty.align()) {
-                return Err(HeaderError::BadAlignment {
-                    entry: i,
-                    tag,
-                    offset,
-                });
+                return Err(HeaderError::BadAlignment { entry: i, tag, offset });
             }
             if count == 0 || count > MAX_DATA {
-                return Err(HeaderError::BadCount {
-                    entry: i,
-                    tag,
-                    count,
-                });
+                return Err(HeaderError::BadCount { entry: i, tag, count });
             }
-            let len =
-                data_len(ty, count, &data[off.min(data.len())..]).ok_or(if ty.is_string() {
-                    HeaderError::UnterminatedString { entry: i, tag }
-                } else {
-                    HeaderError::DataOverflow { entry: i, tag }
-                })?;
-            entries.push(Entry {
-                tag,
-                ty,
-                offset: off,
-                count,
-                len,
-            });
+            let len = data_len(ty, count, &data[off.min(data.len())..]).ok_or(if ty.is_string() {
+                HeaderError::UnterminatedString { entry: i, tag }
+            } else {
+                HeaderError::DataOverflow { entry: i, tag }
+            })?;
+            entries.push(Entry { tag, ty, offset: off, count, len });
         }
-        let mut h = Header {
-            blob,
-            entries,
-            data_start,
-            region_il: 0,
-            region_dl: 0,
-        };
+        let mut h = Header { blob, entries, data_start, region_il: 0, region_dl: 0 };
         h.check_region_and_order()?;
         Ok(h)
     }
@@ -263,36 +219,23 @@ impl<'a> Header<'a> {
         let mut start = 0;
         if first.tag == super::tags::HEADERIMMUTABLE || first.tag == super::tags::HEADERSIGNATURES {
             if first.ty != TagType::Bin || first.count != 16 {
-                return Err(HeaderError::BadRegion {
-                    reason: "region tag is not a 16-byte BIN",
-                });
+                return Err(HeaderError::BadRegion { reason: "region tag is not a 16-byte BIN" });
             }
             let data = self.data();
-            let trailer =
-                data.get(first.offset..first.offset + 16)
-                    .ok_or(HeaderError::BadRegion {
-                        reason: "trailer outside data",
-                    })?;
+            let trailer = data
+                .get(first.offset..first.offset + 16)
+                .ok_or(HeaderError::BadRegion { reason: "trailer outside data" })?;
             let ttag = be32(trailer, 0).unwrap_or(0);
             let tty = be32(trailer, 4).unwrap_or(0);
             let toff = be32(trailer, 8).unwrap_or(0) as i32;
             let tcount = be32(trailer, 12).unwrap_or(0);
             if ttag != first.tag || tty != TagType::Bin as u32 || tcount != 16 {
-                return Err(HeaderError::BadRegion {
-                    reason: "trailer does not match the region tag",
-                });
+                return Err(HeaderError::BadRegion { reason: "trailer does not match the region tag" });
             }
-            let ril = toff
-                .checked_neg()
-                .filter(|v| *v > 0 && v % ENTRY_LEN as i32 == 0)
-                .map(|v| v as u32 / 16);
-            let ril = ril.ok_or(HeaderError::BadRegion {
-                reason: "trailer offset is not a negative index size",
-            })?;
+            let ril = toff.checked_neg().filter(|v| *v > 0 && v % ENTRY_LEN as i32 == 0).map(|v| v as u32 / 16);
+            let ril = ril.ok_or(HeaderError::BadRegion { reason: "trailer offset is not a negative index size" })?;
             if ril as usize > self.entries.len() {
-                return Err(HeaderError::BadRegion {
-                    reason: "region claims more entries than the header has",
-                });
+                return Err(HeaderError::BadRegion { reason: "region claims more entries than the header has" });
             }
             self.region_il = ril;
             self.region_dl = (first.offset + 16) as u32;
@@ -301,16 +244,11 @@ impl<'a> Header<'a> {
         let mut end = 0usize;
         for (i, e) in self.entries.iter().enumerate().skip(start) {
             if e.offset < end {
-                return Err(HeaderError::Overlap {
-                    entry: i as u32,
-                    tag: e.tag,
-                });
+                return Err(HeaderError::Overlap { entry: i as u32, tag: e.tag });
             }
             end = e.offset + e.len;
             if i < self.region_il as usize && end > self.region_dl as usize {
-                return Err(HeaderError::BadRegion {
-                    reason: "region entry data runs past the trailer",
-                });
+                return Err(HeaderError::BadRegion { reason: "region entry data runs past the trailer" });
             }
         }
         Ok(())
@@ -380,12 +318,7 @@ impl<'a> Header<'a> {
         if e.ty != TagType::Int32 {
             return None;
         }
-        Some(
-            self.bytes_of(e)
-                .chunks_exact(4)
-                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        )
+        Some(self.bytes_of(e).chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     pub fn u32_first(&self, tag: u32) -> Option<u32> {
@@ -444,19 +377,11 @@ pub fn append_entries(blob: &[u8], add: &[(u32, Value)]) -> Result<Vec<u8>, Head
     for (tag, v) in add {
         let (ty, count, bytes, align) = match v {
             Value::Char(b) => (TagType::Char, b.len() as u32, b.clone(), 1),
-            Value::Int32(xs) => (
-                TagType::Int32,
-                xs.len() as u32,
-                xs.iter().flat_map(|x| x.to_be_bytes()).collect(),
-                4,
-            ),
+            Value::Int32(xs) => (TagType::Int32, xs.len() as u32, xs.iter().flat_map(|x| x.to_be_bytes()).collect(), 4),
             Value::String(s) => (TagType::String, 1, nul_terminated([s.as_str()]), 1),
-            Value::StringArray(xs) => (
-                TagType::StringArray,
-                xs.len() as u32,
-                nul_terminated(xs.iter().map(|s| s.as_str())),
-                1,
-            ),
+            Value::StringArray(xs) => {
+                (TagType::StringArray, xs.len() as u32, nul_terminated(xs.iter().map(|s| s.as_str())), 1)
+            }
             Value::Bin(b) => (TagType::Bin, b.len() as u32, b.clone(), 1),
         };
         while !data.len().is_multiple_of(align) {

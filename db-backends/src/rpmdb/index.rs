@@ -12,6 +12,7 @@
 
 use super::header::Header;
 use super::tags::{self, IndexTag, KeyClass};
+use std::borrow::Cow;
 
 /// One index row: (key, header number, tag index).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,13 +36,9 @@ const SENSE_META: u32 = 1 << 29;
 
 /// rpm's `isTransientReq`: an install-only prerequisite that is not also needed on erase and not meta.
 pub fn is_transient_req(flags: u32) -> bool {
-    let install_only = (SENSE_SCRIPT_PRE
-        | SENSE_SCRIPT_POST
-        | SENSE_RPMLIB
-        | SENSE_KEYRING
-        | SENSE_PRETRANS
-        | SENSE_POSTTRANS)
-        & !SENSE_PREREQ;
+    let install_only =
+        (SENSE_SCRIPT_PRE | SENSE_SCRIPT_POST | SENSE_RPMLIB | SENSE_KEYRING | SENSE_PRETRANS | SENSE_POSTTRANS)
+            & !SENSE_PREREQ;
     let erase_only = (SENSE_SCRIPT_PREUN | SENSE_SCRIPT_POSTUN) & !SENSE_PREREQ;
     flags & install_only != 0 && flags & erase_only == 0 && flags & SENSE_META == 0
 }
@@ -60,14 +57,14 @@ fn is_rich_capable(tag: IndexTag) -> bool {
 
 /// The (key, tag index) pairs a header contributes to one index, in rpm's order. `None` means the tag data
 /// has a type rpm could not index (the header is then reported, not indexed).
-pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
+pub fn keys_for<'a>(h: &Header<'a>, index: IndexTag) -> Vec<(Cow<'a, [u8]>, u32)> {
     let mut out = Vec::new();
     match index.key_class() {
         KeyClass::Int32 => {
             // Host byte order, as rpm's td2key copies the integer it got from headerGet.
             if let Some(vals) = h.u32s(index.0) {
                 for (i, v) in vals.iter().enumerate() {
-                    out.push((v.to_ne_bytes().to_vec(), i as u32));
+                    out.push((Cow::Owned(v.to_ne_bytes().to_vec()), i as u32));
                 }
             }
         }
@@ -75,24 +72,21 @@ pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
             if let Some((super::header::TagType::Bin, count, bytes)) = h.raw(index.0)
                 && count > 0
             {
-                out.push((bytes.to_vec(), 0));
+                out.push((Cow::Borrowed(bytes), 0));
             }
         }
         KeyClass::String => {
             let values = h.strings(index.0).unwrap_or_default();
             if values.is_empty() {
                 if index.0 == tags::GROUP {
-                    out.push((b"Unknown".to_vec(), 0));
+                    out.push((Cow::Borrowed(&b"Unknown"[..]), 0));
                 }
                 return out;
             }
-            let req_flags = (index.0 == tags::REQUIRENAME)
-                .then(|| h.u32s(tags::REQUIREFLAGS).unwrap_or_default());
+            let req_flags = (index.0 == tags::REQUIRENAME).then(|| h.u32s(tags::REQUIREFLAGS).unwrap_or_default());
             let trig_index = match index.0 {
                 tags::FILETRIGGERNAME => Some(h.u32s(tags::FILETRIGGERINDEX).unwrap_or_default()),
-                tags::TRANSFILETRIGGERNAME => {
-                    Some(h.u32s(tags::TRANSFILETRIGGERINDEX).unwrap_or_default())
-                }
+                tags::TRANSFILETRIGGERNAME => Some(h.u32s(tags::TRANSFILETRIGGERINDEX).unwrap_or_default()),
                 _ => None,
             };
             for (i, v) in values.iter().enumerate() {
@@ -111,10 +105,10 @@ pub fn keys_for(h: &Header<'_>, index: IndexTag) -> Vec<(Vec<u8>, u32)> {
                 if index.0 == tags::TRIGGERNAME && values[..i].contains(v) {
                     continue;
                 }
-                out.push((v.to_vec(), tagnum));
+                out.push((Cow::Borrowed(*v), tagnum));
                 if is_rich_capable(index) && v.first() == Some(&b'(') {
                     for name in rich_dep_names(v) {
-                        out.push((name, tagnum));
+                        out.push((Cow::Owned(name), tagnum));
                     }
                 }
             }
@@ -130,7 +124,7 @@ pub fn entries_of(h: &Header<'_>, hnum: u32) -> Vec<(IndexTag, Vec<Entry>)> {
         .map(|&idx| {
             let es = keys_for(h, idx)
                 .into_iter()
-                .map(|(key, tagnum)| Entry { key, hnum, tagnum })
+                .map(|(key, tagnum)| Entry { key: key.into_owned(), hnum, tagnum })
                 .collect::<Vec<_>>();
             (idx, es)
         })
@@ -141,13 +135,7 @@ pub fn entries_of(h: &Header<'_>, hnum: u32) -> Vec<(IndexTag, Vec<Entry>)> {
 /// inside, `rpmlib(` ones skipped, names in the condition of `if`/`unless` (and the inverted copy for `else`)
 /// prefixed with `!`, sorted and de-duplicated. Returns nothing for a string that does not parse.
 pub fn rich_dep_names(dep: &[u8]) -> Vec<Vec<u8>> {
-    let mut p = RichParser {
-        s: dep,
-        pos: 0,
-        neg: false,
-        names: Vec::new(),
-        depth: 0,
-    };
+    let mut p = RichParser { s: dep, pos: 0, neg: false, names: Vec::new(), depth: 0 };
     if p.group().is_none() {
         return Vec::new();
     }
@@ -176,11 +164,7 @@ struct RichParser<'a> {
 
 impl RichParser<'_> {
     fn skip_ws(&mut self) {
-        while self
-            .s
-            .get(self.pos)
-            .is_some_and(|c| c.is_ascii_whitespace())
-        {
+        while self.s.get(self.pos).is_some_and(|c| c.is_ascii_whitespace()) {
             self.pos += 1;
         }
     }
@@ -269,10 +253,7 @@ impl RichParser<'_> {
         // An optional version comparison: `name OP version`.
         let save = self.pos;
         let next = self.word().to_vec();
-        if matches!(
-            next.as_slice(),
-            b"<" | b"<=" | b"=" | b"==" | b">=" | b">" | b"<=>"
-        ) {
+        if matches!(next.as_slice(), b"<" | b"<=" | b"=" | b"==" | b">=" | b">" | b"<=>") {
             if self.word().is_empty() {
                 return None;
             }
@@ -300,19 +281,9 @@ pub trait Store {
     /// Read a header blob.
     fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Add one header's entries to one index (possibly none: a backend may still touch the index).
-    fn index_add(
-        &mut self,
-        index: IndexTag,
-        hnum: u32,
-        entries: &[Entry],
-    ) -> Result<(), Self::Error>;
+    fn index_add(&mut self, index: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error>;
     /// Remove one header's entries (as generated from its blob) from one index.
-    fn index_remove(
-        &mut self,
-        index: IndexTag,
-        hnum: u32,
-        entries: &[Entry],
-    ) -> Result<(), Self::Error>;
+    fn index_remove(&mut self, index: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), Self::Error>;
 }
 
 /// rpm's `rpmdbAdd` order: Packages first, then every index in `dbiTags` order.
@@ -321,9 +292,7 @@ pub fn add_header<S: Store>(store: &mut S, blob: &[u8]) -> Result<u32, AddError<
     let hnum = store.put_package(blob).map_err(AddError::Store)?;
     for (idx, entries) in entries_of(&h, hnum) {
         if !entries.is_empty() {
-            store
-                .index_add(idx, hnum, &entries)
-                .map_err(AddError::Store)?;
+            store.index_add(idx, hnum, &entries).map_err(AddError::Store)?;
         }
     }
     Ok(hnum)
@@ -331,17 +300,12 @@ pub fn add_header<S: Store>(store: &mut S, blob: &[u8]) -> Result<u32, AddError<
 
 /// rpm's `rpmdbRemove` order: Packages first, then every index.
 pub fn remove_header<S: Store>(store: &mut S, hnum: u32) -> Result<(), AddError<S::Error>> {
-    let blob = store
-        .get_package(hnum)
-        .map_err(AddError::Store)?
-        .ok_or(AddError::NoSuchPackage(hnum))?;
+    let blob = store.get_package(hnum).map_err(AddError::Store)?.ok_or(AddError::NoSuchPackage(hnum))?;
     let h = Header::parse(&blob).map_err(AddError::Header)?;
     store.del_package(hnum).map_err(AddError::Store)?;
     for (idx, entries) in entries_of(&h, hnum) {
         if !entries.is_empty() {
-            store
-                .index_remove(idx, hnum, &entries)
-                .map_err(AddError::Store)?;
+            store.index_remove(idx, hnum, &entries).map_err(AddError::Store)?;
         }
     }
     Ok(())
@@ -383,16 +347,10 @@ mod tests {
     #[test]
     fn rich_deps_index_inner_names_like_rpm() {
         let n = |s: &str| {
-            rich_dep_names(s.as_bytes())
-                .into_iter()
-                .map(|v| String::from_utf8(v).unwrap())
-                .collect::<Vec<_>>()
+            rich_dep_names(s.as_bytes()).into_iter().map(|v| String::from_utf8(v).unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(n("(a or b)"), ["a", "b"]);
-        assert_eq!(
-            n("(foo >= 1.0 and perl(Bar::Baz))"),
-            ["foo", "perl(Bar::Baz)"]
-        );
+        assert_eq!(n("(foo >= 1.0 and perl(Bar::Baz))"), ["foo", "perl(Bar::Baz)"]);
         assert_eq!(n("(a if b)"), ["a", "!b"]);
         assert_eq!(n("(a if b else c)"), ["a", "b", "c", "!b"]);
         assert_eq!(n("(rpmlib(X) and z)"), ["z"]);

@@ -106,10 +106,7 @@ impl IndexTag {
     }
 
     pub fn by_name(name: &str) -> Option<IndexTag> {
-        INDEXES
-            .iter()
-            .copied()
-            .find(|t| t.name().eq_ignore_ascii_case(name))
+        INDEXES.iter().copied().find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     pub fn key_class(self) -> KeyClass {

@@ -47,14 +47,8 @@ pub fn install(slot: &'static [AtomicU64]) {
 /// Read a worker's breadcrumb: (last point name, points passed, stopped at the armed point).
 pub fn read(slot: &[AtomicU64]) -> (Option<&'static str>, u64, bool) {
     let last = slot[W_LAST].load(Ordering::Acquire);
-    let name = last
-        .checked_sub(1)
-        .and_then(|i| dbtorture_backends::crash::ALL.get(i as usize).copied());
-    (
-        name,
-        slot[W_PASSED].load(Ordering::Acquire),
-        slot[W_STOPPED].load(Ordering::Acquire) == 1,
-    )
+    let name = last.checked_sub(1).and_then(|i| dbtorture_backends::crash::ALL.get(i as usize).copied());
+    (name, slot[W_PASSED].load(Ordering::Acquire), slot[W_STOPPED].load(Ordering::Acquire) == 1)
 }
 
 /// Reset a slot and arm it (or not) before forking its worker.

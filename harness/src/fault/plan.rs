@@ -15,13 +15,7 @@ pub struct WorkerPlan {
 }
 
 /// Plans for `writers` writers followed by `readers` readers. `points` are the backend's crash point ids.
-pub fn draw(
-    rng: &mut ChaCha8Rng,
-    k: &Kill,
-    writers: u32,
-    readers: u32,
-    points: &[u32],
-) -> Vec<WorkerPlan> {
+pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: &[u32]) -> Vec<WorkerPlan> {
     let n = (writers + readers) as usize;
     let mut plans = vec![WorkerPlan::default(); n];
     let mode = match k.mode {
@@ -95,18 +89,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_plan_and_a_writer_is_always_hit() {
-        let k = Kill {
-            probability: 0.0,
-            ..Kill::default()
-        };
+        let k = Kill { probability: 0.0, ..Kill::default() };
         for seed in 0..50 {
             let a = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2]);
             let b = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2]);
             assert_eq!(a, b);
-            assert!(
-                a[..3].iter().any(|p| p.kill_at.is_some()),
-                "a writer must be killed"
-            );
+            assert!(a[..3].iter().any(|p| p.kill_at.is_some()), "a writer must be killed");
             for p in &a {
                 if let Some(t) = p.kill_at {
                     assert!(t <= Duration::from_millis(k.delay_ms_max));
@@ -117,11 +105,7 @@ mod tests {
 
     #[test]
     fn crash_point_mode_arms_exactly_one_writer() {
-        let k = Kill {
-            mode: KillMode::CrashPoint,
-            hit_max: 3,
-            ..Kill::default()
-        };
+        let k = Kill { mode: KillMode::CrashPoint, hit_max: 3, ..Kill::default() };
         let plans = draw(&mut ChaCha8Rng::seed_from_u64(9), &k, 2, 1, &[4, 5, 6]);
         let armed: Vec<_> = plans.iter().filter_map(|p| p.arm).collect();
         assert_eq!(armed.len(), 1);

@@ -49,28 +49,16 @@ impl WorkerMsg {
         Some(match tag {
             "B" => {
                 let (txn, body) = rest.split_once(' ')?;
-                WorkerMsg::Begin {
-                    txn: txn.parse().ok()?,
-                    body: Txn::decode(body)?,
-                }
+                WorkerMsg::Begin { txn: txn.parse().ok()?, body: Txn::decode(body)? }
             }
-            "C" => WorkerMsg::Commit {
-                txn: rest.parse().ok()?,
-            },
+            "C" => WorkerMsg::Commit { txn: rest.parse().ok()? },
             "A" => {
                 let (txn, e) = rest.split_once(' ').unwrap_or((rest, ""));
-                WorkerMsg::Abort {
-                    txn: txn.parse().ok()?,
-                    error: e.into(),
-                }
+                WorkerMsg::Abort { txn: txn.parse().ok()?, error: e.into() }
             }
             "E" => WorkerMsg::Error { error: rest.into() },
-            "X" => WorkerMsg::Inconsistent {
-                detail: rest.into(),
-            },
-            "Q" => WorkerMsg::Queries {
-                n: rest.parse().ok()?,
-            },
+            "X" => WorkerMsg::Inconsistent { detail: rest.into() },
+            "Q" => WorkerMsg::Queries { n: rest.parse().ok()? },
             _ => return None,
         })
     }
@@ -84,21 +72,10 @@ mod tests {
     #[test]
     fn messages_round_trip_as_single_lines() {
         let msgs = [
-            WorkerMsg::Begin {
-                txn: 7,
-                body: Txn {
-                    kind: TxnKind::Install,
-                    steps: vec![Step::Add(3)],
-                },
-            },
+            WorkerMsg::Begin { txn: 7, body: Txn { kind: TxnKind::Install, steps: vec![Step::Add(3)] } },
             WorkerMsg::Commit { txn: 7 },
-            WorkerMsg::Abort {
-                txn: 8,
-                error: "database is locked".into(),
-            },
-            WorkerMsg::Error {
-                error: "multi\nline".into(),
-            },
+            WorkerMsg::Abort { txn: 8, error: "database is locked".into() },
+            WorkerMsg::Error { error: "multi\nline".into() },
             WorkerMsg::Inconsistent { detail: "x".into() },
             WorkerMsg::Queries { n: 12 },
         ];

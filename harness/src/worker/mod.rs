@@ -62,9 +62,7 @@ struct Reporter<W: Write> {
 
 impl<W: Write> Reporter<W> {
     fn send(&mut self, m: &WorkerMsg) -> Result<(), i32> {
-        self.out
-            .write_all(m.encode().as_bytes())
-            .map_err(|_| exit::PIPE)
+        self.out.write_all(m.encode().as_bytes()).map_err(|_| exit::PIPE)
     }
 }
 
@@ -88,20 +86,14 @@ fn fail<W: Write>(rep: &mut Reporter<W>, error: String) -> i32 {
 
 fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -> Result<(), i32> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let mut db = spec
-        .backend
-        .open(spec.dir, OpenMode::ReadWrite)
-        .map_err(|e| fail(rep, format!("open: {e}")))?;
+    let mut db = spec.backend.open(spec.dir, OpenMode::ReadWrite).map_err(|e| fail(rep, format!("open: {e}")))?;
     let mut installed = spec.installed.clone();
     for t in 0..u64::from(spec.ops) {
         let Some(txn) = ops::next_txn(&mut rng, pool, &installed, spec.index, spec.writers) else {
             break;
         };
         let txn_no = spec.txn_base + t;
-        rep.send(&WorkerMsg::Begin {
-            txn: txn_no,
-            body: txn.clone(),
-        })?;
+        rep.send(&WorkerMsg::Begin { txn: txn_no, body: txn.clone() })?;
         match run_txn(db.as_mut(), pool, &txn, txn_no) {
             Ok(()) => {
                 rep.send(&WorkerMsg::Commit { txn: txn_no })?;
@@ -109,10 +101,7 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
             }
             Err(e) => {
                 let _ = db.rollback();
-                rep.send(&WorkerMsg::Abort {
-                    txn: txn_no,
-                    error: e.clone(),
-                })?;
+                rep.send(&WorkerMsg::Abort { txn: txn_no, error: e.clone() })?;
                 return Err(fail(rep, format!("transaction {txn_no}: {e}")));
             }
         }
@@ -123,9 +112,7 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
 
 /// Find the header number of a pool package by its SHA1HEADER (the Sha1header index).
 fn hnum_of(db: &mut dyn Backend, sha1: &str) -> Result<Option<u32>, String> {
-    let hits = db
-        .lookup(IndexTag(tags::SHA1HEADER), sha1.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let hits = db.lookup(IndexTag(tags::SHA1HEADER), sha1.as_bytes()).map_err(|e| e.to_string())?;
     Ok(hits.first().map(|h| h.0))
 }
 
@@ -140,10 +127,8 @@ fn run_txn(db: &mut dyn Backend, pool: &Pool, txn: &Txn, txn_no: u64) -> Result<
             }
             Step::Remove(p) => {
                 let pkg = pool.get(p);
-                let h = hnum_of(db, &pkg.sha1)?
-                    .ok_or_else(|| format!("erase {}: not installed", pkg.nevra))?;
-                db.erase(h)
-                    .map_err(|e| format!("erase {}: {e}", pkg.nevra))?;
+                let h = hnum_of(db, &pkg.sha1)?.ok_or_else(|| format!("erase {}: not installed", pkg.nevra))?;
+                db.erase(h).map_err(|e| format!("erase {}: {e}", pkg.nevra))?;
             }
         }
     }
@@ -152,10 +137,7 @@ fn run_txn(db: &mut dyn Backend, pool: &Pool, txn: &Txn, txn_no: u64) -> Result<
 
 fn reader<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -> Result<(), i32> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let mut db = spec
-        .backend
-        .open(spec.dir, OpenMode::ReadOnly)
-        .map_err(|e| fail(rep, format!("open: {e}")))?;
+    let mut db = spec.backend.open(spec.dir, OpenMode::ReadOnly).map_err(|e| fail(rep, format!("open: {e}")))?;
     let mut n = 0u64;
     for _ in 0..spec.ops {
         let q = ops::next_query(&mut rng, pool);
@@ -178,18 +160,12 @@ fn reader<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
                 Err(e) => return Err(fail(rep, format!("read #{hnum}: {e}"))),
             };
             let detail = match blob.as_deref().map(Header::parse) {
-                None => Some(format!(
-                    "{} entry {key:?} -> #{hnum}: no such package",
-                    IndexTag(idx)
-                )),
+                None => Some(format!("{} entry {key:?} -> #{hnum}: no such package", IndexTag(idx))),
                 Some(Err(e)) => Some(format!("#{hnum} unreadable: {e}")),
                 Some(Ok(h)) => {
                     let vals = h.strings(idx).unwrap_or_default();
                     (vals.get(tagnum as usize) != Some(&key.as_bytes())).then(|| {
-                        format!(
-                            "{} entry {key:?} -> #{hnum}[{tagnum}] does not match the header",
-                            IndexTag(idx)
-                        )
+                        format!("{} entry {key:?} -> #{hnum}[{tagnum}] does not match the header", IndexTag(idx))
                     })
                 }
             };

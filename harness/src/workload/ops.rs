@@ -93,23 +93,14 @@ pub fn in_slice(pool: &Pool, id: u32, w: u32, writers: u32) -> bool {
 
 /// The next transaction for writer `w`, given the installed packages of its slice. At most one version of
 /// each name is installed at a time (like rpm without installonly packages).
-pub fn next_txn(
-    rng: &mut ChaCha8Rng,
-    pool: &Pool,
-    installed: &BTreeSet<u32>,
-    w: u32,
-    writers: u32,
-) -> Option<Txn> {
-    let names: Vec<u32> = (0..pool.spec.names)
-        .filter(|n| writers > 0 && n % writers == w)
-        .collect();
+pub fn next_txn(rng: &mut ChaCha8Rng, pool: &Pool, installed: &BTreeSet<u32>, w: u32, writers: u32) -> Option<Txn> {
+    let names: Vec<u32> = (0..pool.spec.names).filter(|n| writers > 0 && n % writers == w).collect();
     if names.is_empty() {
         return None;
     }
     let v = pool.spec.versions;
     let installed_version = |n: u32| (0..v).map(|k| n * v + k).find(|id| installed.contains(id));
-    let (free, used): (Vec<u32>, Vec<u32>) =
-        names.iter().partition(|&&n| installed_version(n).is_none());
+    let (free, used): (Vec<u32>, Vec<u32>) = names.iter().partition(|&&n| installed_version(n).is_none());
     let roll = rng.random_range(0..10);
     if (roll < 4 || used.is_empty()) && !free.is_empty() {
         // Install 1–3 packages of names not yet installed.
@@ -120,10 +111,7 @@ pub fn next_txn(
             let n = pick.swap_remove(rng.random_range(0..pick.len()));
             steps.push(Step::Add(n * v + rng.random_range(0..v)));
         }
-        return Some(Txn {
-            kind: TxnKind::Install,
-            steps,
-        });
+        return Some(Txn { kind: TxnKind::Install, steps });
     }
     if used.is_empty() {
         return None;
@@ -136,10 +124,7 @@ pub fn next_txn(
         if new == old {
             new = n * v + (old - n * v + 1) % v;
         }
-        return Some(Txn {
-            kind: TxnKind::Upgrade,
-            steps: vec![Step::Add(new), Step::Remove(old)],
-        });
+        return Some(Txn { kind: TxnKind::Upgrade, steps: vec![Step::Add(new), Step::Remove(old)] });
     }
     let k = rng.random_range(1..=2usize).min(used.len());
     let mut pick = used.clone();
@@ -148,10 +133,7 @@ pub fn next_txn(
         let n = pick.swap_remove(rng.random_range(0..pick.len()));
         steps.push(Step::Remove(installed_version(n).expect("used")));
     }
-    Some(Txn {
-        kind: TxnKind::Erase,
-        steps,
-    })
+    Some(Txn { kind: TxnKind::Erase, steps })
 }
 
 /// A reader's query.
@@ -185,10 +167,7 @@ mod tests {
 
     #[test]
     fn txn_text_form_round_trips() {
-        let t = Txn {
-            kind: TxnKind::Upgrade,
-            steps: vec![Step::Add(12), Step::Remove(7)],
-        };
+        let t = Txn { kind: TxnKind::Upgrade, steps: vec![Step::Add(12), Step::Remove(7)] };
         assert_eq!(t.encode(), "u+12,-7");
         assert_eq!(Txn::decode(&t.encode()), Some(t));
         assert_eq!(Txn::decode("x+1"), None);
@@ -197,13 +176,7 @@ mod tests {
 
     #[test]
     fn writers_stay_in_their_slice_and_keep_one_version_per_name() {
-        let pool = Pool::build(PoolSpec {
-            names: 9,
-            versions: 3,
-            files_mean: 2,
-            seed: 5,
-        })
-        .unwrap();
+        let pool = Pool::build(PoolSpec { names: 9, versions: 3, files_mean: 2, seed: 5 }).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for w in 0..3 {
             let mut set = BTreeSet::new();

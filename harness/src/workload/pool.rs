@@ -53,9 +53,8 @@ pub struct Pool {
 }
 
 const WORDS: &[&str] = &[
-    "glib", "core", "util", "net", "xml", "python", "perl", "kernel", "font", "libz", "crypt",
-    "ssl", "bash", "tools", "devel", "docs", "data", "gtk", "qt", "media", "audio", "video",
-    "print", "sys", "boot", "shell",
+    "glib", "core", "util", "net", "xml", "python", "perl", "kernel", "font", "libz", "crypt", "ssl", "bash", "tools",
+    "devel", "docs", "data", "gtk", "qt", "media", "audio", "video", "print", "sys", "boot", "shell",
 ];
 const GROUPS: &[&str] = &[
     "System Environment/Libraries",
@@ -76,12 +75,7 @@ impl Pool {
         }
         let probe = build_package(&spec, u32::MAX, u32::MAX, 0, true)?.0;
         let by_sha1 = packages.iter().map(|p| (p.sha1.clone(), p.id)).collect();
-        Ok(Pool {
-            spec,
-            packages,
-            by_sha1,
-            probe,
-        })
+        Ok(Pool { spec, packages, by_sha1, probe })
     }
 
     pub fn get(&self, id: u32) -> &PoolPackage {
@@ -107,11 +101,7 @@ impl Pool {
 impl PoolPackage {
     /// The blob rpm stores for this package when a transaction with id `tid` installs it.
     pub fn installed_blob(&self, tid: u32) -> Vec<u8> {
-        let filestates = if self.files > 0 {
-            Some(Value::Char(vec![0; self.files as usize]))
-        } else {
-            None
-        };
+        let filestates = if self.files > 0 { Some(Value::Char(vec![0; self.files as usize])) } else { None };
         let mut add = vec![
             (257, Value::Int32(vec![self.sigsize])),
             (tags::SIGMD5, Value::Bin(self.sigmd5.to_vec())),
@@ -144,12 +134,7 @@ fn name_of(n: u32) -> String {
     if n == u32::MAX {
         return "dbtorture-probe".into();
     }
-    format!(
-        "{}-{}{}",
-        WORDS[(n as usize * 7) % WORDS.len()],
-        WORDS[(n as usize / 3) % WORDS.len()],
-        n
-    )
+    format!("{}-{}{}", WORDS[(n as usize * 7) % WORDS.len()], WORDS[(n as usize / 3) % WORDS.len()], n)
 }
 
 fn build_package(
@@ -159,20 +144,14 @@ fn build_package(
     v: u32,
     probe: bool,
 ) -> Result<(PoolPackage, rpm::Package), rpm::Error> {
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(spec.seed ^ (u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ (u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     let name = name_of(n);
     let arch = match rng.random_range(0..10) {
         0 => "noarch",
         1 => "i686",
         _ => "x86_64",
     };
-    let version = format!(
-        "{}.{}.{}",
-        1 + v,
-        rng.random_range(0..20),
-        rng.random_range(0..100)
-    );
+    let version = format!("{}.{}.{}", 1 + v, rng.random_range(0..20), rng.random_range(0..100));
     let release = format!("{}.fc40", 1 + rng.random_range(0..5));
     let config = rpm::BuildConfig::v4()
         .compression(rpm::CompressionType::Gzip)
@@ -186,16 +165,8 @@ fn build_package(
     if rng.random_range(0..10) == 0 {
         b.epoch(rng.random_range(1..4));
     }
-    let files = if probe {
-        2
-    } else {
-        file_count(&mut rng, spec.files_mean)
-    };
-    let libdir = if arch == "i686" {
-        "/usr/lib"
-    } else {
-        "/usr/lib64"
-    };
+    let files = if probe { 2 } else { file_count(&mut rng, spec.files_mean) };
+    let libdir = if arch == "i686" { "/usr/lib" } else { "/usr/lib64" };
     let dirs = [
         "/usr/bin".to_string(),
         format!("{libdir}/{name}"),
@@ -206,11 +177,7 @@ fn build_package(
     let mut colors = Vec::with_capacity(files as usize);
     let mut first_basename = None;
     for f in 0..files {
-        let d = if f < 2 {
-            f as usize
-        } else {
-            rng.random_range(0..dirs.len())
-        };
+        let d = if f < 2 { f as usize } else { rng.random_range(0..dirs.len()) };
         let base = match d {
             0 => format!("{name}-tool{f}"),
             1 => format!("lib{name}.so.{f}"),
@@ -250,10 +217,7 @@ fn build_package(
             b.conflicts(rpm::Dependency::less(format!("{name}-compat"), "1.0"));
         }
         if rng.random_range(0..6) == 0 {
-            b.obsoletes(rpm::Dependency::less(
-                format!("{name}-old"),
-                version.clone(),
-            ));
+            b.obsoletes(rpm::Dependency::less(format!("{name}-old"), version.clone()));
         }
         if rng.random_range(0..8) == 0 {
             b.recommends(rpm::Dependency::any(format!("{name}-docs")));
@@ -273,12 +237,8 @@ fn build_package(
             .filter(|(t, _)| *t != tags::HEADERIMMUTABLE)
             .map(|(tag, data)| rpm::HeaderEntry { tag, data })
             .collect();
-        entries.push(rpm::HeaderEntry {
-            tag: tags::FILECOLORS,
-            data: rpm::IndexData::Int32(colors),
-        });
-        pkg.metadata.header =
-            rpm::Header::from_entries(entries, rpm::IndexTag::RPMTAG_HEADERIMMUTABLE);
+        entries.push(rpm::HeaderEntry { tag: tags::FILECOLORS, data: rpm::IndexData::Int32(colors) });
+        pkg.metadata.header = rpm::Header::from_entries(entries, rpm::IndexTag::RPMTAG_HEADERIMMUTABLE);
         pkg.clear_signatures()?;
     }
     let with_magic = pkg.metadata.header_bytes()?;
@@ -316,12 +276,7 @@ mod tests {
     use super::*;
 
     fn spec() -> PoolSpec {
-        PoolSpec {
-            names: 6,
-            versions: 2,
-            files_mean: 8,
-            seed: 42,
-        }
+        PoolSpec { names: 6, versions: 2, files_mean: 8, seed: 42 }
     }
 
     #[test]
@@ -350,11 +305,7 @@ mod tests {
                 assert_eq!(h.count(tags::BASENAMES), p.files);
             }
         }
-        assert_eq!(
-            pool.by_sha1.len(),
-            pool.packages.len(),
-            "identities are unique"
-        );
+        assert_eq!(pool.by_sha1.len(), pool.packages.len(), "identities are unique");
     }
 
     #[test]
