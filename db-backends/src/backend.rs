@@ -66,12 +66,33 @@ impl BackendKind {
     }
 
     /// Full verification of a database directory: storage checks plus the rpmdb cross-check.
+    ///
+    /// A database that exists but cannot be opened or read is a finding, not an error: only a missing
+    /// database (or one we may not read) is an `Err`.
     pub fn verify(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
-        let mut db = self.open(dir, mode)?;
-        let mut findings = db.structural_check()?;
-        let snap = db.snapshot(&mut findings)?;
+        Ok(self.check(dir, mode)?.0)
+    }
+
+    /// [`BackendKind::verify`], also returning what was read (if the database could be read).
+    pub fn check(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+        let mut db = match self.open(dir, mode) {
+            Ok(db) => db,
+            Err(e @ BackendError::Io { .. }) => return Err(e),
+            Err(e) => return Ok((vec![Finding::Unopenable { detail: e.to_string() }], None)),
+        };
+        let mut findings = match db.structural_check() {
+            Ok(f) => f,
+            Err(e) => vec![Finding::Unopenable { detail: format!("storage check: {e}") }],
+        };
+        let snap = match db.snapshot(&mut findings) {
+            Ok(snap) => snap,
+            Err(e) => {
+                findings.push(Finding::Unopenable { detail: format!("read: {e}") });
+                return Ok((findings, None));
+            }
+        };
         findings.extend(crate::rpmdb::cross_check(&snap));
-        Ok(findings)
+        Ok((findings, Some(snap)))
     }
 }
 

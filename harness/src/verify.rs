@@ -26,31 +26,15 @@ pub struct DataReport {
 /// Storage checks, the full cross-check, and the installed set, in one read of the database.
 pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
     // Read-only: verification must not change what it judges (the probe writes, afterwards).
-    let mut db = match kind.open(dir, OpenMode::ReadOnly) {
-        Ok(db) => db,
-        Err(e) => {
-            return DataReport { findings: vec![Finding::Unopenable { detail: e.to_string() }], installed: None };
-        }
+    let (mut findings, snap) = match kind.check(dir, OpenMode::ReadOnly) {
+        Ok(r) => r,
+        Err(e) => (vec![Finding::Unopenable { detail: e.to_string() }], None),
     };
-    let mut findings = match db.structural_check() {
-        Ok(f) => f,
-        Err(e) => vec![Finding::Unopenable { detail: format!("storage check: {e}") }],
-    };
-    let snap = match db.snapshot(&mut findings) {
-        Ok(s) => s,
-        Err(e) => {
-            findings.push(Finding::Unopenable { detail: format!("read: {e}") });
-            return DataReport { findings, installed: None };
-        }
-    };
-    let _ = db.close();
-    findings.extend(dbtorture_backends::rpmdb::cross_check(&snap));
+    let Some(snap) = snap else { return DataReport { findings, installed: None } };
     let mut installed = BTreeSet::new();
     for (hnum, blob) in &snap.packages {
         let Ok(h) = Header::parse(blob) else { continue };
-        let Some(sha1) = h.string(tags::SHA1HEADER) else {
-            continue;
-        };
+        let Some(sha1) = h.string(tags::SHA1HEADER) else { continue };
         match pool.by_sha1.get(String::from_utf8_lossy(sha1).as_ref()) {
             Some(id) => {
                 installed.insert(*id);

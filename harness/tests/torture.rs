@@ -218,3 +218,74 @@ fn refuses_a_system_rpmdb_workdir_without_the_flag() {
     assert!(text(&o).contains("--allow-system-db"));
     assert!(!Path::new("/var/lib/rpm/x").exists());
 }
+
+#[test]
+fn a_corrupt_database_is_a_finding_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "1", "-q", "--workdir", work.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let db = work.join("sqlite/db");
+    let file = db.join("rpmdb.sqlite");
+    let mut bytes = std::fs::read(&file).unwrap();
+    // A zero-filled page in the middle of the file, as a lost write-back would leave.
+    let page = 4096;
+    let mid = (bytes.len() / page / 2) * page;
+    bytes[mid..mid + page].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let o = run(&["verify", "--backend", "sqlite", db.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    // Garbage instead of a database.
+    std::fs::write(&file, vec![0x5a; 3 * page]).unwrap();
+    let o = run(&["verify", "--backend", "sqlite", db.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("database cannot be opened"), "{}", text(&o));
+}
+
+#[test]
+fn workers_die_with_the_scheduler() {
+    use std::os::unix::process::CommandExt;
+    // Become the reaper of orphans, so the run's workers are reparented to (and reaped by) this test.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let sc = scenario(
+        tmp.path(),
+        "long",
+        &[
+            ("mode = \"mixed\"", "mode = \"none\""),
+            ("txns_per_writer = 6", "txns_per_writer = 1000000"),
+            ("queries_per_reader = 100", "queries_per_reader = 1000000000"),
+        ],
+    );
+    let mut child = bin()
+        .current_dir(root())
+        .args(["run", sc.to_str().unwrap(), "--cycles", "1", "-q", "--out", out.to_str().unwrap()])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    // Wait (bounded) until the workers have started committing, then kill only the scheduler.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let workers: Vec<i32> = loop {
+        let kids: Vec<i32> = std::fs::read_to_string(format!("/proc/{pgid}/task/{pgid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if kids.len() >= 3 {
+            break kids;
+        }
+        assert!(std::time::Instant::now() < deadline, "workers never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    for w in workers {
+        let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(w), None).unwrap();
+        assert!(
+            matches!(st, nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)),
+            "worker {w} ended with {st:?}, not by the scheduler's death signal"
+        );
+    }
+}
