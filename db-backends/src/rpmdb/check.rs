@@ -89,6 +89,8 @@ pub fn regenerate(packages: &[(u32, Vec<u8>)], findings: &mut Vec<Finding>) -> V
 
 /// An index row, borrowed: (key, header number, tag index). Sorts like [`Entry`].
 type Row<'a> = (&'a [u8], u32, u32);
+/// A regenerated row: the key borrowed from the header blob where possible.
+type OwnedRow<'a> = (Cow<'a, [u8]>, u32, u32);
 
 /// The full cross-check of a snapshot. Findings are in a stable order (index order, then key, then hnum).
 ///
@@ -99,7 +101,7 @@ pub fn cross_check(snap: &Snapshot) -> Vec<Finding> {
     let mut labels: HashMap<u32, String> = HashMap::with_capacity(snap.packages.len());
     let mut readable: HashMap<u32, bool> = HashMap::with_capacity(snap.packages.len());
     let mut by_sha1: HashMap<&[u8], Vec<u32>> = HashMap::new();
-    let mut expected: Vec<Vec<(Cow<'_, [u8]>, u32, u32)>> = vec![Vec::new(); tags::INDEXES.len()];
+    let mut expected: Vec<Vec<OwnedRow<'_>>> = vec![Vec::new(); tags::INDEXES.len()];
     for (hnum, blob) in &snap.packages {
         match Header::parse(blob) {
             Ok(h) => {
