@@ -58,11 +58,14 @@ proptest! {
 
 /// A BDB-style index store: Packages in a map, each index a map key → packed (hnum, tagnum) set, rewritten
 /// whole on update and deleted when empty.
+/// key → packed (header number, tag index) set.
+type PackedIndex = BTreeMap<Vec<u8>, Vec<(u32, u32)>>;
+
 #[derive(Default)]
 struct MapStore {
     next: u32,
     packages: BTreeMap<u32, Vec<u8>>,
-    indexes: BTreeMap<IndexTag, BTreeMap<Vec<u8>, Vec<(u32, u32)>>>,
+    indexes: BTreeMap<IndexTag, PackedIndex>,
 }
 
 impl Store for MapStore {
