@@ -138,7 +138,7 @@ fn interrupted_run_writes_its_reports_and_leaves_no_processes() {
     use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let mut child = bin()
+    let child = bin()
         .current_dir(root())
         .args(["run", "scenarios/smoke.toml", "--duration", "10m", "-q", "--out", out.to_str().unwrap()])
         .process_group(0)
