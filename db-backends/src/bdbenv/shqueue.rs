@@ -1,0 +1,314 @@
+//! Self-relative shared-memory lists, as Berkeley DB's shqueue.h lays them out, over a byte region.
+//!
+//! Every link is a signed pointer-width offset from a base: 0 means "self", -1 means "none". A head's `first`
+//! is relative to the head; an element's `next` is relative to the element's start; an element's `prev`
+//! is relative to the element's start but points at the *predecessor's `next` field* (or the head's
+//! `first`). A tail-queue head's `last` points (relative to the head) at the last element's `next` field, or
+//! at the head's own `first` when empty. Remove does not clear the removed element's links.
+//!
+//! All arithmetic wraps and every access is bounds- and alignment-checked: a corrupt link is an error the
+//! caller reports, never a panic. Byte order: host (regions are host-specific, like BDB's).
+
+use std::fmt;
+
+/// A link value: pointer-width, like BDB's `ssize_t` offsets.
+pub type Link = isize;
+pub const NONE: Link = -1;
+pub const W: usize = std::mem::size_of::<Link>();
+
+/// A link that points outside the region, misaligned, or at something that is not a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadLink {
+    /// Region offset of the field that held the bad value.
+    pub at: usize,
+    pub value: Link,
+}
+
+impl fmt::Display for BadLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid offset {} in the link at region offset {:#x}", self.value, self.at)
+    }
+}
+
+pub fn get(r: &[u8], at: usize) -> Result<Link, BadLink> {
+    let s = r.get(at..at.wrapping_add(W)).filter(|_| at % W == 0).ok_or(BadLink { at, value: 0 })?;
+    Ok(Link::from_ne_bytes(s.try_into().expect("W bytes")))
+}
+
+pub fn set(r: &mut [u8], at: usize, v: Link) -> Result<(), BadLink> {
+    let s = r.get_mut(at..at.wrapping_add(W)).filter(|_| at % W == 0).ok_or(BadLink { at, value: v })?;
+    s.copy_from_slice(&v.to_ne_bytes());
+    Ok(())
+}
+
+pub fn get_u32(r: &[u8], at: usize) -> Option<u32> {
+    r.get(at..at.checked_add(4)?).map(|s| u32::from_ne_bytes(s.try_into().expect("4 bytes")))
+}
+
+pub fn set_u32(r: &mut [u8], at: usize, v: u32) -> Option<()> {
+    r.get_mut(at..at.checked_add(4)?)?.copy_from_slice(&v.to_ne_bytes());
+    Some(())
+}
+
+/// Resolve `base + rel` to a region offset, checking it lies inside the region (with room for `size` bytes)
+/// and is aligned to the link width.
+pub fn resolve(r: &[u8], field_at: usize, base: usize, rel: Link, size: usize) -> Result<usize, BadLink> {
+    let target = (base as isize).wrapping_add(rel);
+    if target < 0 || (target as usize).checked_add(size).is_none_or(|end| end > r.len()) || target as usize % W != 0 {
+        return Err(BadLink { at: field_at, value: rel });
+    }
+    Ok(target as usize)
+}
+
+/// Field offsets of a tail-queue head: `first`, then `last`.
+pub const HEAD_FIRST: usize = 0;
+pub const HEAD_LAST: usize = W;
+pub const HEAD_SIZE: usize = 2 * W;
+/// Field offsets of an entry (relative to the entry field): `next`, then `prev`.
+pub const ENTRY_NEXT: usize = 0;
+pub const ENTRY_PREV: usize = W;
+pub const ENTRY_SIZE: usize = 2 * W;
+
+/// A tail queue whose elements are `elem_size` bytes and carry their entry at `link` within the element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailQ {
+    pub head: usize,
+    pub link: usize,
+    pub elem_size: usize,
+}
+
+impl TailQ {
+    pub fn init(&self, r: &mut [u8]) -> Result<(), BadLink> {
+        set(r, self.head + HEAD_FIRST, NONE)?;
+        // Empty: `last` points at the head's own `first` field, relative to the head.
+        set(r, self.head + HEAD_LAST, HEAD_FIRST as Link)
+    }
+
+    pub fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
+        let f = get(r, self.head + HEAD_FIRST)?;
+        if f == NONE {
+            return Ok(None);
+        }
+        resolve(r, self.head + HEAD_FIRST, self.head, f, self.elem_size).map(Some)
+    }
+
+    pub fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
+        let at = elem + self.link + ENTRY_NEXT;
+        let n = get(r, at)?;
+        if n == NONE {
+            return Ok(None);
+        }
+        resolve(r, at, elem, n, self.elem_size).map(Some)
+    }
+
+    /// The region offset `elem.prev` points at (a `next` field or the head's `first`).
+    pub fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
+        let at = elem + self.link + ENTRY_PREV;
+        let p = get(r, at)?;
+        resolve(r, at, elem, p, W)
+    }
+
+    pub fn insert_head(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
+        let h = self.head;
+        let first = get(r, h + HEAD_FIRST)?;
+        let next_at = elem + self.link + ENTRY_NEXT;
+        if first != NONE {
+            let old = resolve(r, h + HEAD_FIRST, h, first, self.elem_size)?;
+            set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
+            // old.prev -> elem.next field
+            set(r, old + self.link + ENTRY_PREV, (next_at as Link).wrapping_sub(old as Link))?;
+        } else {
+            set(r, next_at, NONE)?;
+            set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))?;
+        }
+        set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
+        set(r, elem + self.link + ENTRY_PREV, ((h + HEAD_FIRST) as Link).wrapping_sub(elem as Link))
+    }
+
+    pub fn insert_tail(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
+        let h = self.head;
+        let last = get(r, h + HEAD_LAST)?;
+        let last_field = resolve(r, h + HEAD_LAST, h, last, W)?;
+        let next_at = elem + self.link + ENTRY_NEXT;
+        set(r, next_at, NONE)?;
+        set(r, elem + self.link + ENTRY_PREV, (last_field as Link).wrapping_sub(elem as Link))?;
+        if last_field == h + HEAD_FIRST {
+            set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
+        } else {
+            // The last element's `next` is relative to that element's start.
+            let last_elem = last_field - self.link - ENTRY_NEXT;
+            set(r, last_field, (elem as Link).wrapping_sub(last_elem as Link))?;
+        }
+        set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))
+    }
+
+    /// BDB's SH_TAILQ_REMOVE. Trusts `elem.prev` and `elem.next` exactly as BDB does: a stale `prev` writes
+    /// into the wrong slot — that is the failure the stale-page injector provokes and the verifier names.
+    pub fn remove(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
+        let h = self.head;
+        let next = get(r, elem + self.link + ENTRY_NEXT)?;
+        let prev = get(r, elem + self.link + ENTRY_PREV)?;
+        let prev_field = resolve(r, elem + self.link + ENTRY_PREV, elem, prev, W)?;
+        if next != NONE {
+            let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
+            set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+            let v = get(r, prev_field)?;
+            set(r, prev_field, v.wrapping_add(next))?;
+        } else {
+            set(r, h + HEAD_LAST, prev.wrapping_add(elem as Link).wrapping_sub(h as Link))?;
+            set(r, prev_field, NONE)?;
+        }
+        Ok(())
+    }
+}
+
+/// A singly-headed list (SH_LIST): head `first`; entries `next` (relative to the element) and `prev`
+/// (relative to the element, pointing at the predecessor's `next` field or the head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct List {
+    pub head: usize,
+    pub link: usize,
+    pub elem_size: usize,
+}
+
+impl List {
+    pub fn init(&self, r: &mut [u8]) -> Result<(), BadLink> {
+        set(r, self.head, NONE)
+    }
+
+    pub fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
+        let f = get(r, self.head)?;
+        if f == NONE {
+            return Ok(None);
+        }
+        resolve(r, self.head, self.head, f, self.elem_size).map(Some)
+    }
+
+    pub fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
+        let at = elem + self.link + ENTRY_NEXT;
+        let n = get(r, at)?;
+        if n == NONE {
+            return Ok(None);
+        }
+        resolve(r, at, elem, n, self.elem_size).map(Some)
+    }
+
+    pub fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
+        let at = elem + self.link + ENTRY_PREV;
+        resolve(r, at, elem, get(r, at)?, W)
+    }
+
+    pub fn insert_head(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
+        let h = self.head;
+        let first = get(r, h)?;
+        let next_at = elem + self.link + ENTRY_NEXT;
+        if first != NONE {
+            let old = resolve(r, h, h, first, self.elem_size)?;
+            set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
+            set(r, old + self.link + ENTRY_PREV, (next_at as Link).wrapping_sub(old as Link))?;
+        } else {
+            set(r, next_at, NONE)?;
+        }
+        set(r, h, (elem as Link).wrapping_sub(h as Link))?;
+        set(r, elem + self.link + ENTRY_PREV, (h as Link).wrapping_sub(elem as Link))
+    }
+
+    pub fn remove(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
+        let next = get(r, elem + self.link + ENTRY_NEXT)?;
+        let prev = get(r, elem + self.link + ENTRY_PREV)?;
+        let prev_field = resolve(r, elem + self.link + ENTRY_PREV, elem, prev, W)?;
+        if next != NONE {
+            let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
+            set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+            let v = get(r, prev_field)?;
+            set(r, prev_field, v.wrapping_add(next))?;
+        } else {
+            set(r, prev_field, NONE)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ELEM: usize = 64;
+    const LINK: usize = 16;
+
+    fn walk(q: &TailQ, r: &[u8]) -> Vec<usize> {
+        let mut v = Vec::new();
+        let mut cur = q.first(r).unwrap();
+        while let Some(e) = cur {
+            v.push(e);
+            assert!(v.len() < 100);
+            cur = q.next(r, e).unwrap();
+        }
+        v
+    }
+
+    #[test]
+    fn tail_queue_insert_and_remove_keep_bdb_links() {
+        let mut r = vec![0u8; 4096];
+        let q = TailQ { head: 64, link: LINK, elem_size: ELEM };
+        q.init(&mut r).unwrap();
+        assert_eq!(get(&r, 64 + HEAD_LAST).unwrap(), 0, "empty: last points at the head's first");
+        let (a, b, c) = (256, 512, 1024);
+        q.insert_tail(&mut r, a).unwrap();
+        q.insert_tail(&mut r, b).unwrap();
+        q.insert_head(&mut r, c).unwrap();
+        assert_eq!(walk(&q, &r), vec![c, a, b]);
+        // prev of a points at c's next field; last points at b's next field.
+        assert_eq!(q.prev_field(&r, a).unwrap(), c + LINK);
+        assert_eq!(get(&r, 64 + HEAD_LAST).unwrap(), (b + LINK - 64) as Link);
+        q.remove(&mut r, a).unwrap();
+        assert_eq!(walk(&q, &r), vec![c, b]);
+        q.remove(&mut r, b).unwrap();
+        assert_eq!(walk(&q, &r), vec![c]);
+        assert_eq!(get(&r, 64 + HEAD_LAST).unwrap(), (c + LINK - 64) as Link);
+        q.remove(&mut r, c).unwrap();
+        assert_eq!(walk(&q, &r), Vec::<usize>::new());
+        assert_eq!(get(&r, 64 + HEAD_LAST).unwrap(), 0);
+        // The removed element keeps its links (BDB does not clear them).
+        assert_ne!(get(&r, c + LINK + ENTRY_PREV).unwrap(), 0);
+    }
+
+    #[test]
+    fn list_insert_and_remove() {
+        let mut r = vec![0u8; 4096];
+        let l = List { head: 8, link: 32, elem_size: ELEM };
+        l.init(&mut r).unwrap();
+        for e in [128, 256, 384] {
+            l.insert_head(&mut r, e).unwrap();
+        }
+        let collect = |r: &[u8]| {
+            let mut v = Vec::new();
+            let mut cur = l.first(r).unwrap();
+            while let Some(e) = cur {
+                v.push(e);
+                cur = l.next(r, e).unwrap();
+            }
+            v
+        };
+        assert_eq!(collect(&r), vec![384, 256, 128]);
+        l.remove(&mut r, 256).unwrap();
+        assert_eq!(collect(&r), vec![384, 128]);
+        l.remove(&mut r, 384).unwrap();
+        l.remove(&mut r, 128).unwrap();
+        assert!(collect(&r).is_empty());
+    }
+
+    #[test]
+    fn corrupt_links_are_errors_not_panics() {
+        let mut r = vec![0u8; 256];
+        let q = TailQ { head: 0, link: 0, elem_size: 64 };
+        set(&mut r, 0, 10_000).unwrap();
+        assert!(q.first(&r).is_err());
+        set(&mut r, 0, -5000).unwrap();
+        assert!(q.first(&r).is_err());
+        set(&mut r, 0, 3).unwrap();
+        assert!(q.first(&r).is_err(), "misaligned");
+        assert!(get(&r, 250).is_err());
+        assert!(q.remove(&mut r, 200).is_err());
+    }
+}
