@@ -14,6 +14,8 @@ pub struct Promises {
     pub atomic: bool,
     /// Once `commit` has returned, the transaction survives a process crash.
     pub durable: bool,
+    /// Readers see a consistent state while writers work (no half-written transaction is visible).
+    pub isolated: bool,
 }
 
 /// How to open a database directory.
@@ -32,15 +34,54 @@ pub enum OpenMode {
 #[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     Sqlite,
+    /// The BDB-style environment as rpm ≥ 4.6 used it (failchk).
+    Bdbenv,
+    /// The same with db 4.3: no failchk.
+    BdbenvDb43,
 }
 
 impl BackendKind {
-    pub const ALL: &'static [BackendKind] = &[BackendKind::Sqlite];
+    pub const ALL: &'static [BackendKind] = &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "sqlite",
+            BackendKind::Bdbenv => "bdbenv",
+            BackendKind::BdbenvDb43 => "bdbenv-db43",
         }
+    }
+
+    /// The prefix of this backend's crash points.
+    pub fn point_prefix(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "bdbenv",
+        }
+    }
+
+    pub fn profile(self) -> Option<crate::bdbenv::Profile> {
+        match self {
+            BackendKind::Sqlite => None,
+            BackendKind::Bdbenv => Some(crate::bdbenv::Profile::Db46),
+            BackendKind::BdbenvDb43 => Some(crate::bdbenv::Profile::Db43),
+        }
+    }
+
+    /// The named recovery procedure the harness runs when a cycle needs one.
+    pub fn recovery_name(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "rebuilddb",
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "rm __db.* + rebuilddb",
+        }
+    }
+
+    /// Recover a database directory: sqlite — rebuilddb; bdbenv — db_recover (panic + remove the region
+    /// files, as `rm __db.*`) then rebuilddb from Packages.
+    pub fn recover(self, dir: &Path) -> Result<crate::rebuild::RebuildReport, BackendError> {
+        if self.profile().is_some() {
+            crate::bdbenv::db_recover(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
+        }
+        crate::rebuild::rebuilddb(self, self, dir)
     }
 
     pub fn from_name(s: &str) -> Option<BackendKind> {
@@ -50,18 +91,29 @@ impl BackendKind {
     pub fn description(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "rpm 4.16+ rpmdb.sqlite: WAL, synchronous=FULL, one SAVEPOINT per package",
+            BackendKind::Bdbenv => {
+                "BDB-style shared environment (__db.001-003, CDB locks) as rpm 4.6+ used it, with failchk"
+            }
+            BackendKind::BdbenvDb43 => "the same environment as db 4.3 had it: no failchk, stale locks block for ever",
         }
     }
 
     pub fn promises(self) -> Promises {
         match self {
-            BackendKind::Sqlite => Promises { atomic: true, durable: true },
+            BackendKind::Sqlite => Promises { atomic: true, durable: true, isolated: true },
+            // Non-transactional: a kill between page writes leaves Packages and indexes out of step; what was
+            // synced before the acknowledgement stays.
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => Promises { atomic: false, durable: true, isolated: false },
         }
     }
 
     pub fn open(self, dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             BackendKind::Sqlite => Ok(Box::new(crate::sqlite::SqliteBackend::open(dir, mode)?)),
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => {
+                let p = self.profile().expect("bdbenv kinds have a profile");
+                Ok(Box::new(crate::bdbenv::BdbEnv::open(dir, mode, self, p)?))
+            }
         }
     }
 
@@ -75,6 +127,14 @@ impl BackendKind {
 
     /// [`BackendKind::verify`], also returning what was read (if the database could be read).
     pub fn check(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+        if let Some(p) = self.profile() {
+            // Never join a possibly damaged environment to judge it: read copies of its files.
+            let (mut findings, snap) = crate::bdbenv::check::offline(dir, p)?;
+            if let Some(s) = &snap {
+                findings.extend(crate::rpmdb::cross_check(s));
+            }
+            return Ok((findings, snap));
+        }
         let mut db = match self.open(dir, mode) {
             Ok(db) => db,
             Err(e @ BackendError::Io { .. }) => return Err(e),
@@ -126,6 +186,10 @@ pub trait Backend {
     fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError>;
     /// Close as rpm does (sqlite: optimize + checkpoint).
     fn close(self: Box<Self>) -> Result<(), BackendError>;
+    /// Messages the engine printed (e.g. failchk's "Freeing read locks for locker 0x3"), for the log.
+    fn take_messages(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +208,12 @@ pub enum BackendError {
     TransactionActive,
     #[error("database is read-only")]
     ReadOnly,
+    /// An error of the shared environment, in Berkeley DB's words (e.g. "rpmdb: Locker is not valid").
+    #[error("{0}")]
+    Env(String),
+    /// The environment must be recovered before use (DB_RUNRECOVERY).
+    #[error("{0}")]
+    RunRecovery(String),
     #[error("{0}")]
     Other(String),
 }

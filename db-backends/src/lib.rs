@@ -1,9 +1,11 @@
 //! Database backends for dbtorture.
 //!
 //! `rpmdb` is the layer every backend shares (headers, index semantics, cross-check); `backend` is the trait
-//! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb.
+//! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb;
+//! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `rebuild` is `--rebuilddb`.
 
 pub mod backend;
+pub mod bdbenv;
 pub mod crash;
 pub mod rebuild;
 pub mod rpmdb;

@@ -51,12 +51,14 @@ pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<Rebui
             }
             dst.install(&blob)?;
             report.copied += 1;
+            crate::crash::point("rebuild.copy.after");
         }
         dst.commit()?;
         dst.close()?;
         src.close()?;
     }
     // Swap: the original stays in place until the new one is complete.
+    crate::crash::point("rebuild.swap.before");
     std::fs::rename(dir, &old_dir).map_err(io(dir))?;
     if let Err(e) = std::fs::rename(&new_dir, dir) {
         let _ = std::fs::rename(&old_dir, dir);

@@ -57,6 +57,39 @@ enum Cmd {
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
     },
+    /// Run a named recovery procedure on a database directory (what a cycle runs after damage).
+    Recover {
+        #[arg(long)]
+        backend: String,
+        dir: PathBuf,
+        /// rebuilddb (sqlite: rebuild; bdbenv: rm __db.* + rebuilddb) or db_recover (bdbenv: set panic and
+        /// remove the region files, data untouched).
+        #[arg(long, default_value = "rebuilddb")]
+        procedure: String,
+        #[arg(long)]
+        allow_system_db: bool,
+    },
+    /// rebuilddb from one backend into another (e.g. bdbenv → sqlite); the original stays in place until
+    /// the new database is complete.
+    Convert {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        dir: PathBuf,
+        #[arg(long)]
+        allow_system_db: bool,
+    },
+    /// Open a bdbenv database and hold a cursor lock on Packages until killed (reproduces stale locks).
+    #[command(hide = true, name = "__hold")]
+    Hold {
+        #[arg(long, default_value = "bdbenv")]
+        backend: String,
+        dir: PathBuf,
+        /// Hold a write cursor (IW) instead of a read cursor (R).
+        #[arg(long)]
+        write: bool,
+    },
     /// Measure harness overhead, kills/s and full-verify time (prints figures).
     Bench {
         /// Which figure: overhead, smoke, verify-fedora, or all.
@@ -182,6 +215,84 @@ fn main() -> ExitCode {
                 println!("  {p}");
             }
             ExitCode::SUCCESS
+        }
+        Cmd::Recover { backend, dir, procedure, allow_system_db } => {
+            if is_system_db(&dir) && !allow_system_db {
+                eprintln!(
+                    "error: refusing to modify {} (a system rpm database); pass --allow-system-db",
+                    dir.display()
+                );
+                return ExitCode::from(exit_codes::USAGE as u8);
+            }
+            let Some(kind) = BackendKind::from_name(&backend) else {
+                eprintln!("error: unknown backend {backend:?}");
+                return ExitCode::from(exit_codes::USAGE as u8);
+            };
+            dbtorture::fault::crashpoint::install_from_env();
+            let res = match (procedure.as_str(), kind) {
+                ("rebuilddb", _) => {
+                    kind.recover(&dir).map(|r| format!("rebuilt: {} headers, {} skipped", r.copied, r.skipped.len()))
+                }
+                ("db_recover", BackendKind::Bdbenv | BackendKind::BdbenvDb43) => {
+                    dbtorture_backends::bdbenv::db_recover(&dir)
+                        .map(|()| "environment panicked and region files removed".to_string())
+                        .map_err(|source| dbtorture_backends::BackendError::Io { path: dir.clone(), source })
+                }
+                (p, _) => {
+                    eprintln!("error: no procedure {p:?} for backend {backend}");
+                    return ExitCode::from(exit_codes::USAGE as u8);
+                }
+            };
+            match res {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
+        }
+        Cmd::Convert { from, to, dir, allow_system_db } => {
+            if is_system_db(&dir) && !allow_system_db {
+                eprintln!(
+                    "error: refusing to modify {} (a system rpm database); pass --allow-system-db",
+                    dir.display()
+                );
+                return ExitCode::from(exit_codes::USAGE as u8);
+            }
+            let (Some(f), Some(t)) = (BackendKind::from_name(&from), BackendKind::from_name(&to)) else {
+                eprintln!("error: unknown backend in {from:?} → {to:?}");
+                return ExitCode::from(exit_codes::USAGE as u8);
+            };
+            dbtorture::fault::crashpoint::install_from_env();
+            match dbtorture_backends::rebuild::rebuilddb(f, t, &dir) {
+                Ok(r) => {
+                    println!("converted {} → {}: {} headers, {} skipped", from, to, r.copied, r.skipped.len());
+                    for (_, why) in &r.skipped {
+                        println!("  {why}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e} (original database remains in place)");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
+        }
+        Cmd::Hold { backend, dir, write } => {
+            let Some(kind) = BackendKind::from_name(&backend) else {
+                eprintln!("error: unknown backend {backend:?}");
+                return ExitCode::from(exit_codes::USAGE as u8);
+            };
+            match dbtorture_backends::bdbenv::hold(kind, &dir, write) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
         }
         Cmd::Bench { what, scenario } => match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
             Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 //! Does not check: the order of transactions *between* writers (slices are disjoint), or reads.
 
 use crate::workload::{Pool, Step, Txn, ops::in_slice};
+use dbtorture_backends::Promises;
 use dbtorture_backends::rpmdb::Finding;
 use std::collections::BTreeSet;
 
@@ -40,7 +41,15 @@ impl WriterLog {
 }
 
 /// Check every writer's log. `before` and `after` are the installed pool ids of the whole database.
-pub fn check(pool: &Pool, writers: &[WriterLog], before: &BTreeSet<u32>, after: &BTreeSet<u32>) -> Vec<Finding> {
+/// A backend that does not promise atomicity may show an in-flight transaction applied in part; one that
+/// does not promise durability may lose acknowledged commits — neither is then a finding.
+pub fn check(
+    pool: &Pool,
+    writers: &[WriterLog],
+    before: &BTreeSet<u32>,
+    after: &BTreeSet<u32>,
+    promises: Promises,
+) -> Vec<Finding> {
     let nw = writers.len() as u32;
     let mut out = Vec::new();
     for (w, log) in writers.iter().enumerate() {
@@ -100,7 +109,9 @@ pub fn check(pool: &Pool, writers: &[WriterLog], before: &BTreeSet<u32>, after: 
                         })
                     })
                     .unwrap_or((0, "change"));
-                out.push(Finding::LostCommit { worker: w, txn, package: label, op: op.into() });
+                if promises.durable {
+                    out.push(Finding::LostCommit { worker: w, txn, package: label, op: op.into() });
+                }
             } else {
                 out.push(Finding::UnexpectedPackage {
                     package: label,
@@ -111,7 +122,7 @@ pub fn check(pool: &Pool, writers: &[WriterLog], before: &BTreeSet<u32>, after: 
                 });
             }
         }
-        if !partial.is_empty() {
+        if !partial.is_empty() && promises.atomic {
             let txn = inflight.last().map(|t| t.0).unwrap_or(0);
             out.push(Finding::PartialTransaction { worker: w, txn, detail: partial.join(", ") });
         }
@@ -126,6 +137,8 @@ pub fn check(pool: &Pool, writers: &[WriterLog], before: &BTreeSet<u32>, after: 
 mod tests {
     use super::*;
     use crate::workload::{PoolSpec, TxnKind};
+
+    const ALL: Promises = Promises { atomic: true, durable: true, isolated: true };
 
     fn pool() -> Pool {
         Pool::build(PoolSpec { names: 4, versions: 2, files_mean: 1, seed: 1 }).unwrap()
@@ -147,8 +160,8 @@ mod tests {
         let p = pool();
         let l = log(vec![(vec![Step::Add(0)], TxnState::Committed)]);
         let before = BTreeSet::new();
-        assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0])).is_empty());
-        let f = check(&p, &[l], &before, &BTreeSet::new());
+        assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0]), ALL).is_empty());
+        let f = check(&p, &[l], &before, &BTreeSet::new(), ALL);
         assert!(matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]), "{f:?}");
     }
 
@@ -157,16 +170,21 @@ mod tests {
         let p = pool();
         let l = log(vec![(vec![Step::Add(2), Step::Remove(0)], TxnState::Begun)]);
         let before = BTreeSet::from([0]);
-        assert!(check(&p, std::slice::from_ref(&l), &before, &before).is_empty(), "nothing applied is fine");
-        assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([2])).is_empty(), "all applied is fine");
-        let f = check(&p, &[l], &before, &BTreeSet::from([0, 2]));
+        assert!(check(&p, std::slice::from_ref(&l), &before, &before, ALL).is_empty(), "nothing applied is fine");
+        assert!(
+            check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([2]), ALL).is_empty(),
+            "all applied is fine"
+        );
+        let f = check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0, 2]), ALL);
         assert!(matches!(f.as_slice(), [Finding::PartialTransaction { .. }]), "{f:?}");
+        let weak = Promises { atomic: false, ..ALL };
+        assert!(check(&p, &[l], &before, &BTreeSet::from([0, 2]), weak).is_empty(), "not promised, not a finding");
     }
 
     #[test]
     fn untouched_change_is_unexpected() {
         let p = pool();
-        let f = check(&p, &[WriterLog::default()], &BTreeSet::new(), &BTreeSet::from([4]));
+        let f = check(&p, &[WriterLog::default()], &BTreeSet::new(), &BTreeSet::from([4]), ALL);
         assert!(matches!(f.as_slice(), [Finding::UnexpectedPackage { .. }]), "{f:?}");
     }
 }

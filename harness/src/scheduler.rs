@@ -148,8 +148,9 @@ impl<'a> Scheduler<'a> {
         let bname = kind.name().to_string();
         let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
         let mut rng = ChaCha8Rng::seed_from_u64(cseed);
-        let points: Vec<u32> =
-            dbtorture_backends::crash::points_of(kind.name()).filter_map(dbtorture_backends::crash::id_of).collect();
+        let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.point_prefix())
+            .filter_map(dbtorture_backends::crash::id_of)
+            .collect();
         let plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
         obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe(&plans) });
 
@@ -216,7 +217,7 @@ impl<'a> Scheduler<'a> {
         let t0 = Instant::now();
         let timeout = Duration::from_millis(sc.timeouts.cycle_ms);
         let mut logs: Vec<WriterLog> = vec![WriterLog::default(); w.writers as usize];
-        let mut worker_findings: Vec<Finding> = Vec::new();
+        let mut got = Collected::default();
         let mut kills: Vec<KillRecord> = Vec::new();
         loop {
             let now = t0.elapsed();
@@ -238,7 +239,7 @@ impl<'a> Scheduler<'a> {
             }
             reap(&mut live, words, t0);
             for l in live.iter_mut() {
-                drain(l, &mut logs, &mut worker_findings);
+                drain(l, &mut logs, &mut got);
             }
             if live.iter().all(|l| l.status.is_some()) {
                 break;
@@ -277,7 +278,7 @@ impl<'a> Scheduler<'a> {
             }
         }
         for l in live.iter_mut() {
-            drain_to_eof(l, &mut logs, &mut worker_findings);
+            drain_to_eof(l, &mut logs, &mut got);
         }
         let worker_time = t0.elapsed();
 
@@ -305,7 +306,7 @@ impl<'a> Scheduler<'a> {
                 }
                 WaitStatus::Exited(_, 0) => {}
                 WaitStatus::Exited(_, _) => {} // its error message is already a finding
-                other => worker_findings.push(Finding::WorkerCrashed {
+                other => got.findings.push(Finding::WorkerCrashed {
                     worker: l.index,
                     role: l.role.name().into(),
                     detail: format!("{other:?} (not a signal the scheduler sent; last crash point {last:?})"),
@@ -330,17 +331,35 @@ impl<'a> Scheduler<'a> {
         // Verify: data + oracle + operability.
         let v0 = Instant::now();
         let before = self.targets[t].installed.clone();
-        let mut findings = worker_findings;
+        let promises = kind.promises();
+        for (worker, line) in &got.messages {
+            obs.event(&RunEvent::EngineMessage {
+                cycle,
+                backend: bname.clone(),
+                worker: *worker,
+                message: line.clone(),
+            });
+        }
+        let mut findings = got.findings;
+        if promises.isolated {
+            findings.extend(got.reader);
+        }
         let data = verify::data(kind, &self.targets[t].dir, &self.pool);
         findings.extend(data.findings);
         if let Some(after) = &data.installed {
-            findings.extend(oracle::check(&self.pool, &logs, &before, after));
+            findings.extend(oracle::check(&self.pool, &logs, &before, after, promises));
         }
         let probe = verify::probe(kind, &self.targets[t].dir, &self.pool, Duration::from_millis(sc.timeouts.probe_ms))?;
-        match &probe {
+        for m in &probe.1 {
+            obs.event(&RunEvent::EngineMessage { cycle, backend: bname.clone(), worker: u32::MAX, message: m.clone() });
+        }
+        let probe_ok = probe.0 == Probe::Ok;
+        match probe.0 {
             Probe::Ok => {}
             Probe::TimedOut => hang = true,
-            Probe::Failed(e) => findings.push(Finding::ProbeFailed { detail: e.clone() }),
+            Probe::Failed(e) => {
+                findings.push(engine_error("probe".into(), e).unwrap_or_else(|detail| Finding::ProbeFailed { detail }))
+            }
         }
         let mut outcome = classify(&findings, hang);
         for f in &findings {
@@ -348,18 +367,26 @@ impl<'a> Scheduler<'a> {
         }
         let mut installed = data.installed;
 
-        // Recover when needed, then require a clean database again.
-        if outcome != Outcome::Clean {
+        // Recover when needed, then require a clean database again. Stale locks that did not stop a fresh
+        // process (failchk freed them, or they block nothing) need no recovery.
+        if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
             let (ok, detail, after) = self.recover(t);
             obs.event(&RunEvent::Recovery {
                 cycle,
                 backend: bname.clone(),
-                procedure: "rebuilddb".into(),
+                procedure: kind.recovery_name().into(),
                 ok,
                 detail: detail.clone(),
             });
             let recoverable = findings.iter().all(|f| {
-                matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Environment)
+                matches!(
+                    f.class(),
+                    FindingClass::Corrupt
+                        | FindingClass::Inconsistent
+                        | FindingClass::Environment
+                        | FindingClass::StaleLocks
+                        | FindingClass::Inoperable
+                )
             });
             if ok && recoverable && !hang {
                 outcome = Outcome::Recovered;
@@ -416,13 +443,13 @@ impl<'a> Scheduler<'a> {
     fn recover(&mut self, t: usize) -> (bool, String, Option<BTreeSet<u32>>) {
         let kind = self.targets[t].kind;
         let dir = self.targets[t].dir.clone();
-        let detail = match dbtorture_backends::rebuild::rebuilddb(kind, kind, &dir) {
+        let detail = match kind.recover(&dir) {
             Ok(r) => format!("copied {} headers, skipped {}", r.copied, r.skipped.len()),
             Err(e) => return (false, format!("rebuilddb failed: {e}"), None),
         };
         let data = verify::data(kind, &dir, &self.pool);
         let probe = verify::probe(kind, &dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms));
-        let clean = data.findings.is_empty() && matches!(probe, Ok(Probe::Ok));
+        let clean = data.findings.is_empty() && matches!(probe, Ok((Probe::Ok, _)));
         let detail = if clean {
             detail
         } else {
@@ -483,7 +510,7 @@ fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) 
     }
 }
 
-fn drain(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
+fn drain(l: &mut Live, logs: &mut [WriterLog], got: &mut Collected) {
     let Some(p) = &mut l.pipe else { return };
     let mut buf = [0u8; 8192];
     loop {
@@ -500,14 +527,14 @@ fn drain(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
     while let Some(pos) = l.buf.iter().position(|&c| c == b'\n') {
         let line: Vec<u8> = l.buf.drain(..=pos).collect();
         let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-        apply_msg(l.index, l.role, &line, logs, findings);
+        apply_msg(l.index, l.role, &line, logs, got);
     }
 }
 
-fn drain_to_eof(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
+fn drain_to_eof(l: &mut Live, logs: &mut [WriterLog], got: &mut Collected) {
     // All workers are reaped, so every write end is closed and reads end at EOF without blocking.
     while l.pipe.is_some() {
-        drain(l, logs, findings);
+        drain(l, logs, got);
         if l.pipe.is_some() {
             // WouldBlock with the writer gone cannot happen for a pipe; guard anyway.
             l.pipe = None;
@@ -517,9 +544,40 @@ fn drain_to_eof(l: &mut Live, logs: &mut [WriterLog], findings: &mut Vec<Finding
     l.buf.clear();
 }
 
-fn apply_msg(index: u32, role: Role, line: &str, logs: &mut [WriterLog], findings: &mut Vec<Finding>) {
+/// What the workers reported besides their transactions.
+#[derive(Default)]
+struct Collected {
+    findings: Vec<Finding>,
+    /// Reader inconsistencies: findings only for backends that promise isolation.
+    reader: Vec<Finding>,
+    /// Engine messages (worker, line).
+    messages: Vec<(u32, String)>,
+}
+
+/// A worker's error as a finding, by what the engine said: db4's "run recovery" (and running out of lock
+/// table entries, which stale lockers cause) is stale-locks; any other "rpmdb:" message is the environment.
+pub fn worker_error(worker: u32, role: &str, text: String) -> Finding {
+    engine_error(format!("{role} {worker}"), text).unwrap_or_else(|text| Finding::WorkerError {
+        worker,
+        role: role.into(),
+        detail: text,
+    })
+}
+
+/// An engine error in Berkeley DB's words, or the text back if it is not one.
+pub fn engine_error(by: String, text: String) -> Result<Finding, String> {
+    if text.contains("run recovery") || text.contains("RUNRECOVERY") || text.contains("out of available") {
+        Ok(Finding::RunRecovery { by, message: text })
+    } else if text.contains("rpmdb:") || text.contains("db4 error") {
+        Ok(Finding::EnvironmentError { by, message: text })
+    } else {
+        Err(text)
+    }
+}
+
+fn apply_msg(index: u32, role: Role, line: &str, logs: &mut [WriterLog], got: &mut Collected) {
     let Some(msg) = WorkerMsg::decode(line) else {
-        findings.push(Finding::WorkerError {
+        got.findings.push(Finding::WorkerError {
             worker: index,
             role: role.name().into(),
             detail: format!("unparseable report line {line:?}"),
@@ -531,12 +589,11 @@ fn apply_msg(index: u32, role: Role, line: &str, logs: &mut [WriterLog], finding
         (WorkerMsg::Begin { txn, body }, Some(log)) => log.begin(txn, body),
         (WorkerMsg::Commit { txn }, Some(log)) => log.set(txn, TxnState::Committed),
         (WorkerMsg::Abort { txn, error }, Some(log)) => log.set(txn, TxnState::Aborted(error)),
-        (WorkerMsg::Error { error }, _) => {
-            findings.push(Finding::WorkerError { worker: index, role: role.name().into(), detail: error })
-        }
+        (WorkerMsg::Error { error }, _) => got.findings.push(worker_error(index, role.name(), error)),
         (WorkerMsg::Inconsistent { detail }, _) => {
-            findings.push(Finding::ReaderSawInconsistency { worker: index, detail })
+            got.reader.push(Finding::ReaderSawInconsistency { worker: index, detail })
         }
+        (WorkerMsg::Log { line }, _) => got.messages.push((index, line)),
         _ => {}
     }
 }
@@ -550,6 +607,7 @@ pub fn classify(findings: &[Finding], hang: bool) -> Outcome {
             FindingClass::LostCommit => Outcome::LostCommit,
             FindingClass::Environment => Outcome::CorruptEnv,
             FindingClass::Crash => Outcome::HarnessError,
+            FindingClass::StaleLocks => Outcome::StaleLocks,
         };
         if o.severity() > out.severity() {
             out = o;

@@ -57,17 +57,28 @@ pub enum Probe {
 }
 
 /// Fork a fresh process that opens the database, reads, installs and erases the probe package, and closes —
-/// within `timeout`. A probe that overruns is SIGKILLed and reported as `TimedOut`.
-pub fn probe(kind: BackendKind, dir: &Path, pool: &Pool, timeout: Duration) -> Result<Probe, sys::ForkError> {
+/// within `timeout`. A probe that overruns is SIGKILLed and reported as `TimedOut`. Also returns what the
+/// engine printed on the way (e.g. failchk freeing a dead reader's locks).
+pub fn probe(
+    kind: BackendKind,
+    dir: &Path,
+    pool: &Pool,
+    timeout: Duration,
+) -> Result<(Probe, Vec<String>), sys::ForkError> {
     let (rd, wr) = nix::unistd::pipe().map_err(sys::ForkError::Fork)?;
     let pid = sys::fork_child(|| {
         let Ok(fd) = wr.try_clone() else { return 4 };
         let mut out = std::fs::File::from(fd);
-        match probe_body(kind, dir, pool) {
+        let mut messages = Vec::new();
+        let res = probe_body(kind, dir, pool, &mut messages);
+        use std::io::Write;
+        for m in messages {
+            let _ = out.write_all(format!("M {}\n", m.replace('\n', " ")).as_bytes());
+        }
+        match res {
             Ok(()) => 0,
             Err(e) => {
-                use std::io::Write;
-                let _ = out.write_all(e.as_bytes());
+                let _ = out.write_all(format!("E {}\n", e.replace('\n', " ")).as_bytes());
                 1
             }
         }
@@ -82,14 +93,14 @@ pub fn probe(kind: BackendKind, dir: &Path, pool: &Pool, timeout: Duration) -> R
         if left.is_zero() {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            return Ok(Probe::TimedOut);
+            return Ok((Probe::TimedOut, Vec::new()));
         }
         let ms = left.as_millis().clamp(1, 1000) as u16;
         let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(e) => return Ok(Probe::Failed(format!("poll: {e}"))),
+            Err(e) => return Ok((Probe::Failed(format!("poll: {e}")), Vec::new())),
         }
         let mut buf = [0u8; 4096];
         match file.read(&mut buf) {
@@ -100,7 +111,9 @@ pub fn probe(kind: BackendKind, dir: &Path, pool: &Pool, timeout: Duration) -> R
         }
     }
     let text = String::from_utf8_lossy(&msg).into_owned();
-    Ok(match waitpid(pid, None) {
+    let messages: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("M ")).map(str::to_string).collect();
+    let text: String = text.lines().filter_map(|l| l.strip_prefix("E ")).collect::<Vec<_>>().join("; ");
+    let verdict = match waitpid(pid, None) {
         Ok(WaitStatus::Exited(_, 0)) => Probe::Ok,
         Ok(WaitStatus::Exited(_, code)) => {
             Probe::Failed(if text.is_empty() { format!("probe exited with status {code}") } else { text })
@@ -108,11 +121,13 @@ pub fn probe(kind: BackendKind, dir: &Path, pool: &Pool, timeout: Duration) -> R
         Ok(WaitStatus::Signaled(_, sig, _)) => Probe::Failed(format!("probe died of {sig}")),
         Ok(other) => Probe::Failed(format!("probe: {other:?}")),
         Err(e) => Probe::Failed(format!("waitpid: {e}")),
-    })
+    };
+    Ok((verdict, messages))
 }
 
-fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool) -> Result<(), String> {
+fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, messages: &mut Vec<String>) -> Result<(), String> {
     let mut db = kind.open(dir, OpenMode::ReadWrite).map_err(|e| format!("open: {e}"))?;
+    messages.extend(db.take_messages());
     let p = &pool.probe;
     db.lookup(IndexTag(tags::NAME), b"dbtorture-probe").map_err(|e| format!("read: {e}"))?;
     db.hnums().map_err(|e| format!("read: {e}"))?;
@@ -122,5 +137,6 @@ fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool) -> Result<(), String> 
     let h = db.install(&p.installed_blob(1)).map_err(|e| format!("write: {e}"))?;
     db.erase(h).map_err(|e| format!("erase: {e}"))?;
     db.commit().map_err(|e| format!("commit: {e}"))?;
+    messages.extend(db.take_messages());
     db.close().map_err(|e| format!("close: {e}"))
 }

@@ -28,9 +28,12 @@ fn events(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A scenario file in `dir` from the smoke scenario with some lines replaced.
+/// A scenario file in `dir` from the smoke scenario, on the sqlite backend only, with some lines replaced.
 fn scenario(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut s = std::fs::read_to_string(root().join("scenarios/smoke.toml")).unwrap();
+    s = s.replace("backends = [\"sqlite\", \"bdbenv\"]", "backends = [\"sqlite\"]");
+    s = s.lines().filter(|l| !l.starts_with("bdbenv = ")).collect::<Vec<_>>().join("\n");
+    s = s.replace("cycle_ms = 1500", "cycle_ms = 30000").replace("probe_ms = 1500", "probe_ms = 15000");
     for (from, to) in edits {
         assert!(s.contains(from), "smoke.toml has no {from:?}");
         s = s.replacen(from, to, 1);
@@ -44,7 +47,8 @@ fn scenario(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
 fn smoke_run_kills_workers_stays_clean_and_writes_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "20", "--out", out.to_str().unwrap(), "-q"]);
+    let sc = scenario(tmp.path(), "smoke-sqlite", &[]);
+    let o = run(&["run", sc.to_str().unwrap(), "--cycles", "20", "--out", out.to_str().unwrap(), "-q"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     for k in ["scenario", "seed", "cycles", "kills", "outcomes", "unexpected", "cycles_per_sec", "duration_s"] {
@@ -66,9 +70,10 @@ fn smoke_run_kills_workers_stays_clean_and_writes_reports() {
 #[test]
 fn same_seed_gives_same_plans_and_verdicts() {
     let tmp = tempfile::tempdir().unwrap();
+    let sc = scenario(tmp.path(), "det", &[]);
     let plans = |seed: &str, dir: &str| {
         let out = tmp.path().join(dir);
-        let o = run(&["run", "scenarios/smoke.toml", "--cycles", "8", "--seed", seed, "--out", out.to_str().unwrap()]);
+        let o = run(&["run", sc.to_str().unwrap(), "--cycles", "8", "--seed", seed, "--out", out.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         events(&out)
             .into_iter()
@@ -183,7 +188,8 @@ fn malformed_scenario_names_file_and_field_and_exits_2() {
 fn verify_exit_codes_clean_findings_and_usage() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "2", "-q", "--workdir", work.to_str().unwrap()]);
+    let sc = scenario(tmp.path(), "two", &[]);
+    let o = run(&["run", sc.to_str().unwrap(), "--cycles", "2", "-q", "--workdir", work.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let db = work.join("sqlite/db");
     let o = run(&["verify", "--backend", "sqlite", db.to_str().unwrap()]);
@@ -223,7 +229,8 @@ fn refuses_a_system_rpmdb_workdir_without_the_flag() {
 fn a_corrupt_database_is_a_finding_not_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    let o = run(&["run", "scenarios/smoke.toml", "--cycles", "1", "-q", "--workdir", work.to_str().unwrap()]);
+    let sc = scenario(tmp.path(), "one", &[]);
+    let o = run(&["run", sc.to_str().unwrap(), "--cycles", "1", "-q", "--workdir", work.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let db = work.join("sqlite/db");
     let file = db.join("rpmdb.sqlite");

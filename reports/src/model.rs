@@ -152,6 +152,14 @@ pub enum RunEvent {
         ok: bool,
         detail: String,
     },
+    /// A message the database engine printed (e.g. failchk's "Freeing read locks for locker 0x3");
+    /// `worker` is u32::MAX for the operability probe.
+    EngineMessage {
+        cycle: u64,
+        backend: String,
+        worker: u32,
+        message: String,
+    },
     CycleEnd {
         cycle: u64,
         backend: String,

@@ -188,7 +188,7 @@ impl LockError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockHandle {
     pub off: usize,
-    pub gen: u32,
+    pub generation: u32,
 }
 
 /// Sizing of a lock region.
@@ -295,7 +295,8 @@ impl Geometry {
     /// Which pool an offset belongs to, and its index, if it is an element start.
     pub fn classify(&self, off: usize) -> Option<(&'static str, usize)> {
         let within = |base: usize, n: u32, size: usize| {
-            (off >= base && off < base + n as usize * size && (off - base) % size == 0).then(|| (off - base) / size)
+            (off >= base && off < base + n as usize * size && (off - base).is_multiple_of(size))
+                .then(|| (off - base) / size)
         };
         within(self.lockers, self.maxlockers, LOCKER_SIZE)
             .map(|i| ("locker", i))
@@ -395,6 +396,9 @@ pub fn mutex_unlock(region: &Region, at: usize) {
     region.atomic_u32(at).expect("mutex word").store(0, Ordering::Release);
 }
 
+/// A locker in use: (region offset, id, pid, nlocks, nwrites).
+pub type LockerInfo = (usize, u32, u32, u32, u32);
+
 /// Operations on a mapped lock region. Callers hold the region mutex around each call.
 pub struct LockTable<'a> {
     pub r: &'a mut [u8],
@@ -421,10 +425,10 @@ impl<'a> LockTable<'a> {
     fn bump(&mut self, at: usize, hwm: Option<usize>) -> Result<(), LockError> {
         let v = self.get(at).wrapping_add(1);
         self.set(at, v)?;
-        if let Some(h) = hwm {
-            if v > self.get(h) {
-                self.set(h, v)?;
-            }
+        if let Some(h) = hwm
+            && v > self.get(h)
+        {
+            self.set(h, v)?;
         }
         Ok(())
     }
@@ -446,7 +450,10 @@ impl<'a> LockTable<'a> {
             }
             steps += 1;
             if steps > self.g.maxlockers {
-                return Err(LockError::Link(format!("locker bucket {} does not end (cycle)", id % self.g.locker_t_size)));
+                return Err(LockError::Link(format!(
+                    "locker bucket {} does not end (cycle)",
+                    id % self.g.locker_t_size
+                )));
             }
             cur = q.next(self.r, l)?;
         }
@@ -522,7 +529,13 @@ impl<'a> LockTable<'a> {
     }
 
     /// Whether a holder of another locker conflicts with `mode` on object `o`.
-    pub fn conflicting_holder(&self, o: usize, locker: u32, mode: Mode, except: Option<usize>) -> Result<bool, LockError> {
+    pub fn conflicting_holder(
+        &self,
+        o: usize,
+        locker: u32,
+        mode: Mode,
+        except: Option<usize>,
+    ) -> Result<bool, LockError> {
         let q = self.g.holders(o);
         let mut cur = q.first(self.r)?;
         let mut steps = 0;
@@ -544,12 +557,11 @@ impl<'a> LockTable<'a> {
         self.bump(H_NREQUESTS, None)?;
         let lk = self.find_locker(locker)?.ok_or(LockError::LockerDoesNotExist)?;
         let o = self.object_for(key)?;
-        let conflict = self.conflicting_holder(o, locker, mode, None)?
-            || self.g.waiters(o).first(self.r)?.is_some();
+        let conflict = self.conflicting_holder(o, locker, mode, None)? || self.g.waiters(o).first(self.r)?.is_some();
         let free = self.g.free_locks();
         let l = free.first(self.r)?.ok_or(LockError::OutOf("locks"))?;
         free.remove(self.r, l)?;
-        let gen = self.get(l + L_GEN);
+        let generation = self.get(l + L_GEN);
         self.set(l + L_HOLDER, locker)?;
         self.set(l + L_REFCOUNT, 1)?;
         self.set(l + L_MODE, mode as u32)?;
@@ -567,13 +579,13 @@ impl<'a> LockTable<'a> {
             self.bump(lk + LK_NWRITES, None)?;
         }
         self.bump(H_NLOCKS, Some(H_HWM_LOCKS))?;
-        Ok((LockHandle { off: l, gen }, !conflict))
+        Ok((LockHandle { off: l, generation }, !conflict))
     }
 
     fn check_handle(&self, h: LockHandle) -> Result<(), LockError> {
         let st = self.get(h.off + L_STATUS);
         if self.g.classify(h.off) != Some(("lock", (h.off - self.g.locks) / LOCK_SIZE))
-            || self.get(h.off + L_GEN) != h.gen
+            || self.get(h.off + L_GEN) != h.generation
             || st == status::FREE
         {
             return Err(LockError::LockNotValid);
@@ -611,8 +623,8 @@ impl<'a> LockTable<'a> {
             self.drop1(lk + LK_NWRITES)?;
         }
         self.set(l + L_STATUS, status::FREE)?;
-        let gen = self.get(l + L_GEN).wrapping_add(1);
-        self.set(l + L_GEN, gen)?;
+        let next_gen = self.get(l + L_GEN).wrapping_add(1);
+        self.set(l + L_GEN, next_gen)?;
         self.g.free_locks().insert_head(self.r, l)?;
         self.drop1(H_NLOCKS)?;
         self.after_release(o)
@@ -672,7 +684,7 @@ impl<'a> LockTable<'a> {
     }
 
     /// Lockers in use (bounded walk of the in-use list): (offset, id, pid, nlocks, nwrites).
-    pub fn lockers(&self) -> Result<Vec<(usize, u32, u32, u32, u32)>, LockError> {
+    pub fn lockers(&self) -> Result<Vec<LockerInfo>, LockError> {
         let q = self.g.inuse_lockers();
         let mut out = Vec::new();
         let mut cur = q.first(self.r)?;
@@ -692,7 +704,7 @@ impl<'a> LockTable<'a> {
         let mut out = Vec::new();
         let mut cur = q.first(self.r)?;
         while let Some(l) = cur {
-            out.push(LockHandle { off: l, gen: self.get(l + L_GEN) });
+            out.push(LockHandle { off: l, generation: self.get(l + L_GEN) });
             if out.len() > self.g.maxlocks as usize {
                 return Err(LockError::Link("heldby list does not end (cycle)".into()));
             }

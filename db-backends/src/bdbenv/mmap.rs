@@ -59,7 +59,7 @@ impl Region {
 
     /// The u32 at `off` as an atomic, for mutex words. `None` if out of bounds or misaligned.
     pub fn atomic_u32(&self, off: usize) -> Option<&AtomicU32> {
-        if off % 4 != 0 || off.checked_add(4)? > self.map.len() {
+        if !off.is_multiple_of(4) || off.checked_add(4)? > self.map.len() {
             return None;
         }
         // SAFETY: in bounds and 4-byte aligned (the mapping is page-aligned); AtomicU32 has the layout of

@@ -83,7 +83,8 @@ impl Mpool {
         let (file, pgno, flags) = self.frame(i);
         if flags & (VALID | DIRTY) == VALID | DIRTY {
             point("bdbenv.mpool.writeback.before");
-            let f = self.files.get(file as usize).ok_or_else(|| MpoolError::Damaged(format!("frame {i}: file {file}")))?;
+            let f =
+                self.files.get(file as usize).ok_or_else(|| MpoolError::Damaged(format!("frame {i}: file {file}")))?;
             let start = data_start(n) + i * PAGE;
             f.write_all_at(&self.region.bytes()[start..start + PAGE], pgno as u64 * PAGE as u64)?;
             let r = self.region.bytes_mut();

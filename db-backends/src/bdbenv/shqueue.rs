@@ -16,6 +16,16 @@ pub type Link = isize;
 pub const NONE: Link = -1;
 pub const W: usize = std::mem::size_of::<Link>();
 
+/// Crash points between the link writes of an insert or remove: a kill here leaves a half-linked element,
+/// exactly what a process dying inside BDB's list macros leaves in the region.
+fn step_insert() {
+    crate::crash::point("bdbenv.list.insert.step");
+}
+
+fn step_remove() {
+    crate::crash::point("bdbenv.list.remove.step");
+}
+
 /// A link that points outside the region, misaligned, or at something that is not a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadLink {
@@ -31,12 +41,12 @@ impl fmt::Display for BadLink {
 }
 
 pub fn get(r: &[u8], at: usize) -> Result<Link, BadLink> {
-    let s = r.get(at..at.wrapping_add(W)).filter(|_| at % W == 0).ok_or(BadLink { at, value: 0 })?;
+    let s = r.get(at..at.wrapping_add(W)).filter(|_| at.is_multiple_of(W)).ok_or(BadLink { at, value: 0 })?;
     Ok(Link::from_ne_bytes(s.try_into().expect("W bytes")))
 }
 
 pub fn set(r: &mut [u8], at: usize, v: Link) -> Result<(), BadLink> {
-    let s = r.get_mut(at..at.wrapping_add(W)).filter(|_| at % W == 0).ok_or(BadLink { at, value: v })?;
+    let s = r.get_mut(at..at.wrapping_add(W)).filter(|_| at.is_multiple_of(W)).ok_or(BadLink { at, value: v })?;
     s.copy_from_slice(&v.to_ne_bytes());
     Ok(())
 }
@@ -54,7 +64,10 @@ pub fn set_u32(r: &mut [u8], at: usize, v: u32) -> Option<()> {
 /// and is aligned to the link width.
 pub fn resolve(r: &[u8], field_at: usize, base: usize, rel: Link, size: usize) -> Result<usize, BadLink> {
     let target = (base as isize).wrapping_add(rel);
-    if target < 0 || (target as usize).checked_add(size).is_none_or(|end| end > r.len()) || target as usize % W != 0 {
+    if target < 0
+        || (target as usize).checked_add(size).is_none_or(|end| end > r.len())
+        || !(target as usize).is_multiple_of(W)
+    {
         return Err(BadLink { at: field_at, value: rel });
     }
     Ok(target as usize)
@@ -115,12 +128,14 @@ impl TailQ {
         if first != NONE {
             let old = resolve(r, h + HEAD_FIRST, h, first, self.elem_size)?;
             set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
+            step_insert();
             // old.prev -> elem.next field
             set(r, old + self.link + ENTRY_PREV, (next_at as Link).wrapping_sub(old as Link))?;
         } else {
             set(r, next_at, NONE)?;
             set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))?;
         }
+        step_insert();
         set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
         set(r, elem + self.link + ENTRY_PREV, ((h + HEAD_FIRST) as Link).wrapping_sub(elem as Link))
     }
@@ -132,6 +147,7 @@ impl TailQ {
         let next_at = elem + self.link + ENTRY_NEXT;
         set(r, next_at, NONE)?;
         set(r, elem + self.link + ENTRY_PREV, (last_field as Link).wrapping_sub(elem as Link))?;
+        step_insert();
         if last_field == h + HEAD_FIRST {
             set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
         } else {
@@ -139,6 +155,7 @@ impl TailQ {
             let last_elem = last_field - self.link - ENTRY_NEXT;
             set(r, last_field, (elem as Link).wrapping_sub(last_elem as Link))?;
         }
+        step_insert();
         set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))
     }
 
@@ -152,10 +169,12 @@ impl TailQ {
         if next != NONE {
             let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
             set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+            step_remove();
             let v = get(r, prev_field)?;
             set(r, prev_field, v.wrapping_add(next))?;
         } else {
             set(r, h + HEAD_LAST, prev.wrapping_add(elem as Link).wrapping_sub(h as Link))?;
+            step_remove();
             set(r, prev_field, NONE)?;
         }
         Ok(())

@@ -20,6 +20,8 @@ pub enum FindingClass {
     Environment,
     /// The database could not be opened, read or written.
     Inoperable,
+    /// Locks, lockers or thread slots of dead processes remain (or the environment demands recovery).
+    StaleLocks,
     /// A process died in a way nobody planned (a signal the scheduler did not send).
     Crash,
 }
@@ -28,25 +30,130 @@ pub enum FindingClass {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Finding {
-    UnreadableHeader { hnum: u32, error: String },
-    DigestMismatch { hnum: u32, package: String, digest: String, stored: String, computed: String },
-    MissingIndexEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
-    StaleIndexEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
-    DanglingHeaderNumber { index: String, key: String, hnum: u32 },
-    WrongTagIndex { index: String, key: String, hnum: u32, expected: u32, found: u32, package: String },
-    DuplicateEntry { index: String, key: String, hnum: u32, tagnum: u32, package: String },
-    DuplicatePackage { package: String, hnums: Vec<u32> },
-    IntegrityCheck { detail: String },
-    ForeignKeyViolation { table: String, rowid: i64, hnum: i64 },
-    SchemaMismatch { detail: String },
-    LostCommit { worker: u32, txn: u64, package: String, op: String },
-    PartialTransaction { worker: u32, txn: u64, detail: String },
-    UnexpectedPackage { package: String, detail: String },
-    Unopenable { detail: String },
-    ProbeFailed { detail: String },
-    WorkerError { worker: u32, role: String, detail: String },
-    ReaderSawInconsistency { worker: u32, detail: String },
-    WorkerCrashed { worker: u32, role: String, detail: String },
+    UnreadableHeader {
+        hnum: u32,
+        error: String,
+    },
+    DigestMismatch {
+        hnum: u32,
+        package: String,
+        digest: String,
+        stored: String,
+        computed: String,
+    },
+    MissingIndexEntry {
+        index: String,
+        key: String,
+        hnum: u32,
+        tagnum: u32,
+        package: String,
+    },
+    StaleIndexEntry {
+        index: String,
+        key: String,
+        hnum: u32,
+        tagnum: u32,
+        package: String,
+    },
+    DanglingHeaderNumber {
+        index: String,
+        key: String,
+        hnum: u32,
+    },
+    WrongTagIndex {
+        index: String,
+        key: String,
+        hnum: u32,
+        expected: u32,
+        found: u32,
+        package: String,
+    },
+    DuplicateEntry {
+        index: String,
+        key: String,
+        hnum: u32,
+        tagnum: u32,
+        package: String,
+    },
+    DuplicatePackage {
+        package: String,
+        hnums: Vec<u32>,
+    },
+    IntegrityCheck {
+        detail: String,
+    },
+    ForeignKeyViolation {
+        table: String,
+        rowid: i64,
+        hnum: i64,
+    },
+    SchemaMismatch {
+        detail: String,
+    },
+    LostCommit {
+        worker: u32,
+        txn: u64,
+        package: String,
+        op: String,
+    },
+    PartialTransaction {
+        worker: u32,
+        txn: u64,
+        detail: String,
+    },
+    UnexpectedPackage {
+        package: String,
+        detail: String,
+    },
+    Unopenable {
+        detail: String,
+    },
+    ProbeFailed {
+        detail: String,
+    },
+    WorkerError {
+        worker: u32,
+        role: String,
+        detail: String,
+    },
+    ReaderSawInconsistency {
+        worker: u32,
+        detail: String,
+    },
+    WorkerCrashed {
+        worker: u32,
+        role: String,
+        detail: String,
+    },
+    /// Damage in the shared lock region, named by the db4 check it breaks.
+    LockRegion {
+        check: String,
+        detail: String,
+    },
+    /// Damage in the environment header or buffer cache region.
+    EnvRegion {
+        region: String,
+        detail: String,
+    },
+    /// Locks, lockers, thread slots or mutexes of dead processes.
+    StaleLock {
+        detail: String,
+    },
+    /// A data file page that cannot be read.
+    DataFileDamaged {
+        file: String,
+        detail: String,
+    },
+    /// An error a worker got from the environment, in Berkeley DB's words.
+    EnvironmentError {
+        by: String,
+        message: String,
+    },
+    /// A process was told to run recovery (DB_RUNRECOVERY), or ran out of lock table entries.
+    RunRecovery {
+        by: String,
+        message: String,
+    },
 }
 
 impl Finding {
@@ -72,6 +179,12 @@ impl Finding {
             Finding::WorkerError { .. } => "worker error",
             Finding::ReaderSawInconsistency { .. } => "reader saw inconsistency",
             Finding::WorkerCrashed { .. } => "worker crashed",
+            Finding::LockRegion { .. } => "lock region damage",
+            Finding::EnvRegion { .. } => "environment region damage",
+            Finding::StaleLock { .. } => "stale lock",
+            Finding::DataFileDamaged { .. } => "data file damage",
+            Finding::EnvironmentError { .. } => "environment error",
+            Finding::RunRecovery { .. } => "run recovery",
         }
     }
 
@@ -86,6 +199,11 @@ impl Finding {
                 FindingClass::Inoperable
             }
             Finding::WorkerCrashed { .. } => FindingClass::Crash,
+            Finding::LockRegion { .. } | Finding::EnvRegion { .. } | Finding::EnvironmentError { .. } => {
+                FindingClass::Environment
+            }
+            Finding::StaleLock { .. } | Finding::RunRecovery { .. } => FindingClass::StaleLocks,
+            Finding::DataFileDamaged { .. } => FindingClass::Corrupt,
             _ => FindingClass::Inconsistent,
         }
     }
@@ -151,6 +269,12 @@ impl fmt::Display for Finding {
                 write!(f, "reader {worker}: {detail}")
             }
             Finding::WorkerCrashed { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
+            Finding::LockRegion { check, detail } => write!(f, "{check}: {detail}"),
+            Finding::EnvRegion { region, detail } => write!(f, "{region}: {detail}"),
+            Finding::StaleLock { detail } => f.write_str(detail),
+            Finding::DataFileDamaged { file, detail } => write!(f, "{file}: {detail}"),
+            Finding::EnvironmentError { by, message } => write!(f, "{by}: {message}"),
+            Finding::RunRecovery { by, message } => write!(f, "{by}: {message}"),
         }
     }
 }

@@ -61,3 +61,31 @@ pub fn arm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
         slot[W_NTH].store(u64::from(nth), Ordering::Release);
     }
 }
+
+static TARGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NTH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn env_hook(id: u32) {
+    if TARGET.load(Ordering::Acquire) == u64::from(id) + 1 {
+        let n = HITS.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == NTH.load(Ordering::Acquire) {
+            eprintln!("dbtorture: stopped at crash point {} (hit {n})", dbtorture_backends::crash::ALL[id as usize]);
+            let _ = raise(Signal::SIGSTOP);
+        }
+    }
+}
+
+/// For standalone commands (`recover`, `convert`): `DBTORTURE_CRASH_AT=point[:n]` stops the process at the
+/// n-th hit (default 1) of that crash point, so a test or a user can SIGKILL it exactly there.
+pub fn install_from_env() {
+    let Ok(spec) = std::env::var("DBTORTURE_CRASH_AT") else { return };
+    let (name, nth) = spec.split_once(':').map(|(p, n)| (p, n.parse().unwrap_or(1))).unwrap_or((spec.as_str(), 1));
+    let Some(id) = dbtorture_backends::crash::id_of(name) else {
+        eprintln!("dbtorture: DBTORTURE_CRASH_AT names no crash point: {name}");
+        return;
+    };
+    TARGET.store(u64::from(id) + 1, Ordering::Release);
+    NTH.store(nth, Ordering::Release);
+    dbtorture_backends::crash::set_hook(env_hook);
+}

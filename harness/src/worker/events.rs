@@ -18,6 +18,8 @@ pub enum WorkerMsg {
     Inconsistent { detail: String },
     /// A reader finished this many queries.
     Queries { n: u64 },
+    /// A message the engine printed.
+    Log { line: String },
 }
 
 fn clean(s: &str) -> String {
@@ -41,6 +43,7 @@ impl WorkerMsg {
             WorkerMsg::Error { error } => format!("E {}\n", clean(error)),
             WorkerMsg::Inconsistent { detail } => format!("X {}\n", clean(detail)),
             WorkerMsg::Queries { n } => format!("Q {n}\n"),
+            WorkerMsg::Log { line } => format!("L {}\n", clean(line)),
         }
     }
 
@@ -59,6 +62,7 @@ impl WorkerMsg {
             "E" => WorkerMsg::Error { error: rest.into() },
             "X" => WorkerMsg::Inconsistent { detail: rest.into() },
             "Q" => WorkerMsg::Queries { n: rest.parse().ok()? },
+            "L" => WorkerMsg::Log { line: rest.into() },
             _ => return None,
         })
     }

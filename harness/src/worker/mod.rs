@@ -87,6 +87,9 @@ fn fail<W: Write>(rep: &mut Reporter<W>, error: String) -> i32 {
 fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -> Result<(), i32> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut db = spec.backend.open(spec.dir, OpenMode::ReadWrite).map_err(|e| fail(rep, format!("open: {e}")))?;
+    for line in db.take_messages() {
+        rep.send(&WorkerMsg::Log { line })?;
+    }
     let mut installed = spec.installed.clone();
     for t in 0..u64::from(spec.ops) {
         let Some(txn) = ops::next_txn(&mut rng, pool, &installed, spec.index, spec.writers) else {
@@ -94,7 +97,11 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
         };
         let txn_no = spec.txn_base + t;
         rep.send(&WorkerMsg::Begin { txn: txn_no, body: txn.clone() })?;
-        match run_txn(db.as_mut(), pool, &txn, txn_no) {
+        let res = run_txn(db.as_mut(), pool, &txn, txn_no);
+        for line in db.take_messages() {
+            rep.send(&WorkerMsg::Log { line })?;
+        }
+        match res {
             Ok(()) => {
                 rep.send(&WorkerMsg::Commit { txn: txn_no })?;
                 txn.apply(&mut installed);
