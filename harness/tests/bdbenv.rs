@@ -1,0 +1,202 @@
+//! The BDB-style environment with real processes: killed readers' locks are freed by failchk, a killed
+//! writer needs recovery and recovery brings the database back, db 4.3 (no failchk) blocks on a stale lock,
+//! and a killed rebuild (or conversion) leaves the original in place.
+
+use dbtorture_backends::{BackendError, BackendKind, OpenMode};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A bdbenv (or db43) database with packages, made by one clean cycle of the harness.
+fn database(tmp: &Path, backend: &str) -> PathBuf {
+    let mut s = std::fs::read_to_string(root().join("scenarios/bdbenv-kill.toml")).unwrap();
+    s = s.replace("backends = [\"bdbenv\"]", &format!("backends = [\"{backend}\"]"));
+    s = s.replace("bdbenv = [", &format!("{backend} = ["));
+    s = s.replace("mode = \"mixed\"", "mode = \"none\"");
+    let sc = tmp.join("db.toml");
+    std::fs::write(&sc, s).unwrap();
+    let work = tmp.join("work");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "1", "-q", "--workdir", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    work.join(backend).join("db")
+}
+
+/// Start `dbtorture __hold` and wait (bounded) until it holds its lock.
+fn hold(dir: &Path, backend: &str, write: bool) -> Child {
+    let mut args = vec!["__hold", "--backend", backend, dir.to_str().unwrap()];
+    if write {
+        args.push("--write");
+    }
+    let mut child = bin().args(&args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "held");
+    child
+}
+
+fn kill9(mut c: Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+fn verify(dir: &Path, backend: &str) -> (i32, String) {
+    let o = bin().args(["verify", "--backend", backend, dir.to_str().unwrap()]).output().unwrap();
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+fn package_count(dir: &Path, kind: BackendKind) -> usize {
+    let (findings, snap) = kind.check(dir, OpenMode::ReadOnly).unwrap();
+    let _ = findings;
+    snap.unwrap().packages.len()
+}
+
+#[test]
+fn failchk_frees_the_locks_of_a_killed_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = database(tmp.path(), "bdbenv");
+    kill9(hold(&dir, "bdbenv", false));
+    let (code, out) = verify(&dir, "bdbenv");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("holds 1 locks (0 write)"), "{out}");
+    // A fresh process runs failchk at open, as rpm ≥ 4.6 does, and frees the dead reader's locks.
+    let mut db = BackendKind::Bdbenv.open(&dir, OpenMode::ReadWrite).unwrap();
+    let msgs = db.take_messages();
+    assert!(msgs.iter().any(|m| m.starts_with("rpmdb: Freeing read locks for locker 0x")), "{msgs:?}");
+    db.begin().unwrap();
+    db.commit().unwrap();
+    db.close().unwrap();
+    let (_, out) = verify(&dir, "bdbenv");
+    assert!(!out.contains("holds"), "failchk left locks behind: {out}");
+    assert!(!out.contains("lock region damage"), "{out}");
+}
+
+#[test]
+fn a_killed_writer_needs_recovery_and_recovery_restores_a_clean_operational_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = database(tmp.path(), "bdbenv");
+    let before = package_count(&dir, BackendKind::Bdbenv);
+    kill9(hold(&dir, "bdbenv", true));
+    let (code, out) = verify(&dir, "bdbenv");
+    assert_eq!(code, 1);
+    assert!(out.contains("holds 1 locks (1 write)"), "{out}");
+    match BackendKind::Bdbenv.open(&dir, OpenMode::ReadWrite) {
+        Err(BackendError::RunRecovery(m)) => {
+            assert!(m.contains("has write locks") && m.contains("run database recovery"), "{m}")
+        }
+        Err(e) => panic!("expected DB_RUNRECOVERY, got {e}"),
+        Ok(_) => panic!("a dead writer's locks must demand recovery"),
+    }
+    // The environment now panics for everyone, like db4 after failchk.
+    assert!(matches!(BackendKind::Bdbenv.open(&dir, OpenMode::ReadWrite), Err(BackendError::RunRecovery(_))));
+    let o = bin().args(["recover", "--backend", "bdbenv", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, out) = verify(&dir, "bdbenv");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(package_count(&dir, BackendKind::Bdbenv), before, "rebuilddb keeps every package");
+    let mut db = BackendKind::Bdbenv.open(&dir, OpenMode::ReadWrite).unwrap();
+    db.begin().unwrap();
+    db.commit().unwrap();
+    db.close().unwrap();
+}
+
+#[test]
+fn with_db43_a_stale_write_lock_blocks_the_next_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = database(tmp.path(), "bdbenv-db43");
+    kill9(hold(&dir, "bdbenv-db43", true));
+    // No failchk: the next writer opens fine and then waits for ever on the dead process's IW lock.
+    let mut blocked = bin()
+        .args(["__hold", "--backend", "bdbenv-db43", "--write", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fd = blocked.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(fd).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let got = rx.recv_timeout(Duration::from_millis(800));
+    kill9(blocked);
+    assert!(got.is_err() || got.as_deref() == Ok(""), "the writer got the lock: {got:?}");
+    let (_, out) = verify(&dir, "bdbenv-db43");
+    assert!(out.contains("holds 1 locks (1 write)"), "{out}");
+}
+
+#[test]
+fn a_killed_conversion_leaves_the_original_in_place_and_a_finished_one_converts() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = database(tmp.path(), "bdbenv");
+    let before = package_count(&dir, BackendKind::Bdbenv);
+    assert!(before > 3);
+    for point in ["rebuild.copy.after:3", "rebuild.swap.before"] {
+        let child = bin()
+            .args(["convert", "--from", "bdbenv", "--to", "sqlite", dir.to_str().unwrap()])
+            .env("DBTORTURE_CRASH_AT", point)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // The converter stops itself at the crash point; kill it exactly there.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG)).unwrap() {
+                WaitStatus::Stopped(..) => break,
+                WaitStatus::StillAlive => {}
+                other => panic!("converter ended before {point}: {other:?}"),
+            }
+            assert!(Instant::now() < deadline, "converter never reached {point}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = waitpid(pid, None);
+        // The original is still a complete bdbenv database.
+        assert!(dir.join("Packages").exists() && !dir.join("rpmdb.sqlite").exists());
+        assert_eq!(package_count(&dir, BackendKind::Bdbenv), before);
+        let (findings, _) = BackendKind::Bdbenv.check(&dir, OpenMode::ReadOnly).unwrap();
+        let data: Vec<_> = findings
+            .iter()
+            .filter(|f| !matches!(f.class(), dbtorture_backends::rpmdb::FindingClass::StaleLocks))
+            .collect();
+        assert!(data.is_empty(), "killed at {point}: {data:#?}");
+    }
+    let o = bin().args(["convert", "--from", "bdbenv", "--to", "sqlite", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (code, out) = verify(&dir, "sqlite");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(package_count(&dir, BackendKind::Sqlite), before);
+}
+
+#[test]
+fn bdbenv_kill_scenario_only_shows_outcomes_it_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .current_dir(root())
+        .args(["run", "scenarios/bdbenv-kill.toml", "--cycles", "12", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["unexpected"], 0);
+    assert!(s["kills"].as_u64().unwrap() > 0);
+}
