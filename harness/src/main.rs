@@ -51,6 +51,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Dump a BDB-style environment like `db_stat -CA`, with every broken link or count where it is.
+    Inspect {
+        dir: PathBuf,
+        #[arg(long, default_value = "bdbenv")]
+        backend: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List scenarios, backends and crash points.
     List {
         /// Directory of scenarios.
@@ -186,6 +194,26 @@ fn main() -> ExitCode {
                         eprintln!("{} finding(s)", findings.len());
                         ExitCode::from(exit_codes::FINDINGS as u8)
                     }
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", dir.display());
+                    ExitCode::from(exit_codes::USAGE as u8)
+                }
+            }
+        }
+        Cmd::Inspect { dir, backend, json } => {
+            let Some(profile) = BackendKind::from_name(&backend).and_then(|k| k.profile()) else {
+                eprintln!("error: inspect needs a bdbenv backend, not {backend:?}");
+                return ExitCode::from(exit_codes::USAGE as u8);
+            };
+            match dbtorture_backends::bdbenv::inspect::inspect(&dir, profile) {
+                Ok(i) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+                    } else {
+                        print!("{i}");
+                    }
+                    ExitCode::from(if i.findings.is_empty() { exit_codes::OK } else { exit_codes::FINDINGS } as u8)
                 }
                 Err(e) => {
                     eprintln!("error: {}: {e}", dir.display());

@@ -25,7 +25,7 @@ fn neg(v: u32) -> bool {
 
 /// Walk a tail queue: bounded, cycle-checked, every link resolved into the expected pool, `prev` of each
 /// element pointing at its predecessor's `next` field, and `last` at the last element's `next` field.
-fn walk_tq(
+pub(crate) fn walk_tq(
     r: &[u8],
     g: &Geometry,
     q: TailQ,
@@ -87,7 +87,14 @@ fn walk_tq(
 }
 
 /// Walk a locker's heldby list (SH_LIST) with the same checks.
-fn walk_list(r: &[u8], g: &Geometry, q: List, label: &str, limit: u32, out: &mut Vec<Finding>) -> Vec<usize> {
+pub(crate) fn walk_list(
+    r: &[u8],
+    g: &Geometry,
+    q: List,
+    label: &str,
+    limit: u32,
+    out: &mut Vec<Finding>,
+) -> Vec<usize> {
     let mut seen = BTreeSet::new();
     let mut elems = Vec::new();
     let mut expect_prev = q.head;

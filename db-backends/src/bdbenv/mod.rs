@@ -13,6 +13,7 @@
 pub mod check;
 pub mod datafile;
 pub mod env;
+pub mod inspect;
 pub mod lock;
 pub mod mmap;
 pub mod mpool;
