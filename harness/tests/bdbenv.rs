@@ -148,7 +148,7 @@ fn a_killed_conversion_leaves_the_original_in_place_and_a_finished_one_converts(
     let before = package_count(&dir, BackendKind::Bdbenv);
     assert!(before > 3);
     for point in ["rebuild.copy.after:3", "rebuild.swap.before"] {
-        let child = bin()
+        let mut child = bin()
             .args(["convert", "--from", "bdbenv", "--to", "sqlite", dir.to_str().unwrap()])
             .env("DBTORTURE_CRASH_AT", point)
             .stderr(Stdio::null())
@@ -167,7 +167,7 @@ fn a_killed_conversion_leaves_the_original_in_place_and_a_finished_one_converts(
             std::thread::sleep(Duration::from_millis(5));
         }
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-        let _ = waitpid(pid, None);
+        child.wait().unwrap();
         // The original is still a complete bdbenv database.
         assert!(dir.join("Packages").exists() && !dir.join("rpmdb.sqlite").exists());
         assert_eq!(package_count(&dir, BackendKind::Bdbenv), before);
