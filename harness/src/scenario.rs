@@ -97,6 +97,18 @@ pub enum KillMode {
     Mixed,
 }
 
+/// Which signal a random-time kill sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillSignal {
+    Sigkill,
+    /// Ctrl-C: the worker finishes its current operation, closes cleanly and exits.
+    Sigint,
+    Sigterm,
+    /// Each kill picks one of the three.
+    Mixed,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Distribution {
@@ -120,6 +132,8 @@ pub struct Kill {
     pub hit_max: u32,
     /// Kill readers too.
     pub readers: bool,
+    /// The signal of random-time kills (crash-point and timeout kills are always SIGKILL).
+    pub signal: KillSignal,
 }
 
 impl Default for Kill {
@@ -133,6 +147,7 @@ impl Default for Kill {
             point: None,
             hit_max: 20,
             readers: true,
+            signal: KillSignal::Sigkill,
         }
     }
 }

@@ -86,6 +86,8 @@ struct Live {
     buf: Vec<u8>,
     plan: plan::WorkerPlan,
     killed_at: Option<Duration>,
+    /// The last signal the scheduler sent.
+    sent: Option<Signal>,
     trigger: &'static str,
     timed_out: bool,
     status: Option<WaitStatus>,
@@ -207,6 +209,7 @@ impl<'a> Scheduler<'a> {
                 buf: Vec::new(),
                 plan: p.clone(),
                 killed_at: None,
+                sent: None,
                 trigger: "",
                 timed_out: false,
                 status: None,
@@ -224,15 +227,18 @@ impl<'a> Scheduler<'a> {
             // Deliver due kills.
             for l in live.iter_mut().filter(|l| l.status.is_none() && l.killed_at.is_none()) {
                 if l.plan.kill_at.is_some_and(|k| k <= now) {
-                    let _ = kill(l.pid, Signal::SIGKILL);
+                    let _ = kill(l.pid, l.plan.signal);
                     l.killed_at = Some(now);
+                    l.sent = Some(l.plan.signal);
                     l.trigger = "time";
                 }
             }
             if now >= timeout {
-                for l in live.iter_mut().filter(|l| l.status.is_none() && l.killed_at.is_none()) {
+                // Also a worker that was sent SIGINT/SIGTERM and has not finished by now.
+                for l in live.iter_mut().filter(|l| l.status.is_none() && l.sent != Some(Signal::SIGKILL)) {
                     let _ = kill(l.pid, Signal::SIGKILL);
                     l.killed_at = Some(now);
+                    l.sent = Some(Signal::SIGKILL);
                     l.trigger = "timeout";
                     l.timed_out = true;
                 }
@@ -269,6 +275,7 @@ impl<'a> Scheduler<'a> {
                     self.interrupted = true;
                     for l in live.iter_mut().filter(|l| l.status.is_none()) {
                         let _ = kill(l.pid, Signal::SIGKILL);
+                        l.sent = Some(Signal::SIGKILL);
                         l.killed_at.get_or_insert(t0.elapsed());
                         if l.trigger.is_empty() {
                             l.trigger = "interrupt";
@@ -290,17 +297,15 @@ impl<'a> Scheduler<'a> {
             let status_text = format!("{status:?}");
             obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: l.index, status: status_text });
             match status {
-                WaitStatus::Signaled(_, Signal::SIGKILL, _) if l.killed_at.is_some() => {
+                // Died of the signal we sent, or (SIGINT/SIGTERM) shut down cleanly after it: a planned kill.
+                WaitStatus::Signaled(_, sig, _) if l.sent == Some(sig) => {
                     hang |= l.timed_out;
-                    let rec = KillRecord {
-                        worker: l.index,
-                        role: l.role.name().into(),
-                        signal: "SIGKILL".into(),
-                        at_ms: l.killed_at.unwrap_or_default().as_millis() as u64,
-                        trigger: if stopped { "point".into() } else { l.trigger.into() },
-                        last_point: last.map(str::to_string),
-                        points_passed: passed,
-                    };
+                    let rec = kill_record(l, sig, stopped, last, passed);
+                    obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
+                    kills.push(rec);
+                }
+                WaitStatus::Exited(_, _) if l.sent.is_some_and(|s| s != Signal::SIGKILL) => {
+                    let rec = kill_record(l, l.sent.expect("sent"), stopped, last, passed);
                     obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
                 }
@@ -478,11 +483,24 @@ impl Drop for Scheduler<'_> {
     }
 }
 
+fn kill_record(l: &Live, sig: Signal, stopped: bool, last: Option<&str>, passed: u64) -> KillRecord {
+    KillRecord {
+        worker: l.index,
+        role: l.role.name().into(),
+        signal: sig.as_str().into(),
+        at_ms: l.killed_at.unwrap_or_default().as_millis() as u64,
+        trigger: if stopped { "point".into() } else { l.trigger.into() },
+        last_point: last.map(str::to_string),
+        points_passed: passed,
+    }
+}
+
 fn describe(plans: &[plan::WorkerPlan]) -> String {
     let mut parts = Vec::new();
     for (i, p) in plans.iter().enumerate() {
         if let Some(k) = p.kill_at {
-            parts.push(format!("w{i}:kill@{:.1}ms", k.as_secs_f64() * 1000.0));
+            let sig = if p.signal == Signal::SIGKILL { "kill".to_string() } else { p.signal.as_str().to_lowercase() };
+            parts.push(format!("w{i}:{sig}@{:.1}ms", k.as_secs_f64() * 1000.0));
         }
         if let Some((id, nth)) = p.arm {
             parts.push(format!("w{i}:{}#{nth}", dbtorture_backends::crash::ALL[id as usize]));
@@ -499,6 +517,7 @@ fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) 
                 // Stopped at its armed crash point (or by someone else): kill it right there.
                 let (_, _, at_point) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
                 let _ = kill(l.pid, Signal::SIGKILL);
+                l.sent = Some(Signal::SIGKILL);
                 l.killed_at.get_or_insert(t0.elapsed());
                 l.trigger = if at_point { "point" } else { "stopped" };
             }

@@ -97,3 +97,28 @@ impl SharedWords {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
+
+static TERMINATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// In a worker: catch SIGINT and SIGTERM the way rpm does — note them, finish the current database
+/// operation, close cleanly and exit — instead of dying on the spot.
+pub fn catch_terminate() {
+    let act = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_terminate),
+        nix::sys::signal::SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &act) };
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_terminate`].
+pub fn terminate_requested() -> bool {
+    TERMINATE.load(std::sync::atomic::Ordering::SeqCst)
+}

@@ -200,3 +200,25 @@ fn bdbenv_kill_scenario_only_shows_outcomes_it_allows() {
     assert_eq!(s["unexpected"], 0);
     assert!(s["kills"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn ctrl_c_takes_the_clean_path_and_leaves_nothing_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = std::fs::read_to_string(root().join("scenarios/stale-locks.toml")).unwrap();
+    s = s.replace("signal = \"mixed\"", "signal = \"sigint\"");
+    s = s.replace("backends = [\"bdbenv\", \"bdbenv-db43\"]", "backends = [\"bdbenv\"]");
+    s = s.lines().filter(|l| !l.starts_with("bdbenv-db43 = ")).collect::<Vec<_>>().join("\n");
+    s = s.replace("bdbenv = [\"clean\", \"stale-locks\", \"recovered\", \"hang\"]", "bdbenv = [\"clean\"]");
+    let sc = tmp.path().join("ctrl-c.toml");
+    std::fs::write(&sc, s).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "25", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "every Ctrl-C'd cycle must be clean: {}", text(&o));
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let sigints = events.lines().filter(|l| l.contains("\"event\":\"kill\"") && l.contains("\"SIGINT\"")).count();
+    assert!(sigints >= 10, "only {sigints} SIGINTs landed");
+    assert!(events.contains("Exited(Pid(") && events.contains(", 130)"), "no worker shut down on Ctrl-C");
+}

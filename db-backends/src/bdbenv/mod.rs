@@ -254,7 +254,7 @@ impl BdbEnv {
             pid,
             env: envr,
             locks: lreg,
-            mpool: Mpool { region: mreg, files, pid },
+            mpool: Mpool { region: mreg, files, pid, writable: mode != OpenMode::ReadOnly },
             slot,
             handles: Vec::new(),
             writable: mode != OpenMode::ReadOnly,
@@ -384,14 +384,19 @@ impl BdbEnv {
     /// recovery (the environment panics); dead lockers with only read locks are cleaned up.
     pub fn failchk(&mut self) -> Result<(), BackendError> {
         self.panic_check()?;
-        for (_, pid, st) in env::threads(self.env.bytes()) {
-            if !is_alive(pid) && st == env::thread::ACTIVE {
-                env::set_panic(&mut self.env);
-                return Err(BackendError::RunRecovery(format!(
-                    "rpmdb: Thread/process {pid}/0 failed: Thread died in Berkeley DB library; \
-                     DB_RUNRECOVERY: Fatal error, run database recovery"
-                )));
-            }
+        // Hold the environment mutex while judging thread slots: a process that exits normally releases its
+        // slot under this mutex, so a dead process whose slot still says ACTIVE really died in the library.
+        lock::mutex_lock(&self.env, env::E_MUTEX, self.pid);
+        let died = env::threads(self.env.bytes())
+            .into_iter()
+            .find(|&(_, pid, st)| st == env::thread::ACTIVE && !is_alive(pid));
+        lock::mutex_unlock(&self.env, env::E_MUTEX);
+        if let Some((_, pid, _)) = died {
+            env::set_panic(&mut self.env);
+            return Err(BackendError::RunRecovery(format!(
+                "rpmdb: Thread/process {pid}/0 failed: Thread died in Berkeley DB library; \
+                 DB_RUNRECOVERY: Fatal error, run database recovery"
+            )));
         }
         lock::mutex_lock(&self.locks, lock::H_MUTEX, self.pid);
         let res = (|| -> Result<Result<Vec<String>, String>, LockError> {

@@ -57,6 +57,9 @@ pub struct Mpool {
     pub region: Region,
     pub files: Vec<File>,
     pub pid: u32,
+    /// Whether this process opened the data files for writing. A read-only process never evicts a dirty
+    /// page (it could not write it back); it takes the next clean frame instead.
+    pub writable: bool,
 }
 
 impl Mpool {
@@ -108,7 +111,12 @@ impl Mpool {
             }
         }
         // Miss: take the next frame on the clock (writing it back if dirty) and read the page.
-        let hand = u32_at(self.region.bytes(), M_HAND) as usize % n;
+        let mut hand = u32_at(self.region.bytes(), M_HAND) as usize % n;
+        if !self.writable {
+            let clean = (0..n).map(|k| (hand + k) % n).find(|&i| self.frame(i).2 & DIRTY == 0);
+            hand = clean
+                .ok_or_else(|| MpoolError::Damaged("every frame is dirty and this process cannot write".into()))?;
+        }
         self.write_back(n, hand)?;
         let start = data_start(n) + hand * PAGE;
         let f = self.files.get(file as usize).ok_or_else(|| MpoolError::Damaged(format!("no data file {file}")))?;

@@ -1,15 +1,17 @@
 //! Per-cycle fault plans, drawn from the cycle's seeded RNG: which worker is killed when, or which writer is
 //! armed at which crash point. Same seed ⇒ same plan.
 
-use crate::scenario::{Distribution, Kill, KillMode};
+use crate::scenario::{Distribution, Kill, KillMode, KillSignal};
+use nix::sys::signal::Signal;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerPlan {
-    /// SIGKILL at this time after the cycle starts.
+    /// Send `signal` at this time after the cycle starts.
     pub kill_at: Option<Duration>,
+    pub signal: Signal,
     /// Stop at the N-th hit of this crash point (id, nth), then SIGKILL.
     pub arm: Option<(u32, u32)>,
 }
@@ -17,7 +19,7 @@ pub struct WorkerPlan {
 /// Plans for `writers` writers followed by `readers` readers. `points` are the backend's crash point ids.
 pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: &[u32]) -> Vec<WorkerPlan> {
     let n = (writers + readers) as usize;
-    let mut plans = vec![WorkerPlan::default(); n];
+    let mut plans = vec![WorkerPlan { kill_at: None, signal: Signal::SIGKILL, arm: None }; n];
     let mode = match k.mode {
         KillMode::Mixed => {
             if rng.random_range(0..2) == 0 {
@@ -39,12 +41,14 @@ pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: 
                 }
                 if rng.random_range(0.0..1.0) < k.probability {
                     p.kill_at = Some(delay(rng, k));
+                    p.signal = signal(rng, k);
                     any_writer |= !is_reader;
                 }
             }
             if !any_writer && writers > 0 {
                 let w = rng.random_range(0..writers) as usize;
                 plans[w].kill_at = Some(delay(rng, k));
+                plans[w].signal = signal(rng, k);
             }
         }
         KillMode::CrashPoint => {
@@ -62,6 +66,15 @@ pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: 
         }
     }
     plans
+}
+
+fn signal(rng: &mut ChaCha8Rng, k: &Kill) -> Signal {
+    match k.signal {
+        KillSignal::Sigkill => Signal::SIGKILL,
+        KillSignal::Sigint => Signal::SIGINT,
+        KillSignal::Sigterm => Signal::SIGTERM,
+        KillSignal::Mixed => [Signal::SIGKILL, Signal::SIGINT, Signal::SIGTERM][rng.random_range(0..3usize)],
+    }
 }
 
 fn delay(rng: &mut ChaCha8Rng, k: &Kill) -> Duration {

@@ -24,6 +24,8 @@ pub mod exit {
     pub const BACKEND_ERROR: i32 = 3;
     /// The pipe to the scheduler broke.
     pub const PIPE: i32 = 4;
+    /// SIGINT/SIGTERM arrived; the worker closed the database cleanly and stopped.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +71,15 @@ impl<W: Write> Reporter<W> {
 /// Run a worker to completion; returns its exit code.
 pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
     let mut rep = Reporter { out };
+    // Like rpm: a Ctrl-C lets the current operation finish, then the database is closed and we exit.
+    crate::sys::catch_terminate();
     let res = match spec.role {
         Role::Writer => writer(&spec, pool, &mut rep),
         Role::Reader => reader(&spec, pool, &mut rep),
     };
+    if crate::sys::terminate_requested() && res.is_ok() {
+        return exit::INTERRUPTED;
+    }
     match res {
         Ok(()) => exit::OK,
         Err(code) => code,
@@ -92,6 +99,9 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
     }
     let mut installed = spec.installed.clone();
     for t in 0..u64::from(spec.ops) {
+        if crate::sys::terminate_requested() {
+            break;
+        }
         let Some(txn) = ops::next_txn(&mut rng, pool, &installed, spec.index, spec.writers) else {
             break;
         };
@@ -147,6 +157,9 @@ fn reader<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
     let mut db = spec.backend.open(spec.dir, OpenMode::ReadOnly).map_err(|e| fail(rep, format!("open: {e}")))?;
     let mut n = 0u64;
     for _ in 0..spec.ops {
+        if crate::sys::terminate_requested() {
+            break;
+        }
         let q = ops::next_query(&mut rng, pool);
         let (idx, key) = match &q {
             Query::Name(s) => (tags::NAME, s),
