@@ -51,6 +51,14 @@ impl BackendKind {
         }
     }
 
+    /// Whether a database of this backend is in `dir`.
+    pub fn present(self, dir: &Path) -> bool {
+        match self {
+            BackendKind::Sqlite => dir.join(crate::sqlite::DB_FILE).exists(),
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => dir.join("Packages").exists(),
+        }
+    }
+
     /// The prefix of this backend's crash points.
     pub fn point_prefix(self) -> &'static str {
         match self {

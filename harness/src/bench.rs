@@ -31,7 +31,11 @@ fn stats(mut xs: Vec<Duration>) -> String {
 }
 
 fn build_db(dir: &Path, pool: &Pool) -> Result<()> {
-    let mut db = BackendKind::Sqlite.open(dir, OpenMode::Create)?;
+    build_db_of(BackendKind::Sqlite, dir, pool)
+}
+
+fn build_db_of(kind: BackendKind, dir: &Path, pool: &Pool) -> Result<()> {
+    let mut db = kind.open(dir, OpenMode::Create)?;
     db.begin()?;
     for p in &pool.packages {
         db.install(&p.installed_blob(1))?;

@@ -67,6 +67,10 @@ pub struct Workload {
     pub txns_per_writer: u32,
     /// Queries each reader runs per cycle.
     pub queries_per_reader: u32,
+    /// Instead of writers and readers, each cycle runs `--rebuilddb` from the scenario's backend into this
+    /// backend (a conversion) and kills it; the database must be either the whole original or the whole
+    /// converted one.
+    pub convert_to: Option<String>,
 }
 
 impl Default for Workload {
@@ -80,6 +84,7 @@ impl Default for Workload {
             readers: 1,
             txns_per_writer: 8,
             queries_per_reader: 200,
+            convert_to: None,
         }
     }
 }
@@ -261,7 +266,14 @@ impl Scenario {
         range("workload.writers", w.writers.into(), 0, 64)?;
         range("workload.readers", w.readers.into(), 0, 64)?;
         range("workload.txns_per_writer", w.txns_per_writer.into(), 0, 1_000_000)?;
-        if w.writers + w.readers == 0 {
+        if let Some(to) = &w.convert_to {
+            if BackendKind::from_name(to).is_none() {
+                return Err(self.field_err(
+                    "workload.convert_to",
+                    format!("unknown backend {to:?}, expected one of: {}", backend_names()),
+                ));
+            }
+        } else if w.writers + w.readers == 0 {
             return Err(self.field_err("workload.writers", "expected at least one writer or reader"));
         }
         if !(0.0..=1.0).contains(&w.initial_fraction) {
@@ -287,6 +299,10 @@ impl Scenario {
 
     pub fn backend_kinds(&self) -> Vec<BackendKind> {
         self.backends.iter().filter_map(|b| BackendKind::from_name(b)).collect()
+    }
+
+    pub fn convert_to(&self) -> Option<BackendKind> {
+        self.workload.convert_to.as_deref().and_then(BackendKind::from_name)
     }
 
     pub fn expected(&self, b: BackendKind) -> Vec<Outcome> {

@@ -107,7 +107,7 @@ impl<'a> Scheduler<'a> {
         let w = &scenario.workload;
         let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
             .context("building the package pool")?;
-        let slots = SharedWords::new(((w.writers + w.readers) as usize) * crashpoint::SLOT_WORDS)
+        let slots = SharedWords::new(((w.writers + w.readers).max(1) as usize) * crashpoint::SLOT_WORDS)
             .context("mapping the shared breadcrumb page")?;
         let mut s =
             Scheduler { scenario, seed, pool, targets: Vec::new(), slots, signals, old_mask, interrupted: false };
@@ -143,6 +143,9 @@ impl<'a> Scheduler<'a> {
 
     /// Run one cycle on target `t`.
     pub fn cycle(&mut self, t: usize, cycle: u64, obs: &mut dyn Observer) -> Result<CycleResult> {
+        if let Some(to) = self.scenario.convert_to() {
+            return self.convert_cycle(t, cycle, to, obs);
+        }
         let started = Instant::now();
         let sc = self.scenario;
         let w = &sc.workload;
@@ -464,6 +467,227 @@ impl<'a> Scheduler<'a> {
             )
         };
         (clean, detail, data.installed)
+    }
+
+    /// A conversion cycle: fork a process that runs rebuilddb from the target's backend into `to`, kill it
+    /// at a random time or crash point, then require the whole original or the whole converted database.
+    fn convert_cycle(&mut self, t: usize, cycle: u64, to: BackendKind, obs: &mut dyn Observer) -> Result<CycleResult> {
+        let started = Instant::now();
+        let sc = self.scenario;
+        let from = self.targets[t].kind;
+        let bname = from.name().to_string();
+        let dir = self.targets[t].dir.clone();
+        let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
+        let mut rng = ChaCha8Rng::seed_from_u64(cseed);
+        let points: Vec<u32> = dbtorture_backends::crash::points_of("rebuild")
+            .chain(dbtorture_backends::crash::points_of(from.point_prefix()))
+            .chain(dbtorture_backends::crash::points_of(to.point_prefix()))
+            .filter_map(dbtorture_backends::crash::id_of)
+            .collect();
+        let plan = plan::draw(&mut rng, &sc.kill, 1, 0, &points).remove(0);
+        obs.event(&RunEvent::CycleStart {
+            cycle,
+            backend: bname.clone(),
+            seed: cseed,
+            plan: describe(std::slice::from_ref(&plan)),
+        });
+        let words = self.slots.words();
+        crashpoint::arm(&words[..crashpoint::SLOT_WORDS], plan.arm);
+        let shared = &self.slots;
+        let d = &dir;
+        let t_fork = Instant::now();
+        let pid = sys::fork_child(move || {
+            crashpoint::install(&shared.child_static()[..crashpoint::SLOT_WORDS]);
+            match dbtorture_backends::rebuild::rebuilddb(from, to, d) {
+                Ok(_) => 0,
+                Err(_) => worker::exit::BACKEND_ERROR,
+            }
+        })?;
+        let fork_time = t_fork.elapsed();
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(sc.timeouts.cycle_ms);
+        let (mut sent, mut trigger, mut killed_at) = (None, "", None);
+        let status = loop {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED))? {
+                WaitStatus::StillAlive => {}
+                WaitStatus::Stopped(..) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    (sent, trigger, killed_at) = (Some(Signal::SIGKILL), "point", Some(t0.elapsed()));
+                }
+                st => break st,
+            }
+            let now = t0.elapsed();
+            if sent.is_none() && plan.kill_at.is_some_and(|k| k <= now) {
+                let _ = kill(pid, Signal::SIGKILL);
+                (sent, trigger, killed_at) = (Some(Signal::SIGKILL), "time", Some(now));
+            }
+            if now >= timeout && sent != Some(Signal::SIGKILL) {
+                let _ = kill(pid, Signal::SIGKILL);
+                (sent, trigger, killed_at) = (Some(Signal::SIGKILL), "timeout", Some(now));
+            }
+            while let Ok(Some(si)) = self.signals.read_signal() {
+                if si.ssi_signo as i32 == Signal::SIGINT as i32 || si.ssi_signo as i32 == Signal::SIGTERM as i32 {
+                    self.interrupted = true;
+                    let _ = kill(pid, Signal::SIGKILL);
+                    sent = Some(Signal::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let (last, passed, _) = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
+        obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: 0, status: format!("{status:?}") });
+        let mut kills = Vec::new();
+        let mut findings = Vec::new();
+        let hang = trigger == "timeout";
+        match status {
+            WaitStatus::Signaled(_, sig, _) if sent == Some(sig) => {
+                let rec = KillRecord {
+                    worker: 0,
+                    role: "rebuilddb".into(),
+                    signal: sig.as_str().into(),
+                    at_ms: killed_at.unwrap_or_default().as_millis() as u64,
+                    trigger: trigger.into(),
+                    last_point: last.map(str::to_string),
+                    points_passed: passed,
+                };
+                obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
+                kills.push(rec);
+            }
+            WaitStatus::Exited(_, 0) => {}
+            other => findings.push(Finding::WorkerError {
+                worker: 0,
+                role: "rebuilddb".into(),
+                detail: format!("conversion ended with {other:?}"),
+            }),
+        }
+        if self.interrupted {
+            return Ok(CycleResult {
+                cycle,
+                backend: from,
+                outcome: Outcome::Clean,
+                expected: true,
+                findings: Vec::new(),
+                kills,
+                commits: 0,
+                duration: started.elapsed(),
+                overhead: Duration::ZERO,
+                interrupted: true,
+            });
+        }
+        // Which database is in place now: the converted one or the original?
+        let v0 = Instant::now();
+        let now_kind = if to.present(&dir) && !from.present(&dir) { to } else { from };
+        let before = self.targets[t].installed.clone();
+        let data = verify::data(now_kind, &dir, &self.pool);
+        findings.extend(data.findings);
+        if let Some(after) = &data.installed
+            && after != &before
+        {
+            findings.push(Finding::PartialTransaction {
+                worker: 0,
+                txn: cycle,
+                detail: format!(
+                    "the {} database in place after the conversion holds {} packages, the original held {}",
+                    now_kind.name(),
+                    after.len(),
+                    before.len()
+                ),
+            });
+        }
+        let (probe, messages) = verify::probe(now_kind, &dir, &self.pool, Duration::from_millis(sc.timeouts.probe_ms))?;
+        for m in messages {
+            obs.event(&RunEvent::EngineMessage { cycle, backend: bname.clone(), worker: u32::MAX, message: m });
+        }
+        let probe_ok = probe == Probe::Ok;
+        let probe_hang = probe == Probe::TimedOut;
+        match probe {
+            Probe::Ok => {}
+            Probe::TimedOut => {}
+            Probe::Failed(e) => {
+                findings.push(engine_error("probe".into(), e).unwrap_or_else(|detail| Finding::ProbeFailed { detail }))
+            }
+        }
+        let mut outcome = classify(&findings, hang || probe_hang);
+        for f in &findings {
+            obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
+        }
+        if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
+            let res = now_kind.recover(&dir);
+            let ok = res.is_ok() && verify::data(now_kind, &dir, &self.pool).findings.is_empty();
+            obs.event(&RunEvent::Recovery {
+                cycle,
+                backend: bname.clone(),
+                procedure: now_kind.recovery_name().into(),
+                ok,
+                detail: match &res {
+                    Ok(r) => format!("copied {} headers", r.copied),
+                    Err(e) => e.to_string(),
+                },
+            });
+            let recoverable =
+                findings.iter().all(|f| !matches!(f.class(), FindingClass::LostCommit | FindingClass::Crash))
+                    && !findings.iter().any(|f| matches!(f, Finding::PartialTransaction { .. }));
+            if ok && recoverable && outcome != Outcome::Hang {
+                outcome = Outcome::Recovered;
+            }
+        }
+        // Start the next cycle from the original backend with the same packages, and clear leftovers of
+        // killed rebuilds (`<dir>rebuilddb.<pid>`, `<dir>old.<pid>`).
+        let keep = self.targets[t].installed.clone();
+        self.recreate(t, &keep)?;
+        if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+            for e in std::fs::read_dir(parent)?.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.len() > name.len()
+                    && n.starts_with(name)
+                    && (n[name.len()..].starts_with("rebuilddb.") || n[name.len()..].starts_with("old."))
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let expected = sc.expected(from).contains(&outcome);
+        let duration = started.elapsed();
+        obs.event(&RunEvent::CycleEnd {
+            cycle,
+            backend: bname,
+            outcome,
+            expected,
+            findings: findings.len(),
+            commits: 0,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+        });
+        let res = CycleResult {
+            cycle,
+            backend: from,
+            outcome,
+            expected,
+            findings,
+            kills,
+            commits: 0,
+            duration,
+            overhead: fork_time + v0.elapsed(),
+            interrupted: false,
+        };
+        obs.cycle_done(&res);
+        Ok(res)
+    }
+
+    /// Replace target `t`'s database by a fresh one of its backend holding `installed`.
+    fn recreate(&mut self, t: usize, installed: &BTreeSet<u32>) -> Result<()> {
+        let kind = self.targets[t].kind;
+        let dir = self.targets[t].dir.clone();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let mut db = kind.open(&dir, OpenMode::Create)?;
+        db.begin()?;
+        for &id in installed {
+            db.install(&self.pool.get(id).installed_blob(1_600_000_000))?;
+        }
+        db.commit()?;
+        db.close()?;
+        Ok(())
     }
 
     fn prepare_empty(&mut self, t: usize) -> Result<BTreeSet<u32>> {

@@ -222,3 +222,19 @@ fn ctrl_c_takes_the_clean_path_and_leaves_nothing_stale() {
     assert!(sigints >= 10, "only {sigints} SIGINTs landed");
     assert!(events.contains("Exited(Pid(") && events.contains(", 130)"), "no worker shut down on Ctrl-C");
 }
+
+#[test]
+fn a_conversion_killed_anywhere_leaves_the_original_or_the_whole_conversion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .current_dir(root())
+        .args(["run", "scenarios/rebuilddb-convert.toml", "--cycles", "25", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(s["kills"].as_u64().unwrap() >= 5, "{s}");
+    assert!(s["outcomes"]["bdbenv"].get("inconsistent").is_none(), "{s}");
+}
