@@ -163,19 +163,66 @@ fn breakdown(dir: &Path, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// bdbenv: full verify (environment + data) of a Fedora-size database, and the lock-region verifier on a
+/// region with 1,000 lockers and 1,000 locks.
+pub fn bdbenv() -> Result<()> {
+    use dbtorture_backends::bdbenv::{check, lock, mmap::Region};
+    let tmp = tempfile::tempdir()?;
+    let sizes = lock::Sizes { lockers: 1100, objects: 1000, locks: 1100, locker_t_size: 211, object_t_size: 211 };
+    let mut r = Region::create(&tmp.path().join("__db.003"), lock::region_size(&sizes))?;
+    lock::init(&mut r, &sizes)?;
+    {
+        let mut t = lock::LockTable::new(r.bytes_mut())?;
+        for i in 0..1000u32 {
+            let id = t.locker_alloc(std::process::id())?;
+            t.lock_get(id, format!("object-{}", i % 997).as_bytes(), lock::Mode::R)?;
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let mut f = Vec::new();
+        check::lock_region(r.bytes(), &mut f);
+        times.push(t.elapsed());
+        anyhow::ensure!(f.is_empty(), "bench region is not clean: {}", f[0]);
+    }
+    println!("bdbenv lock-region verify, 1,000 lockers + 1,000 locks: {}", stats(times));
+    let t0 = Instant::now();
+    let pool = Pool::build(PoolSpec { names: 2500, versions: 1, files_mean: 140, seed: 4 })?;
+    let files: u64 = pool.packages.iter().map(|p| u64::from(p.files)).sum();
+    let dir = tmp.path().join("db");
+    let t1 = Instant::now();
+    build_db_of(BackendKind::Bdbenv, &dir, &pool)?;
+    println!(
+        "bdbenv verify-fedora: {} packages, {files} files (pool {:.1} s, database written in {:.1} s)",
+        pool.packages.len(),
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    );
+    let mut full = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let findings = BackendKind::Bdbenv.verify(&dir, OpenMode::ReadOnly)?;
+        full.push(t.elapsed());
+        anyhow::ensure!(findings.is_empty(), "fedora-size bdbenv database is not clean: {}", findings[0]);
+    }
+    println!("  full verify (environment + data files + cross-check) {}", stats(full));
+    Ok(())
+}
+
 pub fn run_bench(what: &str, scenario: &Path) -> Result<()> {
     match what {
         "overhead" => overhead(),
         "smoke" => smoke(scenario),
         "verify-fedora" => verify_fedora(),
+        "bdbenv" => bdbenv(),
         "all" => {
             overhead()?;
             smoke(scenario)?;
-            verify_fedora()
+            verify_fedora()?;
+            bdbenv()
         }
-        other => {
-            anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora or all")
-        }
+        other => anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv or all"),
     }
     .context(what.to_string())
 }
