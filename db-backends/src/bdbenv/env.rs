@@ -195,3 +195,54 @@ pub fn threads(r: &[u8]) -> Vec<(usize, u32, u32)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(version: (u32, u32, u32)) -> (tempfile::TempDir, Region) {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = Region::create(&d.path().join("__db.001"), SIZE).unwrap();
+        init(&mut r, version, &[(SIZE as u32, 1, REGION_ENV)]);
+        (d, r)
+    }
+
+    #[test]
+    fn joining_checks_magic_version_and_panic_like_db4() {
+        let (_d, mut r) = header((4, 4, 20));
+        assert_eq!(check(r.bytes(), (4, 4)), Ok(()));
+        assert_eq!(check(r.bytes(), (4, 3)), Err(EnvError::VersionMismatch(4, 3, 4, 4)));
+        set_panic(&mut r);
+        assert_eq!(
+            check(r.bytes(), (4, 4)).unwrap_err().to_string(),
+            "PANIC: fatal region error detected; run recovery"
+        );
+        let (_d, r) = header((0, 0, 0));
+        assert_eq!(check(r.bytes(), (4, 4)), Err(EnvError::ZeroVersion));
+        assert_eq!(check(&r.bytes()[..100], (4, 4)), Err(EnvError::CannotJoin), "short file");
+        let zero = vec![0u8; SIZE];
+        assert_eq!(check(&zero, (4, 4)), Err(EnvError::CannotJoin), "no magic yet");
+    }
+
+    #[test]
+    fn attach_gives_up_on_a_header_that_never_appears() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("__db.001");
+        std::fs::write(&p, vec![0u8; SIZE]).unwrap();
+        assert_eq!(attach(&p, (4, 4)).err(), Some(EnvError::CannotJoin));
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(attach(&p, (4, 4)).err(), Some(EnvError::CannotJoin), "an empty file is never mapped");
+    }
+
+    #[test]
+    fn thread_slots_register_and_leak_like_killed_processes() {
+        let (_d, mut r) = header((4, 4, 20));
+        let a = register(&mut r, 111).unwrap();
+        let b = register(&mut r, 222).unwrap();
+        assert_ne!(a, b);
+        set_state(&mut r, a, thread::ACTIVE);
+        unregister(&mut r, b, 222);
+        assert_eq!(threads(r.bytes()), vec![(a, 111, thread::ACTIVE)]);
+        assert_eq!(u32_at(r.bytes(), E_REFCOUNT), 1, "the unregistered process dropped its reference");
+    }
+}
