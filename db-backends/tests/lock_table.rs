@@ -149,8 +149,9 @@ proptest! {
     }
 
     #[test]
-    fn the_verifier_survives_random_region_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..8192)) {
+    fn the_verifier_and_inspect_survive_random_region_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..8192)) {
         let _ = env_findings(&bytes);
+        let _ = dbtorture_backends::bdbenv::inspect::lock_region(&bytes);
         let _ = check::environment(&bytes, &bytes, &bytes, dbtorture_backends::bdbenv::Profile::Db46);
     }
 
@@ -182,6 +183,7 @@ proptest! {
         }
         let started = std::time::Instant::now();
         let _ = env_findings(&bytes);
+        let _ = dbtorture_backends::bdbenv::inspect::lock_region(&bytes);
         prop_assert!(started.elapsed() < std::time::Duration::from_secs(2), "verifier took {:?}", started.elapsed());
     }
 }

@@ -114,7 +114,7 @@ fn strings(f: Vec<Finding>) -> Vec<String> {
     f.into_iter().map(|x| x.to_string()).collect()
 }
 
-fn lock_region(r: &[u8]) -> LockRegionInfo {
+pub fn lock_region(r: &[u8]) -> LockRegionInfo {
     let mut info = LockRegionInfo {
         magic_ok: u32_at(r, lock::H_MAGIC) == lock::MAGIC,
         mutex_held_by: (u32_at(r, lock::H_MUTEX) != 0).then(|| u32_at(r, lock::H_MUTEX_PID)),

@@ -117,14 +117,15 @@ pub fn next_txn(rng: &mut ChaCha8Rng, pool: &Pool, installed: &BTreeSet<u32>, w:
         return None;
     }
     if roll < 7 && v > 1 {
-        // Upgrade: add another EVR of an installed name and remove the old one, in one transaction.
+        // Upgrade: add another EVR of an installed name and remove the old one, in one transaction. After a
+        // non-atomic backend applied an upgrade in part, two versions may be installed: never add one that is.
         let n = used[rng.random_range(0..used.len())];
         let old = installed_version(n).expect("used");
-        let mut new = n * v + rng.random_range(0..v);
-        if new == old {
-            new = n * v + (old - n * v + 1) % v;
+        let candidates: Vec<u32> = (0..v).map(|k| n * v + k).filter(|id| !installed.contains(id)).collect();
+        if !candidates.is_empty() {
+            let new = candidates[rng.random_range(0..candidates.len())];
+            return Some(Txn { kind: TxnKind::Upgrade, steps: vec![Step::Add(new), Step::Remove(old)] });
         }
-        return Some(Txn { kind: TxnKind::Upgrade, steps: vec![Step::Add(new), Step::Remove(old)] });
     }
     let k = rng.random_range(1..=2usize).min(used.len());
     let mut pick = used.clone();
@@ -172,6 +173,22 @@ mod tests {
         assert_eq!(Txn::decode(&t.encode()), Some(t));
         assert_eq!(Txn::decode("x+1"), None);
         assert_eq!(Txn::decode("i+z"), None);
+    }
+
+    #[test]
+    fn a_partly_applied_upgrade_never_leads_to_installing_a_package_twice() {
+        let pool = Pool::build(PoolSpec { names: 3, versions: 3, files_mean: 1, seed: 5 }).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        // Two versions of every name installed, as a killed non-atomic upgrade leaves them.
+        let set: BTreeSet<u32> = [0, 1, 3, 4, 6, 7].into_iter().collect();
+        for _ in 0..500 {
+            let t = next_txn(&mut rng, &pool, &set, 0, 1).unwrap();
+            for s in &t.steps {
+                if let Step::Add(p) = s {
+                    assert!(!set.contains(p), "{t:?} installs {p} again");
+                }
+            }
+        }
     }
 
     #[test]
