@@ -33,7 +33,7 @@ fn scenario(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut s = std::fs::read_to_string(root().join("scenarios/smoke.toml")).unwrap();
     s = s.replace("backends = [\"sqlite\", \"bdbenv\"]", "backends = [\"sqlite\"]");
     s = s.lines().filter(|l| !l.starts_with("bdbenv = ")).collect::<Vec<_>>().join("\n");
-    s = s.replace("cycle_ms = 1500", "cycle_ms = 30000").replace("probe_ms = 1500", "probe_ms = 15000");
+    s = s.replace("cycle_ms = 1000", "cycle_ms = 30000").replace("probe_ms = 1000", "probe_ms = 15000");
     for (from, to) in edits {
         assert!(s.contains(from), "smoke.toml has no {from:?}");
         s = s.replacen(from, to, 1);
