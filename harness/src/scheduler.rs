@@ -59,6 +59,24 @@ pub struct CycleResult {
     pub interrupted: bool,
 }
 
+impl CycleResult {
+    /// A cycle cut short by SIGINT/SIGTERM: not verified, not counted as an outcome.
+    fn interrupted(cycle: u64, backend: BackendKind, kills: Vec<KillRecord>, commits: u64, duration: Duration) -> Self {
+        CycleResult {
+            cycle,
+            backend,
+            outcome: Outcome::Clean,
+            expected: true,
+            findings: Vec::new(),
+            kills,
+            commits,
+            duration,
+            overhead: Duration::ZERO,
+            interrupted: true,
+        }
+    }
+}
+
 /// One backend's database under torture.
 pub struct Target {
     pub kind: BackendKind,
@@ -322,18 +340,13 @@ impl<'a> Scheduler<'a> {
             }
         }
         if self.interrupted {
-            return Ok(CycleResult {
+            return Ok(CycleResult::interrupted(
                 cycle,
-                backend: kind,
-                outcome: Outcome::Clean,
-                expected: true,
-                findings: Vec::new(),
+                kind,
                 kills,
-                commits: logs.iter().map(|l| l.committed() as u64).sum(),
-                duration: started.elapsed(),
-                overhead: Duration::ZERO,
-                interrupted: true,
-            });
+                logs.iter().map(|l| l.committed() as u64).sum(),
+                started.elapsed(),
+            ));
         }
 
         // Verify: data + oracle + operability.
@@ -352,55 +365,10 @@ impl<'a> Scheduler<'a> {
         if promises.isolated {
             findings.extend(got.reader);
         }
-        let data = verify::data(kind, &self.targets[t].dir, &self.pool);
-        findings.extend(data.findings);
-        if let Some(after) = &data.installed {
-            findings.extend(oracle::check(&self.pool, &logs, &before, after, promises));
-        }
-        let probe = verify::probe(kind, &self.targets[t].dir, &self.pool, Duration::from_millis(sc.timeouts.probe_ms))?;
-        for m in &probe.1 {
-            obs.event(&RunEvent::EngineMessage { cycle, backend: bname.clone(), worker: u32::MAX, message: m.clone() });
-        }
-        let probe_ok = probe.0 == Probe::Ok;
-        match probe.0 {
-            Probe::Ok => {}
-            Probe::TimedOut => hang = true,
-            Probe::Failed(e) => {
-                findings.push(engine_error("probe".into(), e).unwrap_or_else(|detail| Finding::ProbeFailed { detail }))
-            }
-        }
-        let mut outcome = classify(&findings, hang);
-        for f in &findings {
-            obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
-        }
-        let mut installed = data.installed;
-
-        // Recover when needed, then require a clean database again. Stale locks that did not stop a fresh
-        // process (failchk freed them, or they block nothing) need no recovery.
-        if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
-            let (ok, detail, after) = self.recover(t);
-            obs.event(&RunEvent::Recovery {
-                cycle,
-                backend: bname.clone(),
-                procedure: kind.recovery_name().into(),
-                ok,
-                detail: detail.clone(),
-            });
-            let recoverable = findings.iter().all(|f| {
-                matches!(
-                    f.class(),
-                    FindingClass::Corrupt
-                        | FindingClass::Inconsistent
-                        | FindingClass::Environment
-                        | FindingClass::StaleLocks
-                        | FindingClass::Inoperable
-                )
-            });
-            if ok && recoverable && !hang {
-                outcome = Outcome::Recovered;
-            }
-            installed = after;
-        }
+        let dir = self.targets[t].dir.clone();
+        let (outcome, findings, installed) = self.judge(t, kind, &dir, cycle, findings, hang, obs, |pool, after| {
+            oracle::check(pool, &logs, &before, after, promises)
+        })?;
         let installed = match installed {
             Some(s) => s,
             None => {
@@ -447,16 +415,82 @@ impl<'a> Scheduler<'a> {
         Ok(res)
     }
 
+    /// After a cycle's processes are gone: data checks plus `extra` checks on the installed set, the
+    /// operability probe, classification, and recovery when needed (then the database must be clean again).
+    /// Stale locks that did not stop a fresh process (failchk freed them, or they block nothing) need no
+    /// recovery. Returns the outcome, every finding, and the installed set afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        t: usize,
+        kind: BackendKind,
+        dir: &Path,
+        cycle: u64,
+        mut findings: Vec<Finding>,
+        mut hang: bool,
+        obs: &mut dyn Observer,
+        extra: impl FnOnce(&Pool, &BTreeSet<u32>) -> Vec<Finding>,
+    ) -> Result<(Outcome, Vec<Finding>, Option<BTreeSet<u32>>)> {
+        let bname = self.targets[t].kind.name().to_string();
+        let data = verify::data(kind, dir, &self.pool);
+        findings.extend(data.findings);
+        if let Some(after) = &data.installed {
+            findings.extend(extra(&self.pool, after));
+        }
+        let (probe, messages) =
+            verify::probe(kind, dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms))?;
+        for message in messages {
+            obs.event(&RunEvent::EngineMessage { cycle, backend: bname.clone(), worker: u32::MAX, message });
+        }
+        let probe_ok = probe == Probe::Ok;
+        match probe {
+            Probe::Ok => {}
+            Probe::TimedOut => hang = true,
+            Probe::Failed(e) => {
+                findings.push(engine_error("probe".into(), e).unwrap_or_else(|detail| Finding::ProbeFailed { detail }))
+            }
+        }
+        let mut outcome = classify(&findings, hang);
+        for f in &findings {
+            obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
+        }
+        let mut installed = data.installed;
+        if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
+            let (ok, detail, after) = self.recover(kind, dir);
+            obs.event(&RunEvent::Recovery {
+                cycle,
+                backend: bname.clone(),
+                procedure: kind.recovery_name().into(),
+                ok,
+                detail,
+            });
+            // A recovery cannot bring back a lost commit, undo half a transaction, or explain a crash.
+            let recoverable = findings.iter().all(|f| {
+                matches!(
+                    f.class(),
+                    FindingClass::Corrupt
+                        | FindingClass::Inconsistent
+                        | FindingClass::Environment
+                        | FindingClass::StaleLocks
+                        | FindingClass::Inoperable
+                ) && !matches!(f, Finding::PartialTransaction { .. })
+            });
+            if ok && recoverable && !hang {
+                outcome = Outcome::Recovered;
+            }
+            installed = after;
+        }
+        Ok((outcome, findings, installed))
+    }
+
     /// rebuilddb, then verify again. Returns (clean afterwards, detail, installed set).
-    fn recover(&mut self, t: usize) -> (bool, String, Option<BTreeSet<u32>>) {
-        let kind = self.targets[t].kind;
-        let dir = self.targets[t].dir.clone();
-        let detail = match kind.recover(&dir) {
+    fn recover(&mut self, kind: BackendKind, dir: &Path) -> (bool, String, Option<BTreeSet<u32>>) {
+        let detail = match kind.recover(dir) {
             Ok(r) => format!("copied {} headers, skipped {}", r.copied, r.skipped.len()),
             Err(e) => return (false, format!("rebuilddb failed: {e}"), None),
         };
-        let data = verify::data(kind, &dir, &self.pool);
-        let probe = verify::probe(kind, &dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms));
+        let data = verify::data(kind, dir, &self.pool);
+        let probe = verify::probe(kind, dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms));
         let clean = data.findings.is_empty() && matches!(probe, Ok((Probe::Ok, _)));
         let detail = if clean {
             detail
@@ -561,29 +595,17 @@ impl<'a> Scheduler<'a> {
             }),
         }
         if self.interrupted {
-            return Ok(CycleResult {
-                cycle,
-                backend: from,
-                outcome: Outcome::Clean,
-                expected: true,
-                findings: Vec::new(),
-                kills,
-                commits: 0,
-                duration: started.elapsed(),
-                overhead: Duration::ZERO,
-                interrupted: true,
-            });
+            return Ok(CycleResult::interrupted(cycle, from, kills, 0, started.elapsed()));
         }
         // Which database is in place now: the converted one or the original?
         let v0 = Instant::now();
         let now_kind = if to.present(&dir) && !from.present(&dir) { to } else { from };
         let before = self.targets[t].installed.clone();
-        let data = verify::data(now_kind, &dir, &self.pool);
-        findings.extend(data.findings);
-        if let Some(after) = &data.installed
-            && after != &before
-        {
-            findings.push(Finding::PartialTransaction {
+        let (outcome, findings, _) = self.judge(t, now_kind, &dir, cycle, findings, hang, obs, |_, after| {
+            if after == &before {
+                return Vec::new();
+            }
+            vec![Finding::PartialTransaction {
                 worker: 0,
                 txn: cycle,
                 detail: format!(
@@ -592,45 +614,8 @@ impl<'a> Scheduler<'a> {
                     after.len(),
                     before.len()
                 ),
-            });
-        }
-        let (probe, messages) = verify::probe(now_kind, &dir, &self.pool, Duration::from_millis(sc.timeouts.probe_ms))?;
-        for m in messages {
-            obs.event(&RunEvent::EngineMessage { cycle, backend: bname.clone(), worker: u32::MAX, message: m });
-        }
-        let probe_ok = probe == Probe::Ok;
-        let probe_hang = probe == Probe::TimedOut;
-        match probe {
-            Probe::Ok => {}
-            Probe::TimedOut => {}
-            Probe::Failed(e) => {
-                findings.push(engine_error("probe".into(), e).unwrap_or_else(|detail| Finding::ProbeFailed { detail }))
-            }
-        }
-        let mut outcome = classify(&findings, hang || probe_hang);
-        for f in &findings {
-            obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
-        }
-        if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
-            let res = now_kind.recover(&dir);
-            let ok = res.is_ok() && verify::data(now_kind, &dir, &self.pool).findings.is_empty();
-            obs.event(&RunEvent::Recovery {
-                cycle,
-                backend: bname.clone(),
-                procedure: now_kind.recovery_name().into(),
-                ok,
-                detail: match &res {
-                    Ok(r) => format!("copied {} headers", r.copied),
-                    Err(e) => e.to_string(),
-                },
-            });
-            let recoverable =
-                findings.iter().all(|f| !matches!(f.class(), FindingClass::LostCommit | FindingClass::Crash))
-                    && !findings.iter().any(|f| matches!(f, Finding::PartialTransaction { .. }));
-            if ok && recoverable && outcome != Outcome::Hang {
-                outcome = Outcome::Recovered;
-            }
-        }
+            }]
+        })?;
         // Start the next cycle from the original backend with the same packages, and clear leftovers of
         // killed rebuilds (`<dir>rebuilddb.<pid>`, `<dir>old.<pid>`).
         let keep = self.targets[t].installed.clone();
