@@ -37,6 +37,9 @@ pub struct Scenario {
     pub workload: Workload,
     #[serde(default)]
     pub kill: Kill,
+    /// Lost write-back of a shared page: snapshot a region file, restore one changed page later.
+    #[serde(default)]
+    pub stale_page: Option<StalePage>,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// backend → outcomes this scenario allows for it.
@@ -119,6 +122,47 @@ pub enum KillSignal {
 pub enum Distribution {
     Uniform,
     Exponential,
+}
+
+/// When the stale-page injector takes its snapshot and when it writes a stale page back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StalePolicy {
+    /// At random times (snapshot_ms_max, restore_after_ms_max).
+    Random,
+    /// When a writer reaches crash point `snapshot_at`, then `restore_at` (the writer is paused at both).
+    Points,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StalePage {
+    /// The file whose page goes stale, in the database directory (e.g. "__db.003", the lock region).
+    pub file: String,
+    pub policy: StalePolicy,
+    /// Chance per cycle.
+    pub probability: f64,
+    pub snapshot_ms_max: u64,
+    pub restore_after_ms_max: u64,
+    pub snapshot_at: String,
+    pub restore_at: String,
+    /// The hit of each point is chosen in 1..=hit_max.
+    pub hit_max: u32,
+}
+
+impl Default for StalePage {
+    fn default() -> Self {
+        StalePage {
+            file: "__db.003".into(),
+            policy: StalePolicy::Random,
+            probability: 1.0,
+            snapshot_ms_max: 10,
+            restore_after_ms_max: 10,
+            snapshot_at: "bdbenv.lock.get.after".into(),
+            restore_at: "bdbenv.lock.put.after".into(),
+            hit_max: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +335,20 @@ impl Scenario {
             && dbtorture_backends::crash::id_of(p).is_none()
         {
             return Err(self.field_err("kill.point", format!("unknown crash point {p:?} (see `dbtorture list`)")));
+        }
+        if let Some(sp) = &self.stale_page {
+            if sp.file.is_empty() || sp.file.contains('/') {
+                return Err(self.field_err("stale_page.file", "expected a file name in the database directory"));
+            }
+            if !(0.0..=1.0).contains(&sp.probability) {
+                return Err(self.field_err("stale_page.probability", "expected a probability in 0.0..=1.0"));
+            }
+            for (field, p) in [("stale_page.snapshot_at", &sp.snapshot_at), ("stale_page.restore_at", &sp.restore_at)] {
+                if dbtorture_backends::crash::id_of(p).is_none() {
+                    return Err(self.field_err(field, format!("unknown crash point {p:?} (see `dbtorture list`)")));
+                }
+            }
+            range("stale_page.hit_max", sp.hit_max.into(), 1, 1_000_000)?;
         }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;

@@ -174,8 +174,17 @@ impl<'a> Scheduler<'a> {
         let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.point_prefix())
             .filter_map(dbtorture_backends::crash::id_of)
             .collect();
-        let plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
-        obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe(&plans) });
+        let mut plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
+        let mut stale = StaleState::draw(&mut rng, sc, w.writers);
+        if let Some(StaleState { worker: Some(sw), .. }) = &stale {
+            // The paused writer's breadcrumb slot serves the stale-page points, not a crash-point kill.
+            plans[*sw].arm = None;
+        }
+        let mut describe_plan = describe(&plans);
+        if let Some(st) = &stale {
+            describe_plan.push_str(&format!(" {}", st.describe()));
+        }
+        obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe_plan });
 
         // Fork the workers.
         let n = (w.writers + w.readers) as usize;
@@ -184,7 +193,11 @@ impl<'a> Scheduler<'a> {
         let mut fork_time = Duration::ZERO;
         for (i, p) in plans.iter().enumerate() {
             let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
-            crashpoint::arm(slot, p.arm);
+            let arm = match &stale {
+                Some(st) if st.worker == Some(i) => Some(st.snapshot_point),
+                _ => p.arm,
+            };
+            crashpoint::arm(slot, arm);
             let role = if (i as u32) < w.writers { Role::Writer } else { Role::Reader };
             let installed: BTreeSet<u32> = match role {
                 Role::Writer => self.targets[t]
@@ -264,7 +277,23 @@ impl<'a> Scheduler<'a> {
                     l.timed_out = true;
                 }
             }
-            reap(&mut live, words, t0);
+            if let Some(st) = &mut stale {
+                st.on_time(now, &self.targets[t].dir, &mut rng, cycle, &bname, obs);
+            }
+            let stopped = reap(&mut live, words, t0, stale.as_ref().and_then(|s| s.worker));
+            for i in stopped {
+                if let Some(st) = &mut stale {
+                    st.on_stop(
+                        &live[i],
+                        &words[i * crashpoint::SLOT_WORDS..],
+                        &self.targets[t].dir,
+                        &mut rng,
+                        cycle,
+                        &bname,
+                        obs,
+                    );
+                }
+            }
             for l in live.iter_mut() {
                 drain(l, &mut logs, &mut got);
             }
@@ -275,6 +304,7 @@ impl<'a> Scheduler<'a> {
                 .iter()
                 .filter(|l| l.status.is_none() && l.killed_at.is_none())
                 .filter_map(|l| l.plan.kill_at)
+                .chain(stale.as_ref().and_then(StaleState::next_deadline))
                 .min()
                 .unwrap_or(timeout)
                 .min(timeout);
@@ -718,10 +748,19 @@ fn describe(plans: &[plan::WorkerPlan]) -> String {
     if parts.is_empty() { "no faults".into() } else { parts.join(" ") }
 }
 
-fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) {
-    for l in live.iter_mut().filter(|l| l.status.is_none()) {
+/// Reap what changed. A worker stopped at its armed crash point is SIGKILLed right there — unless it is the
+/// stale-page injector's paused writer, whose index is returned for the injector to handle.
+fn reap(
+    live: &mut [Live],
+    words: &[std::sync::atomic::AtomicU64],
+    t0: Instant,
+    stale_worker: Option<usize>,
+) -> Vec<usize> {
+    let mut paused = Vec::new();
+    for (i, l) in live.iter_mut().enumerate().filter(|(_, l)| l.status.is_none()) {
         match waitpid(l.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(WaitStatus::StillAlive) => {}
+            Ok(WaitStatus::Stopped(_, _)) if stale_worker == Some(i) && l.sent.is_none() => paused.push(i),
             Ok(WaitStatus::Stopped(_, _)) => {
                 // Stopped at its armed crash point (or by someone else): kill it right there.
                 let (_, _, at_point) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
@@ -735,6 +774,157 @@ fn reap(live: &mut [Live], words: &[std::sync::atomic::AtomicU64], t0: Instant) 
             Err(nix::errno::Errno::ECHILD) => l.status = Some(WaitStatus::Exited(l.pid, 255)),
             Err(_) => {}
         }
+    }
+    paused
+}
+
+/// The stale-page injector's state within one cycle.
+struct StaleState {
+    file: String,
+    policy: crate::scenario::StalePolicy,
+    /// Random policy: when to snapshot and when to write the stale page back.
+    snapshot_ms: Duration,
+    restore_ms: Duration,
+    /// Points policy: the paused writer and its two points (id, nth).
+    worker: Option<usize>,
+    snapshot_point: (u32, u32),
+    restore_point: (u32, u32),
+    snap: Option<crate::fault::stale::Snapshot>,
+    done: bool,
+}
+
+impl StaleState {
+    fn draw(rng: &mut ChaCha8Rng, sc: &Scenario, writers: u32) -> Option<StaleState> {
+        let sp = sc.stale_page.as_ref()?;
+        if rng.random_range(0.0..1.0) >= sp.probability {
+            return None;
+        }
+        let snapshot_ms = Duration::from_millis(rng.random_range(0..=sp.snapshot_ms_max));
+        let restore_ms = snapshot_ms + Duration::from_millis(rng.random_range(0..=sp.restore_after_ms_max));
+        let id = |p: &str| dbtorture_backends::crash::id_of(p).expect("validated");
+        let snapshot_point = (id(&sp.snapshot_at), rng.random_range(1..=sp.hit_max));
+        let restore_point = (id(&sp.restore_at), rng.random_range(1..=sp.hit_max));
+        let worker = match sp.policy {
+            crate::scenario::StalePolicy::Points if writers > 0 => Some(rng.random_range(0..writers) as usize),
+            _ => None,
+        };
+        Some(StaleState {
+            file: sp.file.clone(),
+            policy: sp.policy,
+            snapshot_ms,
+            restore_ms,
+            worker,
+            snapshot_point,
+            restore_point,
+            snap: None,
+            done: false,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let name = |(id, nth): (u32, u32)| format!("{}#{nth}", dbtorture_backends::crash::ALL[id as usize]);
+        match self.worker {
+            Some(w) => format!(
+                "stale {}: snapshot at w{w}:{}, restore at w{w}:{}",
+                self.file,
+                name(self.snapshot_point),
+                name(self.restore_point)
+            ),
+            None => format!(
+                "stale {}: snapshot @{}ms, restore @{}ms",
+                self.file,
+                self.snapshot_ms.as_millis(),
+                self.restore_ms.as_millis()
+            ),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Duration> {
+        if self.done || self.worker.is_some() {
+            return None;
+        }
+        Some(if self.snap.is_none() { self.snapshot_ms } else { self.restore_ms })
+    }
+
+    fn take(&mut self, dir: &Path, at: String, cycle: u64, backend: &str, obs: &mut dyn Observer) {
+        match crate::fault::stale::snapshot(dir, &self.file, at) {
+            Ok(s) => self.snap = Some(s),
+            Err(e) => {
+                self.done = true;
+                obs.event(&RunEvent::Fault {
+                    cycle,
+                    backend: backend.into(),
+                    kind: "stale-page".into(),
+                    detail: format!("no snapshot of {}: {e}", self.file),
+                });
+            }
+        }
+    }
+
+    fn write_back(&mut self, at: String, rng: &mut ChaCha8Rng, cycle: u64, backend: &str, obs: &mut dyn Observer) {
+        self.done = true;
+        let Some(snap) = &self.snap else { return };
+        let detail = match crate::fault::stale::restore_changed_page(snap, rng) {
+            Ok(Some(w)) => {
+                let what = if self.file == dbtorture_backends::bdbenv::LOCK_FILE {
+                    crate::fault::stale::describe_lock_page(&snap.bytes, w.page)
+                } else {
+                    format!("page {}", w.page)
+                };
+                format!(
+                    "{}: {what} written back stale (copy taken {}, restored {at}; {} pages had changed)",
+                    self.file, snap.at, w.changed
+                )
+            }
+            Ok(None) => format!("{}: no page changed between {} and {at}; nothing lost", self.file, snap.at),
+            Err(e) => format!("{}: stale write failed: {e}", self.file),
+        };
+        obs.event(&RunEvent::Fault { cycle, backend: backend.into(), kind: "stale-page".into(), detail });
+    }
+
+    /// Random policy: act when the time comes.
+    fn on_time(
+        &mut self,
+        now: Duration,
+        dir: &Path,
+        rng: &mut ChaCha8Rng,
+        cycle: u64,
+        backend: &str,
+        obs: &mut dyn Observer,
+    ) {
+        if self.done || self.worker.is_some() || self.policy != crate::scenario::StalePolicy::Random {
+            return;
+        }
+        if self.snap.is_none() && now >= self.snapshot_ms {
+            self.take(dir, format!("@{}ms", now.as_millis()), cycle, backend, obs);
+        }
+        if self.snap.is_some() && !self.done && now >= self.restore_ms {
+            self.write_back(format!("@{}ms", now.as_millis()), rng, cycle, backend, obs);
+        }
+    }
+
+    /// Points policy: the paused writer reached the snapshot point or the restore point; act, re-arm, resume.
+    #[allow(clippy::too_many_arguments)]
+    fn on_stop(
+        &mut self,
+        l: &Live,
+        slot: &[std::sync::atomic::AtomicU64],
+        dir: &Path,
+        rng: &mut ChaCha8Rng,
+        cycle: u64,
+        backend: &str,
+        obs: &mut dyn Observer,
+    ) {
+        let name =
+            |(id, nth): (u32, u32)| format!("w{}:{}#{nth}", l.index, dbtorture_backends::crash::ALL[id as usize]);
+        if self.snap.is_none() && !self.done {
+            self.take(dir, name(self.snapshot_point), cycle, backend, obs);
+            crashpoint::rearm(&slot[..crashpoint::SLOT_WORDS], Some(self.restore_point));
+        } else if !self.done {
+            self.write_back(name(self.restore_point), rng, cycle, backend, obs);
+            crashpoint::rearm(&slot[..crashpoint::SLOT_WORDS], None);
+        }
+        let _ = kill(l.pid, Signal::SIGCONT);
     }
 }
 

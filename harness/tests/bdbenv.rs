@@ -266,3 +266,37 @@ fn inspect_dumps_lockers_and_shows_damage_where_it_is() {
     assert_eq!(code, 1);
     assert!(out.contains("lock region damage"), "{out}");
 }
+
+#[test]
+fn lost_write_of_a_lock_region_page_reproduces_the_fedora_arm_symptoms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .current_dir(root())
+        .args(["run", "scenarios/lock-region-lost-write.toml", "--seed", "3", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "recovery must always bring the database back: {}", text(&o));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The report says which page went stale and what lived on it.
+    let faults: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "fault").filter_map(|e| e["detail"].as_str()).collect();
+    assert!(faults.iter().any(|d| d.contains("__db.003: page") && d.contains("written back stale")), "{faults:#?}");
+    let findings: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "finding")
+        .map(|e| e["finding"]["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    let has = |s: &str| findings.iter().any(|f| f.contains(s));
+    // What rpm printed on Fedora ARM, as workers saw it, and what the verifier names in the region.
+    assert!(has("rpmdb: Unknown locker ID: "), "no Unknown locker ID");
+    assert!(has("Locker is not valid"), "no Locker is not valid");
+    assert!(has("db4 error(22) from db->close: Invalid argument"), "no db4 error(22)");
+    assert!(has("negative count: "), "no negative count");
+    assert!(has("invalid offset"), "no walk into an invalid offset");
+    assert!(has("list broken: "), "no broken list named");
+}

@@ -152,6 +152,13 @@ pub enum RunEvent {
         ok: bool,
         detail: String,
     },
+    /// An injected fault other than a kill (e.g. a stale page written back into a shared region).
+    Fault {
+        cycle: u64,
+        backend: String,
+        kind: String,
+        detail: String,
+    },
     /// A message the database engine printed (e.g. failchk's "Freeing read locks for locker 0x3");
     /// `worker` is u32::MAX for the operability probe.
     EngineMessage {

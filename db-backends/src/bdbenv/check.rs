@@ -132,8 +132,35 @@ pub(crate) fn walk_list(
     elems
 }
 
-/// Every check of the lock region.
+/// At most this many findings of one check are reported one by one; the rest are counted. A single stale
+/// page can corrupt a chain that every hash-bucket walk then runs into: the first few name the damage.
+pub const PER_CHECK: usize = 8;
+
+/// Every check of the lock region, with at most [`PER_CHECK`] findings per check (then a count).
 pub fn lock_region(r: &[u8], out: &mut Vec<Finding>) {
+    let mut raw = Vec::new();
+    lock_region_all(r, &mut raw);
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    let mut more: BTreeMap<String, usize> = BTreeMap::new();
+    for f in raw {
+        let key = match &f {
+            Finding::LockRegion { check, .. } => check.clone(),
+            other => other.name().to_string(),
+        };
+        let n = per.entry(key.clone()).or_default();
+        *n += 1;
+        if *n <= PER_CHECK {
+            out.push(f);
+        } else {
+            *more.entry(key).or_default() += 1;
+        }
+    }
+    for (check, n) in more {
+        out.push(lr(&check, format!("... and {n} more findings of this kind")));
+    }
+}
+
+fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     if u32_at(r, lock::H_MAGIC) != lock::MAGIC {
         out.push(lr("bad region", format!("lock region magic is {:#x}", u32_at(r, lock::H_MAGIC))));
         return;

@@ -51,6 +51,15 @@ pub fn read(slot: &[AtomicU64]) -> (Option<&'static str>, u64, bool) {
     (name, slot[W_PASSED].load(Ordering::Acquire), slot[W_STOPPED].load(Ordering::Acquire) == 1)
 }
 
+/// Re-arm a paused worker's slot for another point (or disarm it), keeping its breadcrumbs.
+pub fn rearm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
+    let (id, nth) = point.map(|(i, n)| (u64::from(i) + 1, u64::from(n))).unwrap_or((0, 0));
+    slot[W_HITS].store(0, Ordering::Release);
+    slot[W_STOPPED].store(0, Ordering::Release);
+    slot[W_NTH].store(nth, Ordering::Release);
+    slot[W_ARMED].store(id, Ordering::Release);
+}
+
 /// Reset a slot and arm it (or not) before forking its worker.
 pub fn arm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
     for w in slot.iter().take(SLOT_WORDS) {

@@ -17,3 +17,4 @@
 
 pub mod crashpoint;
 pub mod plan;
+pub mod stale;
