@@ -36,6 +36,7 @@ struct Sink {
     unexpected: u64,
     cycles: u64,
     kill_points: BTreeMap<String, u64>,
+    coverage: BTreeMap<String, dbtorture_reports::PointCoverage>,
     overhead: Vec<Duration>,
     failures: Vec<CycleResult>,
     write_error: Option<String>,
@@ -58,6 +59,13 @@ impl Observer for Sink {
                 .kill_points
                 .entry(k.last_point.clone().unwrap_or_else(|| "(before any point)".into()))
                 .or_default() += 1;
+        }
+        if let Some(p) = c.armed {
+            let cov = self.coverage.entry(p.to_string()).or_default();
+            cov.armed += 1;
+            cov.kills +=
+                c.kills.iter().filter(|k| k.trigger == "point" && k.last_point.as_deref() == Some(p)).count() as u64;
+            *cov.outcomes.entry(c.outcome.name().into()).or_default() += 1;
         }
         self.overhead.push(c.overhead);
         if !c.expected {
@@ -131,6 +139,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         unexpected: 0,
         cycles: 0,
         kill_points: BTreeMap::new(),
+        coverage: BTreeMap::new(),
         overhead: Vec::new(),
         failures: Vec::new(),
         write_error: None,
@@ -206,6 +215,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         duration_s: elapsed,
         interrupted,
         kill_points: sink.kill_points.clone(),
+        coverage: sink.coverage.clone(),
         version,
         replay: replay.trim().to_string(),
     };
@@ -237,6 +247,10 @@ pub fn summary_table(s: &Summary) -> String {
             out.push_str(&format!(" {:>13}", m.get(o.name()).copied().unwrap_or(0)));
         }
         out.push('\n');
+    }
+    if !s.coverage.is_empty() {
+        let killed = s.coverage.values().filter(|c| c.kills > 0).count();
+        out.push_str(&format!("kill-point coverage: {killed} of {} armed points killed at\n", s.coverage.len()));
     }
     out.push_str(&format!(
         "{} cycles, {} kills, {} commits in {:.1}s ({:.1} cycles/s, {:.1} kills/s); unexpected: {}{}\n",

@@ -103,6 +103,9 @@ pub enum KillMode {
     CrashPoint,
     /// Each cycle picks random-time or crash-point.
     Mixed,
+    /// Systematic: cycle after cycle, arm every crash point of the backend for its 1st, 2nd, … hit (up to
+    /// `hit_max`), so every point is visited; the summary has the coverage table.
+    Sweep,
 }
 
 /// Which signal a random-time kill sends.

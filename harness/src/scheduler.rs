@@ -57,6 +57,8 @@ pub struct CycleResult {
     /// Time spent by the harness itself: fork, reap, verify, probe, classify (not the workers' run time).
     pub overhead: Duration,
     pub interrupted: bool,
+    /// The crash point a worker was armed at this cycle (for the coverage table).
+    pub armed: Option<&'static str>,
 }
 
 impl CycleResult {
@@ -73,6 +75,7 @@ impl CycleResult {
             duration,
             overhead: Duration::ZERO,
             interrupted: true,
+            armed: None,
         }
     }
 }
@@ -174,7 +177,7 @@ impl<'a> Scheduler<'a> {
         let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.point_prefix())
             .filter_map(dbtorture_backends::crash::id_of)
             .collect();
-        let mut plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points);
+        let mut plans = plan::draw(&mut rng, &sc.kill, w.writers, w.readers, &points, cycle);
         let mut stale = StaleState::draw(&mut rng, sc, w.writers);
         if let Some(StaleState { worker: Some(sw), .. }) = &stale {
             // The paused writer's breadcrumb slot serves the stale-page points, not a crash-point kill.
@@ -440,6 +443,7 @@ impl<'a> Scheduler<'a> {
             duration,
             overhead,
             interrupted: false,
+            armed: plans.iter().find_map(|p| p.arm).map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
         };
         obs.cycle_done(&res);
         Ok(res)
@@ -548,7 +552,7 @@ impl<'a> Scheduler<'a> {
             .chain(dbtorture_backends::crash::points_of(to.point_prefix()))
             .filter_map(dbtorture_backends::crash::id_of)
             .collect();
-        let plan = plan::draw(&mut rng, &sc.kill, 1, 0, &points).remove(0);
+        let plan = plan::draw(&mut rng, &sc.kill, 1, 0, &points, cycle).remove(0);
         obs.event(&RunEvent::CycleStart {
             cycle,
             backend: bname.clone(),
@@ -683,6 +687,7 @@ impl<'a> Scheduler<'a> {
             duration,
             overhead: fork_time + v0.elapsed(),
             interrupted: false,
+            armed: plan.arm.map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
         };
         obs.cycle_done(&res);
         Ok(res)

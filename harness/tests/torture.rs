@@ -296,3 +296,23 @@ fn workers_die_with_the_scheduler() {
         );
     }
 }
+
+#[test]
+fn sweep_mode_kills_at_every_sqlite_crash_point_and_reports_coverage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc =
+        scenario(tmp.path(), "sweep", &[("mode = \"mixed\"", "mode = \"sweep\""), ("hit_max = 12", "hit_max = 1")]);
+    let points: Vec<&str> = dbtorture_backends::crash::points_of("sqlite").collect();
+    let out = tmp.path().join("out");
+    let cycles = points.len().to_string();
+    let o = run(&["run", sc.to_str().unwrap(), "--cycles", &cycles, "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    for p in points {
+        let c = &s["coverage"][p];
+        assert_eq!(c["armed"], 1, "{p} not armed exactly once: {}", s["coverage"]);
+        assert_eq!(c["kills"], 1, "no kill landed at {p}");
+        assert_eq!(c["outcomes"]["clean"], 1, "{p}: {c}");
+    }
+    assert!(text(&o).contains(&format!("kill-point coverage: {cycles} of {cycles}")), "{}", text(&o));
+}

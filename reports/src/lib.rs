@@ -3,5 +3,5 @@
 pub mod model;
 pub mod writer;
 
-pub use model::{FindingRecord, KillRecord, Outcome, RunEvent, SCHEMA_VERSION, Summary};
+pub use model::{FindingRecord, KillRecord, Outcome, PointCoverage, RunEvent, SCHEMA_VERSION, Summary};
 pub use writer::{EventLog, write_json_atomic};

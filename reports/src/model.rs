@@ -184,6 +184,17 @@ pub enum RunEvent {
     },
 }
 
+/// How one crash point was exercised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointCoverage {
+    /// Cycles in which a worker was armed at this point.
+    pub armed: u64,
+    /// Kills delivered with the worker stopped exactly here.
+    pub kills: u64,
+    /// outcome name → cycles
+    pub outcomes: BTreeMap<String, u64>,
+}
+
 /// summary.json
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -203,6 +214,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// crash point → number of kills that landed at it (last point passed)
     pub kill_points: BTreeMap<String, u64>,
+    /// Crash points armed in this run: point → cycles armed, kills there, outcomes of those cycles.
+    #[serde(default)]
+    pub coverage: BTreeMap<String, PointCoverage>,
     pub version: String,
     /// The command that reproduces this run.
     pub replay: String,

@@ -100,6 +100,7 @@ mod tests {
             duration_s: 2.0,
             interrupted: false,
             kill_points: Default::default(),
+            coverage: Default::default(),
             version: "0".into(),
             replay: "dbtorture run s".into(),
         };

@@ -16,8 +16,9 @@ pub struct WorkerPlan {
     pub arm: Option<(u32, u32)>,
 }
 
-/// Plans for `writers` writers followed by `readers` readers. `points` are the backend's crash point ids.
-pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: &[u32]) -> Vec<WorkerPlan> {
+/// Plans for `writers` writers followed by `readers` readers. `points` are the backend's crash point ids;
+/// `cycle` drives the systematic sweep.
+pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: &[u32], cycle: u64) -> Vec<WorkerPlan> {
     let n = (writers + readers) as usize;
     let mut plans = vec![WorkerPlan { kill_at: None, signal: Signal::SIGKILL, arm: None }; n];
     let mode = match k.mode {
@@ -32,6 +33,16 @@ pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: 
     };
     match mode {
         KillMode::None | KillMode::Mixed => {}
+        KillMode::Sweep => {
+            // Every (point, hit) pair in turn: all points' first hits, then all second hits, and so on.
+            if writers > 0 && !points.is_empty() {
+                let pairs = points.len() as u64 * u64::from(k.hit_max);
+                let i = cycle % pairs;
+                let (point, nth) = (points[(i % points.len() as u64) as usize], 1 + (i / points.len() as u64) as u32);
+                let w = ((cycle / pairs) % u64::from(writers)) as usize;
+                plans[w].arm = Some((point, nth));
+            }
+        }
         KillMode::RandomTime => {
             let mut any_writer = false;
             for (i, p) in plans.iter_mut().enumerate() {
@@ -104,8 +115,8 @@ mod tests {
     fn same_seed_same_plan_and_a_writer_is_always_hit() {
         let k = Kill { probability: 0.0, ..Kill::default() };
         for seed in 0..50 {
-            let a = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2]);
-            let b = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2]);
+            let a = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2], 0);
+            let b = draw(&mut ChaCha8Rng::seed_from_u64(seed), &k, 3, 2, &[1, 2], 0);
             assert_eq!(a, b);
             assert!(a[..3].iter().any(|p| p.kill_at.is_some()), "a writer must be killed");
             for p in &a {
@@ -117,9 +128,22 @@ mod tests {
     }
 
     #[test]
+    fn sweep_visits_every_point_and_hit_once_per_round() {
+        let k = Kill { mode: KillMode::Sweep, hit_max: 2, ..Kill::default() };
+        let mut seen = std::collections::BTreeSet::new();
+        for c in 0..6 {
+            let plans = draw(&mut ChaCha8Rng::seed_from_u64(c), &k, 2, 0, &[7, 8, 9], c);
+            let armed: Vec<_> = plans.iter().filter_map(|p| p.arm).collect();
+            assert_eq!(armed.len(), 1);
+            seen.insert(armed[0]);
+        }
+        assert_eq!(seen.len(), 6, "3 points x 2 hits, each once: {seen:?}");
+    }
+
+    #[test]
     fn crash_point_mode_arms_exactly_one_writer() {
         let k = Kill { mode: KillMode::CrashPoint, hit_max: 3, ..Kill::default() };
-        let plans = draw(&mut ChaCha8Rng::seed_from_u64(9), &k, 2, 1, &[4, 5, 6]);
+        let plans = draw(&mut ChaCha8Rng::seed_from_u64(9), &k, 2, 1, &[4, 5, 6], 0);
         let armed: Vec<_> = plans.iter().filter_map(|p| p.arm).collect();
         assert_eq!(armed.len(), 1);
         assert!([4, 5, 6].contains(&armed[0].0) && (1..=3).contains(&armed[0].1));
