@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod bdbenv;
 pub mod crash;
+pub mod planted;
 pub mod rebuild;
 pub mod rpmdb;
 pub mod sqlite;

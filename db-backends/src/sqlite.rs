@@ -244,6 +244,12 @@ impl Store for SqliteBackend {
         point("sqlite.index.put.before");
         self.with_savepoint(idx.name(), |s| {
             let mut stmt = s.conn().prepare_cached(&format!("INSERT INTO '{}' VALUES(?, ?, ?)", idx.name()))?;
+            // PLANTED BUG (off by default): drop the last row of larger index updates.
+            let entries = if crate::planted::active("sqlite-skip-index-row") && entries.len() > 3 {
+                &entries[..entries.len() - 1]
+            } else {
+                entries
+            };
             for e in entries {
                 stmt.execute(params![key_value(idx, &e.key), hnum, e.tagnum])?;
             }
@@ -301,6 +307,10 @@ impl Backend for SqliteBackend {
                 point("sqlite.savepoint.release.before");
                 self.conn().execute_batch("RELEASE 'rwlock'")?;
                 point("sqlite.savepoint.release.after");
+                // PLANTED BUG (off by default): commit every package on its own.
+                if crate::planted::active("sqlite-commit-per-package") {
+                    self.conn().execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                }
                 Ok(h)
             }
             Err(e) => {

@@ -11,6 +11,7 @@ pub mod oracle;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;
+pub mod selftest;
 pub mod sys;
 pub mod verify;
 pub mod worker;

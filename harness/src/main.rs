@@ -98,6 +98,13 @@ enum Cmd {
         #[arg(long)]
         write: bool,
     },
+    /// Prove the harness catches bugs here: run every planted bug (must be detected within the budget) and
+    /// the same scenarios without one (must be clean); prints a table. Exit 0 if all behaved.
+    Selftest {
+        /// Time budget per case.
+        #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
+        budget: std::time::Duration,
+    },
     /// Measure harness overhead, kills/s and full-verify time (prints figures).
     Bench {
         /// Which figure: overhead, smoke, verify-fedora, or all.
@@ -322,6 +329,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Selftest { budget } => match dbtorture::selftest::run(budget) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(exit_codes::FINDINGS as u8),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_codes::HARNESS as u8)
+            }
+        },
         Cmd::Bench { what, scenario } => match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

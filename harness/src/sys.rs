@@ -28,6 +28,9 @@ pub enum ForkError {
     Fork(#[from] nix::Error),
 }
 
+/// Exit status of a child that found its parent already gone before it could ask to die with it.
+pub const ORPHANED: i32 = 111;
+
 /// Fork; in the child run `child` and `_exit` with its return value — the child never returns into the
 /// caller. The child gets PR_SET_PDEATHSIG(SIGKILL) (dies with the scheduler), stays in the caller's process
 /// group, and has the signals the scheduler blocked unblocked again.
@@ -44,7 +47,7 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, ForkError> {
         ForkResult::Child => {
             let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
             if nix::unistd::getppid() != parent {
-                exit_now(111);
+                exit_now(ORPHANED);
             }
             let _ = SigSet::all().thread_unblock();
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(112);

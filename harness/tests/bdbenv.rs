@@ -269,34 +269,56 @@ fn inspect_dumps_lockers_and_shows_damage_where_it_is() {
 
 #[test]
 fn lost_write_of_a_lock_region_page_reproduces_the_fedora_arm_symptoms() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let o = bin()
-        .current_dir(root())
-        .args(["run", "scenarios/lock-region-lost-write.toml", "--seed", "3", "-q", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "recovery must always bring the database back: {}", text(&o));
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // The report says which page went stale and what lived on it.
-    let faults: Vec<&str> =
-        events.iter().filter(|e| e["event"] == "fault").filter_map(|e| e["detail"].as_str()).collect();
-    assert!(faults.iter().any(|d| d.contains("__db.003: page") && d.contains("written back stale")), "{faults:#?}");
-    let findings: Vec<String> = events
-        .iter()
-        .filter(|e| e["event"] == "finding")
-        .map(|e| e["finding"]["message"].as_str().unwrap_or("").to_string())
-        .collect();
-    let has = |s: &str| findings.iter().any(|f| f.contains(s));
-    // What rpm printed on Fedora ARM, as workers saw it, and what the verifier names in the region.
-    assert!(has("rpmdb: Unknown locker ID: "), "no Unknown locker ID");
-    assert!(has("Locker is not valid"), "no Locker is not valid");
-    assert!(has("db4 error(22) from db->close: Invalid argument"), "no db4 error(22)");
-    assert!(has("negative count: "), "no negative count");
-    assert!(has("invalid offset"), "no walk into an invalid offset");
-    assert!(has("list broken: "), "no broken list named");
+    // What rpm printed on Fedora ARM, as workers saw it, and what the verifier names in the region. The
+    // injection is deterministic; which symptom a given stale page causes depends on what the other
+    // processes do next, so the symptoms are collected over up to three fixed seeds.
+    let wanted = [
+        "rpmdb: Unknown locker ID: ",
+        "Locker is not valid",
+        "db4 error(22) from db->close: Invalid argument",
+        "negative count: ",
+        "invalid offset",
+        "list broken: ",
+    ];
+    let mut seen: Vec<&str> = Vec::new();
+    for seed in ["3", "4", "5"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let o = bin()
+            .current_dir(root())
+            .args([
+                "run",
+                "scenarios/lock-region-lost-write.toml",
+                "--seed",
+                seed,
+                "-q",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "recovery must always bring the database back: {}", text(&o));
+        let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // The report says which page went stale and what lived on it.
+        let faults: Vec<&str> =
+            events.iter().filter(|e| e["event"] == "fault").filter_map(|e| e["detail"].as_str()).collect();
+        assert!(faults.iter().any(|d| d.contains("__db.003: page") && d.contains("written back stale")), "{faults:#?}");
+        for e in events.iter().filter(|e| e["event"] == "finding") {
+            let m = e["finding"]["message"].as_str().unwrap_or("");
+            for w in wanted {
+                if m.contains(w) && !seen.contains(&w) {
+                    seen.push(w);
+                }
+            }
+        }
+        if seen.len() == wanted.len() {
+            return;
+        }
+    }
+    let missing: Vec<_> = wanted.iter().filter(|w| !seen.contains(w)).collect();
+    panic!("symptoms never seen: {missing:?}");
 }

@@ -312,6 +312,12 @@ impl BdbEnv {
     }
 
     fn cursor_close(&mut self, c: Cursor) -> Result<(), BackendError> {
+        // PLANTED BUG (off by default): free the locker first, skipping db4's "Locker still has locks" check.
+        if crate::planted::active("bdbenv-unchecked-locker-free") {
+            let freed = self.lt(|t| t.locker_free_unchecked(c.locker));
+            let put = self.lt(|t| t.lock_put(c.lock));
+            return freed.and(put);
+        }
         point("bdbenv.lock.put.before");
         let put = self.lt(|t| t.lock_put(c.lock));
         point("bdbenv.lock.put.after");

@@ -486,6 +486,16 @@ impl<'a> LockTable<'a> {
         if self.get(l + LK_NLOCKS) != 0 {
             return Err(LockError::LockerHasLocks);
         }
+        self.unlink_locker(id, l)
+    }
+
+    /// `lock_id_free` without the nlocks check (only the planted bug uses it).
+    pub fn locker_free_unchecked(&mut self, id: u32) -> Result<(), LockError> {
+        let l = self.find_locker(id)?.ok_or(LockError::UnknownLocker(id))?;
+        self.unlink_locker(id, l)
+    }
+
+    fn unlink_locker(&mut self, id: u32, l: usize) -> Result<(), LockError> {
         self.g.locker_bucket(id % self.g.locker_t_size).remove(self.r, l)?;
         self.g.inuse_lockers().remove(self.r, l)?;
         self.g.free_lockers().insert_head(self.r, l)?;

@@ -168,7 +168,10 @@ impl TailQ {
         let prev_field = resolve(r, elem + self.link + ENTRY_PREV, elem, prev, W)?;
         if next != NONE {
             let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
-            set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+            // PLANTED BUG (off by default): leave the successor's prev pointing at the removed element.
+            if !crate::planted::active("bdbenv-stale-prev") {
+                set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+            }
             step_remove();
             let v = get(r, prev_field)?;
             set(r, prev_field, v.wrapping_add(next))?;
