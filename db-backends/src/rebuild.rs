@@ -40,7 +40,14 @@ pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<Rebui
         let hnums = src.hnums()?;
         dst.begin()?;
         for hnum in hnums {
-            let Some(blob) = src.get(hnum)? else { continue };
+            let blob = match src.get(hnum) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => {
+                    report.skipped.push((hnum, format!("header #{hnum} cannot be read ({e}) -- skipping.")));
+                    continue;
+                }
+            };
             let ok = match Header::parse(&blob) {
                 Ok(h) => [tags::NAME, tags::VERSION, tags::RELEASE, tags::BUILDTIME].iter().all(|t| h.has(*t)),
                 Err(_) => false,

@@ -523,8 +523,13 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
     }
     let mut scanned = Vec::new();
     for (i, name) in data_files().iter().enumerate() {
-        match DataFile::new(&mut img, i as u32).scan() {
-            Ok(rows) => scanned.push(rows),
+        match DataFile::new(&mut img, i as u32).salvage() {
+            Ok((rows, errors)) => {
+                for e in errors {
+                    findings.push(Finding::DataFileDamaged { file: (*name).into(), detail: e.to_string() });
+                }
+                scanned.push(rows);
+            }
             Err(e) => {
                 findings.push(Finding::DataFileDamaged { file: (*name).into(), detail: e.to_string() });
                 scanned.push(Vec::new());

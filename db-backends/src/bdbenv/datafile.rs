@@ -336,23 +336,40 @@ impl<'a, P: Pages> DataFile<'a, P> {
 
     /// Every (key, value), bucket by bucket.
     pub fn scan(&mut self) -> Result<Vec<KeyValue>, DataError> {
+        let (rows, errors) = self.salvage()?;
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
+    /// Every readable (key, value), and what could not be read: a broken overflow chain loses its item, a
+    /// broken bucket chain the rest of that bucket; everything else is kept (what `db_dump -r` salvages).
+    /// Only an unreadable meta page is an error.
+    pub fn salvage(&mut self) -> Result<(Vec<KeyValue>, Vec<DataError>), DataError> {
         let m = self.meta()?;
         let last = u32_of(&m, M_LAST);
         let mut out = Vec::new();
+        let mut errors = Vec::new();
         for b in 0..u32_of(&m, M_NBUCKETS) as usize {
             let first = u32_of(&m, M_BUCKETS + b * 4);
-            self.walk(first, last, |s, _, p, its| {
+            let walked = self.walk(first, last, |s, _, p, its| {
                 for it in its {
-                    let v = match it.overflow {
-                        Some(o) => s.read_overflow(o, it.vlen, last)?,
-                        None => p[it.value.clone()].to_vec(),
-                    };
-                    out.push((p[it.key.clone()].to_vec(), v));
+                    match it.overflow {
+                        Some(o) => match s.read_overflow(o, it.vlen, last) {
+                            Ok(v) => out.push((p[it.key.clone()].to_vec(), v)),
+                            Err(e) => errors.push(e),
+                        },
+                        None => out.push((p[it.key.clone()].to_vec(), p[it.value.clone()].to_vec())),
+                    }
                 }
                 Ok(None::<()>)
-            })?;
+            });
+            if let Err(e) = walked {
+                errors.push(e);
+            }
         }
-        Ok(out)
+        Ok((out, errors))
     }
 }
 
@@ -427,6 +444,27 @@ mod tests {
         let mut f = DataFile::new(&mut img, 0);
         f.put(b"again", &big).unwrap();
         assert_eq!(img.files[0].len(), pages_before);
+    }
+
+    #[test]
+    fn salvage_keeps_what_is_readable_when_an_overflow_page_is_lost() {
+        let mut img = PageImage { files: vec![meta_page()] };
+        let mut f = DataFile::new(&mut img, 0);
+        for i in 0..50u32 {
+            f.put(&i.to_ne_bytes(), &vec![i as u8; if i == 7 { 5000 } else { 10 }]).unwrap();
+        }
+        // Zero every overflow page, as if their write-back was lost.
+        let pages = img.files[0].len() / PAGE;
+        for p in 1..pages {
+            if img.files[0][p * PAGE + P_TYPE] == T_OVERFLOW {
+                img.files[0][p * PAGE..(p + 1) * PAGE].fill(0);
+            }
+        }
+        let mut f = DataFile::new(&mut img, 0);
+        assert!(f.scan().is_err());
+        let (rows, errors) = f.salvage().unwrap();
+        assert_eq!(rows.len(), 49);
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]

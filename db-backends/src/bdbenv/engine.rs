@@ -632,9 +632,11 @@ impl Backend for BdbEnv {
 
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
         self.with_file(0, false, |df| {
+            // Salvage: rebuilddb must get every readable header out of a damaged file.
             let mut v: Vec<u32> = df
-                .scan()
+                .salvage()
                 .map_err(data_err)?
+                .0
                 .into_iter()
                 .filter_map(|(k, _)| k.try_into().ok().map(u32::from_ne_bytes))
                 .filter(|&h| h != 0)
