@@ -40,6 +40,9 @@ pub struct Scenario {
     /// Lost write-back of a shared page: snapshot a region file, restore one changed page later.
     #[serde(default)]
     pub stale_page: Option<StalePage>,
+    /// Memory pressure around the workers.
+    #[serde(default)]
+    pub memory: Option<Memory>,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// backend → outcomes this scenario allows for it.
@@ -125,6 +128,25 @@ pub enum KillSignal {
 pub enum Distribution {
     Uniform,
     Exponential,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Memory {
+    /// Memory cgroup limit for the workers (v1 memory.limit_in_bytes, v2 memory.max), in MiB.
+    pub limit_mb: u64,
+    /// v2 only: memory.high, in MiB (reclaim starts here).
+    pub high_mb: Option<u64>,
+    /// A balloon process in the same cgroup, holding this many MiB during each cycle.
+    pub balloon_mb: u64,
+    /// Workers MADV_PAGEOUT their shared region mappings every 16 lock-table calls.
+    pub pageout: bool,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory { limit_mb: 96, high_mb: None, balloon_mb: 0, pageout: true }
+    }
 }
 
 /// When the stale-page injector takes its snapshot and when it writes a stale page back.
@@ -338,6 +360,12 @@ impl Scenario {
             && dbtorture_backends::crash::id_of(p).is_none()
         {
             return Err(self.field_err("kill.point", format!("unknown crash point {p:?} (see `dbtorture list`)")));
+        }
+        if let Some(m) = &self.memory {
+            range("memory.limit_mb", m.limit_mb, 8, 1 << 20)?;
+            if m.balloon_mb >= m.limit_mb.saturating_mul(4) {
+                return Err(self.field_err("memory.balloon_mb", "expected less than four times limit_mb"));
+            }
         }
         if let Some(sp) = &self.stale_page {
             if sp.file.is_empty() || sp.file.contains('/') {

@@ -94,6 +94,9 @@ pub struct Scheduler<'a> {
     pub pool: Pool,
     pub targets: Vec<Target>,
     slots: SharedWords,
+    /// The workers' memory cgroup (memory pressure), and what the run says about it.
+    memcg: Option<crate::fault::memory::MemCgroup>,
+    mem_note: Option<String>,
     signals: SignalFd,
     old_mask: SigSet,
     pub interrupted: bool,
@@ -130,8 +133,42 @@ impl<'a> Scheduler<'a> {
             .context("building the package pool")?;
         let slots = SharedWords::new(((w.writers + w.readers).max(1) as usize) * crashpoint::SLOT_WORDS)
             .context("mapping the shared breadcrumb page")?;
-        let mut s =
-            Scheduler { scenario, seed, pool, targets: Vec::new(), slots, signals, old_mask, interrupted: false };
+        let mut s = Scheduler {
+            scenario,
+            seed,
+            pool,
+            targets: Vec::new(),
+            slots,
+            memcg: None,
+            mem_note: None,
+            signals,
+            old_mask,
+            interrupted: false,
+        };
+        if let Some(m) = &scenario.memory {
+            let name = format!("dbtorture-{}", std::process::id());
+            match crate::fault::memory::MemCgroup::create(&name, m.limit_mb << 20, m.high_mb.map(|h| h << 20)) {
+                Ok(cg) => {
+                    s.mem_note = Some(format!(
+                        "memory cgroup {:?} at {}: limit {} MiB{}, balloon {} MiB, MADV_PAGEOUT {}",
+                        cg.version,
+                        cg.path.display(),
+                        m.limit_mb,
+                        m.high_mb.map(|h| format!(", high {h} MiB")).unwrap_or_default(),
+                        m.balloon_mb,
+                        if m.pageout { "on" } else { "off" }
+                    ));
+                    s.memcg = Some(cg);
+                }
+                Err(e) => {
+                    s.mem_note = Some(format!(
+                        "{e}; using the balloon ({} MiB) and MADV_PAGEOUT ({}) only",
+                        m.balloon_mb,
+                        if m.pageout { "on" } else { "off" }
+                    ))
+                }
+            }
+        }
         for kind in scenario.backend_kinds() {
             let dir = workdir.join(kind.name()).join("db");
             let installed = s.prepare(kind, &dir)?;
@@ -189,6 +226,35 @@ impl<'a> Scheduler<'a> {
         }
         obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe_plan });
 
+        // Memory pressure: note the cgroup once, take its counters, start the balloon.
+        if let Some(note) = self.mem_note.take() {
+            obs.event(&RunEvent::Fault { cycle, backend: bname.clone(), kind: "memory".into(), detail: note });
+        }
+        let mem_before = self.memcg.as_ref().map(|c| c.events());
+        let balloon = match sc.memory.as_ref().filter(|m| m.balloon_mb > 0) {
+            Some(m) => {
+                let memcg = self.memcg.as_ref();
+                let bytes = (m.balloon_mb << 20) as usize;
+                let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
+                let wr_ref = &wr;
+                let pid = sys::fork_child(move || {
+                    if let Some(cg) = memcg {
+                        let _ = cg.add(std::process::id());
+                    }
+                    match wr_ref.try_clone() {
+                        Ok(fd) => crate::fault::memory::balloon(bytes, std::fs::File::from(fd)),
+                        Err(_) => 1,
+                    }
+                })?;
+                drop(wr);
+                // Wait (bounded) until the balloon is inflated, so the workers start under pressure.
+                let mut fds = [PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(2000u16));
+                Some(pid)
+            }
+            None => None,
+        };
+
         // Fork the workers.
         let n = (w.writers + w.readers) as usize;
         let words = self.slots.words();
@@ -221,13 +287,18 @@ impl<'a> Scheduler<'a> {
                 ops: if role == Role::Writer { w.txns_per_writer } else { w.queries_per_reader },
                 txn_base: cycle * 1_000_000 + i as u64 * 10_000,
                 installed,
+                pageout: sc.memory.as_ref().is_some_and(|m| m.pageout),
             };
             let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
             let pool = &self.pool;
             let shared = &self.slots;
             let f0 = Instant::now();
             let wr_ref = &wr;
+            let memcg = self.memcg.as_ref();
             let pid = sys::fork_child(move || {
+                if let Some(cg) = memcg {
+                    let _ = cg.add(std::process::id());
+                }
                 let all = shared.child_static();
                 crashpoint::install(&all[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS]);
                 match wr_ref.try_clone() {
@@ -342,6 +413,26 @@ impl<'a> Scheduler<'a> {
             drain_to_eof(l, &mut logs, &mut got);
         }
         let worker_time = t0.elapsed();
+        if let Some(b) = balloon {
+            let _ = kill(b, Signal::SIGKILL);
+            let _ = waitpid(b, None);
+        }
+        let mem = match (&self.memcg, mem_before) {
+            (Some(cg), Some(before)) => {
+                let d = cg.events().delta(&before);
+                obs.event(&RunEvent::Fault {
+                    cycle,
+                    backend: bname.clone(),
+                    kind: "memory".into(),
+                    detail: format!(
+                        "limit hits +{}, high +{}, OOM kills +{}, pages out +{}",
+                        d.limit_hits, d.high, d.oom_kills, d.pageouts
+                    ),
+                });
+                d
+            }
+            _ => Default::default(),
+        };
 
         // Classify each worker's end.
         let mut hang = false;
@@ -360,6 +451,13 @@ impl<'a> Scheduler<'a> {
                 }
                 WaitStatus::Exited(_, _) if l.sent.is_some_and(|s| s != Signal::SIGKILL) => {
                     let rec = kill_record(l, l.sent.expect("sent"), stopped, last, passed);
+                    obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
+                    kills.push(rec);
+                }
+                // Under memory pressure an OOM kill is a crash like any other.
+                WaitStatus::Signaled(_, Signal::SIGKILL, _) if mem.oom_kills > 0 => {
+                    let mut rec = kill_record(l, Signal::SIGKILL, false, last, passed);
+                    rec.trigger = "oom".into();
                     obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
                 }

@@ -35,6 +35,11 @@ pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
     for (hnum, blob) in &snap.packages {
         let Ok(h) = Header::parse(blob) else { continue };
         let Some(sha1) = h.string(tags::SHA1HEADER) else { continue };
+        if sha1 == pool.probe.sha1.as_bytes() {
+            // Left by a probe that was cut short (a non-atomic backend keeps its half): harness state, not
+            // the workload's; the next probe removes it.
+            continue;
+        }
         match pool.by_sha1.get(String::from_utf8_lossy(sha1).as_ref()) {
             Some(id) => {
                 installed.insert(*id);
@@ -134,6 +139,11 @@ fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, messages: &mut Vec<Str
     // One write transaction that installs and erases the probe package: takes the write locks, writes every
     // index, commits (fsync), and leaves the data as it was.
     db.begin().map_err(|e| format!("begin: {e}"))?;
+    // First remove what an earlier, interrupted probe may have left behind.
+    let leftovers = db.lookup(IndexTag(tags::SHA1HEADER), p.sha1.as_bytes()).map_err(|e| format!("read: {e}"))?;
+    for (hnum, _) in leftovers {
+        db.erase(hnum).map_err(|e| format!("erase leftover probe package #{hnum}: {e}"))?;
+    }
     let h = db.install(&p.installed_blob(1)).map_err(|e| format!("write: {e}"))?;
     db.erase(h).map_err(|e| format!("erase: {e}"))?;
     db.commit().map_err(|e| format!("commit: {e}"))?;

@@ -334,3 +334,29 @@ fn selftest_detects_every_planted_bug_and_passes_without_one() {
     }
     assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("clean")).count(), 2, "{t}");
 }
+
+#[test]
+fn memory_pressure_puts_workers_in_a_limited_cgroup_and_records_memory_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&["run", "scenarios/memory-pressure.toml", "--cycles", "8", "-q", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mem: Vec<String> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "fault" && e["kind"] == "memory")
+        .map(|e| e["detail"].as_str().unwrap().to_string())
+        .collect();
+    let first = mem.first().expect("the run says how memory pressure is applied");
+    if first.starts_with("memory cgroup") {
+        // One line per cycle and backend with the cgroup's counters.
+        assert!(mem.iter().filter(|m| m.starts_with("limit hits +")).count() >= 16, "{mem:#?}");
+        // The cgroup is gone after the run.
+        let path = first.split(" at ").nth(1).unwrap().split(':').next().unwrap();
+        assert!(!Path::new(path).exists(), "{path} was left behind");
+    } else {
+        eprintln!("no writable memory cgroup here: {first}");
+        assert!(first.contains("no writable memory cgroup") && first.contains("using the balloon"), "{first}");
+    }
+}

@@ -102,6 +102,13 @@ fn is_zombie(pid: u32) -> bool {
         .is_some_and(|state| state == 'Z' || state == 'X')
 }
 
+static PAGEOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Memory pressure from inside: every few lock-table calls, MADV_PAGEOUT the region mappings.
+pub fn set_pageout(on: bool) {
+    PAGEOUT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Take an fcntl write lock on `path` (blocking), like rpm's lock files.
 fn fcntl_lock(path: &Path) -> Result<File, BackendError> {
     let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
@@ -181,6 +188,8 @@ pub struct BdbEnv {
     writable: bool,
     txn_lock: Option<File>,
     closed: bool,
+    /// Lock-table calls so far (paces MADV_PAGEOUT).
+    calls: u32,
     /// Messages Berkeley DB would print (failchk's "Freeing read locks for locker ...").
     pub messages: Vec<String>,
 }
@@ -243,6 +252,7 @@ impl BdbEnv {
             writable: mode != OpenMode::ReadOnly,
             txn_lock: None,
             closed: false,
+            calls: 0,
             messages: Vec::new(),
         };
         if profile.failchk() {
@@ -267,6 +277,12 @@ impl BdbEnv {
     /// here is a process that "died in the Berkeley DB library").
     fn lt<T>(&mut self, f: impl FnOnce(&mut LockTable<'_>) -> Result<T, LockError>) -> Result<T, BackendError> {
         self.panic_check()?;
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls.is_multiple_of(16) && PAGEOUT.load(std::sync::atomic::Ordering::Relaxed) {
+            for r in [&self.env, &self.locks, &self.mpool.region] {
+                let _ = r.page_out();
+            }
+        }
         env::set_state(&mut self.env, self.slot, env::thread::ACTIVE);
         lock::mutex_lock(&self.locks, lock::H_MUTEX, self.pid);
         let res = LockTable::new(self.locks.bytes_mut()).and_then(|mut t| f(&mut t));

@@ -16,5 +16,6 @@
 //! power cut shows are not found by this fault model).
 
 pub mod crashpoint;
+pub mod memory;
 pub mod plan;
 pub mod stale;

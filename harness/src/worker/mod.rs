@@ -56,6 +56,8 @@ pub struct WorkerSpec<'a> {
     pub txn_base: u64,
     /// The installed pool ids of this worker's slice when the cycle started.
     pub installed: BTreeSet<u32>,
+    /// MADV_PAGEOUT the shared regions now and then (memory pressure).
+    pub pageout: bool,
 }
 
 struct Reporter<W: Write> {
@@ -73,6 +75,7 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
     let mut rep = Reporter { out };
     // Like rpm: a Ctrl-C lets the current operation finish, then the database is closed and we exit.
     crate::sys::catch_terminate();
+    dbtorture_backends::bdbenv::set_pageout(spec.pageout);
     let res = match spec.role {
         Role::Writer => writer(&spec, pool, &mut rep),
         Role::Reader => reader(&spec, pool, &mut rep),
