@@ -22,3 +22,14 @@ pub fn active(name: &str) -> bool {
     debug_assert!(ALL.iter().any(|(n, _)| *n == name), "unknown planted bug {name}");
     ACTIVE.get_or_init(|| std::env::var("DBTORTURE_PLANT").ok()).as_deref() == Some(name)
 }
+
+/// Switch planted bug `name` on for this process (replaying a bundle recorded with it). Has no effect if
+/// this process already decided; returns whether `name` is now the active one.
+pub fn force(name: &str) -> bool {
+    ACTIVE.get_or_init(|| Some(name.to_string())).as_deref() == Some(name)
+}
+
+/// The planted bug switched on in this process, if any.
+pub fn current() -> Option<String> {
+    ACTIVE.get_or_init(|| std::env::var("DBTORTURE_PLANT").ok()).clone()
+}

@@ -5,6 +5,7 @@
 //! acknowledged, operability) and classifies each cycle's outcome.
 
 pub mod bench;
+pub mod bundle;
 pub mod exit_codes;
 pub mod fault;
 pub mod oracle;

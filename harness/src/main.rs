@@ -65,6 +65,9 @@ enum Cmd {
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
     },
+    /// Re-run a failing cycle from its bundle (same seed, plan, kill points); exit 0 if it reaches the same
+    /// verdict, 1 if not.
+    Replay { bundle: PathBuf },
     /// Run a named recovery procedure on a database directory (what a cycle runs after damage).
     Recover {
         #[arg(long)]
@@ -251,6 +254,31 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::Replay { bundle } => match dbtorture::bundle::replay(&bundle) {
+            Ok(r) => {
+                println!(
+                    "replayed cycle {} of {} on {} (seed {}): {} — recorded {}",
+                    r.info.cycle, r.info.scenario_path, r.info.backend, r.info.seed, r.replayed, r.recorded
+                );
+                if !r.placement.is_empty() {
+                    println!("random-time kills replayed as: {}", r.placement.join(", "));
+                }
+                for f in r.findings.iter().take(10) {
+                    println!("    {f}");
+                }
+                if r.replayed == r.recorded {
+                    println!("same verdict");
+                    ExitCode::SUCCESS
+                } else {
+                    println!("DIFFERENT verdict");
+                    ExitCode::from(exit_codes::FINDINGS as u8)
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_codes::USAGE as u8)
+            }
+        },
         Cmd::Recover { backend, dir, procedure, allow_system_db } => {
             if is_system_db(&dir) && !allow_system_db {
                 eprintln!(

@@ -153,6 +153,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         version: version.clone(),
     });
     let mut sched = Scheduler::new(sc, seed, &workdir)?;
+    // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.
+    sched.bundles = opts.out.as_ref().map(|o| o.join("bundles"));
     let started = Instant::now();
     let mut cycle = 0u64;
     let mut harness_error = None;

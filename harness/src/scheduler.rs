@@ -100,6 +100,12 @@ pub struct Scheduler<'a> {
     signals: SignalFd,
     old_mask: SigSet,
     pub interrupted: bool,
+    /// Write a bundle for every cycle whose outcome the scenario does not allow, here.
+    pub bundles: Option<PathBuf>,
+    workdir: PathBuf,
+    /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
+    /// the first point after it — instead of at their times.
+    pub replay_kills: Option<Vec<(KillRecord, bool)>>,
 }
 
 struct Live {
@@ -120,6 +126,17 @@ struct Live {
 impl<'a> Scheduler<'a> {
     /// Build the pool and prepare one database per backend under `workdir`.
     pub fn new(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
+        let mut s = Self::unprepared(scenario, seed, workdir)?;
+        for kind in scenario.backend_kinds() {
+            let dir = workdir.join(kind.name()).join("db");
+            let installed = s.prepare(kind, &dir)?;
+            s.targets.push(Target { kind, dir, installed });
+        }
+        Ok(s)
+    }
+
+    /// A scheduler whose targets the caller sets up (replay).
+    pub fn unprepared(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
         // SIGCHLD, SIGINT and SIGTERM arrive through a signalfd the event loop polls; children unblock them.
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
@@ -144,6 +161,9 @@ impl<'a> Scheduler<'a> {
             signals,
             old_mask,
             interrupted: false,
+            bundles: None,
+            workdir: workdir.to_path_buf(),
+            replay_kills: None,
         };
         if let Some(m) = &scenario.memory {
             let name = format!("dbtorture-{}", std::process::id());
@@ -169,12 +189,11 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        for kind in scenario.backend_kinds() {
-            let dir = workdir.join(kind.name()).join("db");
-            let installed = s.prepare(kind, &dir)?;
-            s.targets.push(Target { kind, dir, installed });
-        }
         Ok(s)
+    }
+
+    fn side_dir(&self, kind: BackendKind, what: &str) -> PathBuf {
+        self.workdir.join(kind.name()).join(what)
     }
 
     /// Create a fresh database and install the initial packages in one transaction.
@@ -220,10 +239,30 @@ impl<'a> Scheduler<'a> {
             // The paused writer's breadcrumb slot serves the stale-page points, not a crash-point kill.
             plans[*sw].arm = None;
         }
+        if let Some(kills) = &self.replay_kills {
+            // Replay: a kill that landed after a crash point is re-run as a kill at that point and hit.
+            for (k, after) in kills {
+                let (Some(p), Some(hit), Some(plan)) = (&k.last_point, k.last_hit, plans.get_mut(k.worker as usize))
+                else {
+                    continue;
+                };
+                if let Some(id) = dbtorture_backends::crash::id_of(p) {
+                    plan.kill_at = None;
+                    plan.arm = Some((id, hit as u32));
+                    plan.arm_after = *after && k.trigger != "point";
+                }
+            }
+        }
+        if self.bundles.is_some() {
+            let pre = self.side_dir(kind, "pre");
+            let _ = std::fs::remove_dir_all(&pre);
+            crate::bundle::copy_dir(&self.targets[t].dir, &pre).context("copying the database for a bundle")?;
+        }
         let mut describe_plan = describe(&plans);
         if let Some(st) = &stale {
             describe_plan.push_str(&format!(" {}", st.describe()));
         }
+        let describe_plan_copy = describe_plan.clone();
         obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe_plan });
 
         // Memory pressure: note the cgroup once, take its counters, start the balloon.
@@ -262,11 +301,11 @@ impl<'a> Scheduler<'a> {
         let mut fork_time = Duration::ZERO;
         for (i, p) in plans.iter().enumerate() {
             let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
-            let arm = match &stale {
-                Some(st) if st.worker == Some(i) => Some(st.snapshot_point),
-                _ => p.arm,
+            let (arm, after) = match &stale {
+                Some(st) if st.worker == Some(i) => (Some(st.snapshot_point), false),
+                _ => (p.arm, p.arm_after),
             };
-            crashpoint::arm(slot, arm);
+            crashpoint::arm_at(slot, arm, after);
             let role = if (i as u32) < w.writers { Role::Writer } else { Role::Reader };
             let installed: BTreeSet<u32> = match role {
                 Role::Writer => self.targets[t]
@@ -438,25 +477,25 @@ impl<'a> Scheduler<'a> {
         let mut hang = false;
         for l in &live {
             let status = l.status.expect("reaped");
-            let (last, passed, stopped) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+            let crumb = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
             let status_text = format!("{status:?}");
             obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: l.index, status: status_text });
             match status {
                 // Died of the signal we sent, or (SIGINT/SIGTERM) shut down cleanly after it: a planned kill.
                 WaitStatus::Signaled(_, sig, _) if l.sent == Some(sig) => {
                     hang |= l.timed_out;
-                    let rec = kill_record(l, sig, stopped, last, passed);
+                    let rec = kill_record(l, sig, &crumb);
                     obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
                 }
                 WaitStatus::Exited(_, _) if l.sent.is_some_and(|s| s != Signal::SIGKILL) => {
-                    let rec = kill_record(l, l.sent.expect("sent"), stopped, last, passed);
+                    let rec = kill_record(l, l.sent.expect("sent"), &crumb);
                     obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
                 }
                 // Under memory pressure an OOM kill is a crash like any other.
                 WaitStatus::Signaled(_, Signal::SIGKILL, _) if mem.oom_kills > 0 => {
-                    let mut rec = kill_record(l, Signal::SIGKILL, false, last, passed);
+                    let mut rec = kill_record(l, Signal::SIGKILL, &crashpoint::Breadcrumb { stopped: false, ..crumb });
                     rec.trigger = "oom".into();
                     obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                     kills.push(rec);
@@ -466,7 +505,7 @@ impl<'a> Scheduler<'a> {
                 other => got.findings.push(Finding::WorkerCrashed {
                     worker: l.index,
                     role: l.role.name().into(),
-                    detail: format!("{other:?} (not a signal the scheduler sent; last crash point {last:?})"),
+                    detail: format!("{other:?} (not a signal the scheduler sent; last crash point {:?})", crumb.last),
                 }),
             }
         }
@@ -520,6 +559,22 @@ impl<'a> Scheduler<'a> {
         let commits = logs.iter().map(|l| l.committed() as u64).sum();
         let duration = started.elapsed();
         let overhead = fork_time + v0.elapsed();
+        if !expected && self.bundles.is_some() {
+            match self.write_bundle(t, cycle, &before, &describe_plan_copy, &kills, outcome, &findings) {
+                Ok(path) => obs.event(&RunEvent::Fault {
+                    cycle,
+                    backend: bname.clone(),
+                    kind: "bundle".into(),
+                    detail: path.display().to_string(),
+                }),
+                Err(e) => obs.event(&RunEvent::Fault {
+                    cycle,
+                    backend: bname.clone(),
+                    kind: "bundle".into(),
+                    detail: format!("could not write the bundle: {e:#}"),
+                }),
+            }
+        }
         obs.event(&RunEvent::CycleEnd {
             cycle,
             backend: bname,
@@ -587,6 +642,14 @@ impl<'a> Scheduler<'a> {
             obs.event(&RunEvent::Finding { cycle, backend: bname.clone(), phase: "verify".into(), finding: record(f) });
         }
         let mut installed = data.installed;
+        if self.bundles.is_some() {
+            // The state the faults left, before any recovery touches it.
+            let post = self.side_dir(self.targets[t].kind, "post");
+            let _ = std::fs::remove_dir_all(&post);
+            if outcome != Outcome::Clean {
+                let _ = crate::bundle::copy_dir(dir, &post);
+            }
+        }
         if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
             let (ok, detail, after) = self.recover(kind, dir);
             obs.event(&RunEvent::Recovery {
@@ -633,6 +696,57 @@ impl<'a> Scheduler<'a> {
             )
         };
         (clean, detail, data.installed)
+    }
+
+    /// Write the bundle of a failing cycle: pre/ and post/ copies, inspect.json, bundle.json, README.
+    #[allow(clippy::too_many_arguments)]
+    fn write_bundle(
+        &self,
+        t: usize,
+        cycle: u64,
+        before: &BTreeSet<u32>,
+        plan: &str,
+        kills: &[KillRecord],
+        outcome: Outcome,
+        findings: &[Finding],
+    ) -> Result<PathBuf> {
+        let root = self.bundles.as_ref().expect("bundles enabled");
+        let kind = self.targets[t].kind;
+        let dir = root.join(format!("cycle-{cycle:05}-{}", kind.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::rename(self.side_dir(kind, "pre"), dir.join("pre")).context("moving pre/")?;
+        let post = self.side_dir(kind, "post");
+        if post.exists() {
+            std::fs::rename(&post, dir.join("post")).context("moving post/")?;
+        } else {
+            crate::bundle::copy_dir(&self.targets[t].dir, &dir.join("post"))?;
+        }
+        if let Some(profile) = kind.profile()
+            && let Ok(i) = dbtorture_backends::bdbenv::inspect::inspect(&dir.join("post"), profile)
+        {
+            std::fs::write(dir.join("inspect.json"), serde_json::to_vec_pretty(&i)?)?;
+        }
+        let sc = self.scenario;
+        let info = crate::bundle::BundleInfo {
+            schema: crate::bundle::BUNDLE_SCHEMA,
+            scenario_path: sc.source.display().to_string(),
+            scenario_text: std::fs::read_to_string(&sc.source).unwrap_or_default(),
+            seed: self.seed,
+            cycle,
+            backend: kind.name().into(),
+            target: t,
+            installed_before: before.iter().copied().collect(),
+            plan: plan.into(),
+            kills: kills.to_vec(),
+            outcome,
+            findings: findings.iter().map(record).collect(),
+            planted: dbtorture_backends::planted::current(),
+            replay: format!("dbtorture replay {}", dir.display()),
+        };
+        dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
+        std::fs::write(dir.join("README.txt"), crate::bundle::README)?;
+        Ok(dir)
     }
 
     /// A conversion cycle: fork a process that runs rebuilddb from the target's backend into `to`, kill it
@@ -700,7 +814,7 @@ impl<'a> Scheduler<'a> {
             }
             std::thread::sleep(Duration::from_micros(200));
         };
-        let (last, passed, _) = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
+        let crumb = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
         obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: 0, status: format!("{status:?}") });
         let mut kills = Vec::new();
         let mut findings = Vec::new();
@@ -713,8 +827,9 @@ impl<'a> Scheduler<'a> {
                     signal: sig.as_str().into(),
                     at_ms: killed_at.unwrap_or_default().as_millis() as u64,
                     trigger: trigger.into(),
-                    last_point: last.map(str::to_string),
-                    points_passed: passed,
+                    last_point: crumb.last.map(|(p, _)| p.to_string()),
+                    last_hit: crumb.last.map(|(_, h)| h),
+                    points_passed: crumb.passed,
                 };
                 obs.event(&RunEvent::Kill { cycle, backend: bname.clone(), kill: rec.clone() });
                 kills.push(rec);
@@ -825,15 +940,16 @@ impl Drop for Scheduler<'_> {
     }
 }
 
-fn kill_record(l: &Live, sig: Signal, stopped: bool, last: Option<&str>, passed: u64) -> KillRecord {
+fn kill_record(l: &Live, sig: Signal, crumb: &crashpoint::Breadcrumb) -> KillRecord {
     KillRecord {
         worker: l.index,
         role: l.role.name().into(),
         signal: sig.as_str().into(),
         at_ms: l.killed_at.unwrap_or_default().as_millis() as u64,
-        trigger: if stopped { "point".into() } else { l.trigger.into() },
-        last_point: last.map(str::to_string),
-        points_passed: passed,
+        trigger: if crumb.stopped { "point".into() } else { l.trigger.into() },
+        last_point: crumb.last.map(|(p, _)| p.to_string()),
+        last_hit: crumb.last.map(|(_, h)| h),
+        points_passed: crumb.passed,
     }
 }
 
@@ -866,7 +982,7 @@ fn reap(
             Ok(WaitStatus::Stopped(_, _)) if stale_worker == Some(i) && l.sent.is_none() => paused.push(i),
             Ok(WaitStatus::Stopped(_, _)) => {
                 // Stopped at its armed crash point (or by someone else): kill it right there.
-                let (_, _, at_point) = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]);
+                let at_point = crashpoint::read(&words[l.index as usize * crashpoint::SLOT_WORDS..]).stopped;
                 let _ = kill(l.pid, Signal::SIGKILL);
                 l.sent = Some(Signal::SIGKILL);
                 l.killed_at.get_or_insert(t0.elapsed());

@@ -107,6 +107,9 @@ pub struct KillRecord {
     /// The last crash point the worker passed, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_point: Option<String>,
+    /// Which hit of `last_point` that was: the kill can be replayed as a kill at that point and hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hit: Option<u64>,
     /// Number of crash points the worker passed in total.
     pub points_passed: u64,
 }

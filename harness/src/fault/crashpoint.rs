@@ -20,35 +20,73 @@ pub const W_NTH: usize = 3;
 pub const W_HITS: usize = 4;
 /// 1 once the worker stopped itself at the armed point.
 pub const W_STOPPED: usize = 5;
+/// Which hit of its point the last point passed was (1-based): with `W_LAST`, a replayable kill point.
+pub const W_LAST_HIT: usize = 6;
+/// 1: stop at the first point passed *after* the armed hit (replaying a kill that landed between points).
+pub const W_AFTER: usize = 7;
+/// In `W_ARMED`: stop at whatever point comes next.
+const ANY_NEXT: u64 = u64::MAX;
+
+/// Hits of each point in this process (a worker's own count).
+static POINT_HITS: [std::sync::atomic::AtomicU32; 64] = [const { std::sync::atomic::AtomicU32::new(0) }; 64];
 
 static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
 
 fn hook(id: u32) {
     let Some(s) = SLOT.get() else { return };
+    let hit = POINT_HITS.get(id as usize).map(|h| h.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0);
+    s[W_LAST_HIT].store(u64::from(hit), Ordering::Release);
     s[W_LAST].store(u64::from(id) + 1, Ordering::Release);
     s[W_PASSED].fetch_add(1, Ordering::AcqRel);
-    if s[W_ARMED].load(Ordering::Acquire) == u64::from(id) + 1 {
+    let armed = s[W_ARMED].load(Ordering::Acquire);
+    if armed == ANY_NEXT {
+        stop(s);
+    } else if armed == u64::from(id) + 1 {
         let n = s[W_HITS].fetch_add(1, Ordering::AcqRel) + 1;
         if n == s[W_NTH].load(Ordering::Acquire) {
-            s[W_STOPPED].store(1, Ordering::Release);
-            // The scheduler sees the stop (waitpid WUNTRACED) and SIGKILLs us here.
-            let _ = raise(Signal::SIGSTOP);
+            if s[W_AFTER].load(Ordering::Acquire) == 1 {
+                s[W_ARMED].store(ANY_NEXT, Ordering::Release);
+            } else {
+                stop(s);
+            }
         }
     }
+}
+
+fn stop(s: &[AtomicU64]) {
+    s[W_STOPPED].store(1, Ordering::Release);
+    // The scheduler sees the stop (waitpid WUNTRACED) and SIGKILLs us here.
+    let _ = raise(Signal::SIGSTOP);
 }
 
 /// In a worker: start recording breadcrumbs into `slot` (and stopping at its armed point).
 pub fn install(slot: &'static [AtomicU64]) {
     assert!(slot.len() >= SLOT_WORDS);
+    assert!(dbtorture_backends::crash::ALL.len() <= POINT_HITS.len(), "more crash points than hit counters");
     let _ = SLOT.set(slot);
     dbtorture_backends::crash::set_hook(hook);
 }
 
-/// Read a worker's breadcrumb: (last point name, points passed, stopped at the armed point).
-pub fn read(slot: &[AtomicU64]) -> (Option<&'static str>, u64, bool) {
+/// A worker's breadcrumb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breadcrumb {
+    /// The last crash point passed, and which hit of it that was.
+    pub last: Option<(&'static str, u64)>,
+    /// Points passed in total.
+    pub passed: u64,
+    /// Stopped itself at its armed point.
+    pub stopped: bool,
+}
+
+/// Read a worker's breadcrumb.
+pub fn read(slot: &[AtomicU64]) -> Breadcrumb {
     let last = slot[W_LAST].load(Ordering::Acquire);
     let name = last.checked_sub(1).and_then(|i| dbtorture_backends::crash::ALL.get(i as usize).copied());
-    (name, slot[W_PASSED].load(Ordering::Acquire), slot[W_STOPPED].load(Ordering::Acquire) == 1)
+    Breadcrumb {
+        last: name.map(|n| (n, slot[W_LAST_HIT].load(Ordering::Acquire))),
+        passed: slot[W_PASSED].load(Ordering::Acquire),
+        stopped: slot[W_STOPPED].load(Ordering::Acquire) == 1,
+    }
 }
 
 /// Re-arm a paused worker's slot for another point (or disarm it), keeping its breadcrumbs.
@@ -62,12 +100,18 @@ pub fn rearm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
 
 /// Reset a slot and arm it (or not) before forking its worker.
 pub fn arm(slot: &[AtomicU64], point: Option<(u32, u32)>) {
+    arm_at(slot, point, false);
+}
+
+/// Reset a slot and arm it; with `after`, the worker stops at the first point after the armed hit.
+pub fn arm_at(slot: &[AtomicU64], point: Option<(u32, u32)>, after: bool) {
     for w in slot.iter().take(SLOT_WORDS) {
         w.store(0, Ordering::Release);
     }
     if let Some((id, nth)) = point {
         slot[W_ARMED].store(u64::from(id) + 1, Ordering::Release);
         slot[W_NTH].store(u64::from(nth), Ordering::Release);
+        slot[W_AFTER].store(u64::from(after), Ordering::Release);
     }
 }
 

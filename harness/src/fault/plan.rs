@@ -14,13 +14,15 @@ pub struct WorkerPlan {
     pub signal: Signal,
     /// Stop at the N-th hit of this crash point (id, nth), then SIGKILL.
     pub arm: Option<(u32, u32)>,
+    /// Stop at the first point after that hit instead (replay of a kill that landed between points).
+    pub arm_after: bool,
 }
 
 /// Plans for `writers` writers followed by `readers` readers. `points` are the backend's crash point ids;
 /// `cycle` drives the systematic sweep.
 pub fn draw(rng: &mut ChaCha8Rng, k: &Kill, writers: u32, readers: u32, points: &[u32], cycle: u64) -> Vec<WorkerPlan> {
     let n = (writers + readers) as usize;
-    let mut plans = vec![WorkerPlan { kill_at: None, signal: Signal::SIGKILL, arm: None }; n];
+    let mut plans = vec![WorkerPlan { kill_at: None, signal: Signal::SIGKILL, arm: None, arm_after: false }; n];
     let mode = match k.mode {
         KillMode::Mixed => {
             if rng.random_range(0..2) == 0 {

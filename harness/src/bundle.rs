@@ -1,0 +1,160 @@
+//! Forensic bundles of failing cycles, and their replay.
+//!
+//! A bundle is what a developer needs to look at a failure and to make it happen again: the database
+//! directory as it was when the cycle started (`pre/`) and as the faults left it, before any recovery
+//! (`post/`, region files included), `inspect.json` of a BDB-style environment, and `bundle.json` — the
+//! scenario text, seed, cycle, backend, the plan, every kill with its last crash point and hit, the
+//! findings, a planted bug if one was on, and the exact replay command. `dbtorture replay BUNDLE` re-runs
+//! the cycle from `pre/` with the same plan, random-time kills turned into kills at the crash point and hit
+//! they landed on, and reports whether it reaches the same verdict.
+
+use dbtorture_reports::{FindingRecord, KillRecord, Outcome};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const BUNDLE_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleInfo {
+    pub schema: u32,
+    pub scenario_path: String,
+    pub scenario_text: String,
+    pub seed: u64,
+    pub cycle: u64,
+    pub backend: String,
+    /// Index of the backend in the scenario's list (cycles are seeded per backend).
+    pub target: usize,
+    /// Pool ids installed when the cycle started.
+    pub installed_before: Vec<u32>,
+    pub plan: String,
+    pub kills: Vec<KillRecord>,
+    pub outcome: Outcome,
+    pub findings: Vec<FindingRecord>,
+    /// A planted bug that was switched on (selftest), if any.
+    pub planted: Option<String>,
+    pub replay: String,
+}
+
+/// Copy a directory tree (regular files and directories).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+pub const README: &str = "This is a dbtorture bundle: one failing cycle of a torture run.
+
+  bundle.json   scenario (full text), seed, cycle, backend, plan, kills (with the crash point and hit each
+                landed on), outcome, findings, and the command that replays it
+  pre/          the database directory when the cycle started
+  post/         the database directory as the faults left it, before any recovery (region files included)
+  inspect.json  (BDB-style environments) the lock region as `dbtorture inspect --json` shows it
+
+Replay it with the command in bundle.json (`dbtorture replay THIS_DIRECTORY`); look at the damage with
+`dbtorture verify --backend BACKEND post` and `dbtorture inspect post`.
+";
+
+/// What a replay found.
+pub struct Replayed {
+    pub recorded: Outcome,
+    pub replayed: Outcome,
+    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+    pub info: BundleInfo,
+    /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
+    pub placement: Vec<String>,
+}
+
+struct Quiet;
+
+impl crate::scheduler::Observer for Quiet {
+    fn event(&mut self, e: &dbtorture_reports::RunEvent) {
+        if std::env::var_os("DBTORTURE_REPLAY_EVENTS").is_some() {
+            eprintln!("{}", serde_json::to_string(e).unwrap_or_default());
+        }
+    }
+}
+
+/// Re-run a bundle's cycle from its `pre/` copy with the same seed, plan and kill points.
+///
+/// A kill at a crash point is replayed exactly. A random-time kill landed somewhere after the last point it
+/// passed (P, hit n) and before the next one; the replay stops the worker either at P#n or at the first point
+/// after it, and tries those placements (at most 16 combinations) until one reaches the recorded verdict.
+pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(bundle.join("bundle.json"))
+        .with_context(|| format!("{}: not a bundle (no bundle.json)", bundle.display()))?;
+    let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
+    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
+    if let Some(p) = &info.planted {
+        anyhow::ensure!(dbtorture_backends::planted::force(p), "this process already runs another planted bug");
+    }
+    let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
+    let timed: Vec<usize> = info
+        .kills
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.trigger != "point" && k.last_point.is_some())
+        .map(|(i, _)| i)
+        .take(4)
+        .collect();
+    let mut last = None;
+    for mask in 0..(1u32 << timed.len()) {
+        let kills: Vec<(KillRecord, bool)> = info
+            .kills
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                // Bit set: at the point; clear: after it (the more likely place for a kill between points).
+                let at = timed.iter().position(|&t| t == i).is_some_and(|b| mask & (1 << b) != 0);
+                (k.clone(), !at)
+            })
+            .collect();
+        let (outcome, findings) = replay_once(bundle, &info, &sc, kills.clone())?;
+        let placement = kills
+            .iter()
+            .filter(|(k, _)| k.trigger != "point")
+            .filter_map(|(k, after)| {
+                let p = k.last_point.as_deref()?;
+                Some(format!("w{}: {} {p}#{}", k.worker, if *after { "after" } else { "at" }, k.last_hit.unwrap_or(0)))
+            })
+            .collect();
+        let done = outcome == info.outcome;
+        last = Some(Replayed { recorded: info.outcome, replayed: outcome, findings, info: info.clone(), placement });
+        if done {
+            break;
+        }
+    }
+    Ok(last.expect("at least one replay"))
+}
+
+fn replay_once(
+    bundle: &Path,
+    info: &BundleInfo,
+    sc: &crate::scenario::Scenario,
+    kills: Vec<(KillRecord, bool)>,
+) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
+    use anyhow::Context;
+    let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
+    let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
+    for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
+        let dir = tmp.path().join(kind.name()).join("db");
+        let mut installed = std::collections::BTreeSet::new();
+        if i == info.target {
+            copy_dir(&bundle.join("pre"), &dir).context("copying pre/")?;
+            installed.extend(info.installed_before.iter().copied());
+        }
+        sched.targets.push(crate::scheduler::Target { kind, dir, installed });
+    }
+    anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
+    sched.replay_kills = Some(kills);
+    let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
+    Ok((res.outcome, res.findings))
+}
