@@ -173,6 +173,8 @@ pub struct StalePage {
     pub restore_at: String,
     /// The hit of each point is chosen in 1..=hit_max.
     pub hit_max: u32,
+    /// mlock() the BDB-style region mappings in every worker (seed 000's experiment); recorded in the report.
+    pub mlock: bool,
 }
 
 impl Default for StalePage {
@@ -186,6 +188,7 @@ impl Default for StalePage {
             snapshot_at: "bdbenv.lock.get.after".into(),
             restore_at: "bdbenv.lock.put.after".into(),
             hit_max: 5,
+            mlock: false,
         }
     }
 }

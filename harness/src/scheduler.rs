@@ -266,6 +266,21 @@ impl<'a> Scheduler<'a> {
         obs.event(&RunEvent::CycleStart { cycle, backend: bname.clone(), seed: cseed, plan: describe_plan });
 
         // Memory pressure: note the cgroup once, take its counters, start the balloon.
+        if cycle == 0
+            && t == 0
+            && let Some(sp) = &sc.stale_page
+        {
+            obs.event(&RunEvent::Fault {
+                cycle,
+                backend: bname.clone(),
+                kind: "mlock".into(),
+                detail: if sp.mlock {
+                    "region mappings are mlock()ed in every worker".into()
+                } else {
+                    "region mappings are not mlock()ed".into()
+                },
+            });
+        }
         if let Some(note) = self.mem_note.take() {
             obs.event(&RunEvent::Fault { cycle, backend: bname.clone(), kind: "memory".into(), detail: note });
         }
@@ -327,6 +342,7 @@ impl<'a> Scheduler<'a> {
                 txn_base: cycle * 1_000_000 + i as u64 * 10_000,
                 installed,
                 pageout: sc.memory.as_ref().is_some_and(|m| m.pageout),
+                mlock: sc.stale_page.as_ref().is_some_and(|s| s.mlock),
             };
             let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
             let pool = &self.pool;

@@ -104,6 +104,13 @@ fn is_zombie(pid: u32) -> bool {
 
 static PAGEOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+static MLOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// mlock() the region mappings of every environment this process opens (seed 000's experiment).
+pub fn set_mlock(on: bool) {
+    MLOCK.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Memory pressure from inside: every few lock-table calls, MADV_PAGEOUT the region mappings.
 pub fn set_pageout(on: bool) {
     PAGEOUT.store(on, std::sync::atomic::Ordering::Relaxed);
@@ -237,6 +244,11 @@ impl BdbEnv {
                 f.write_all_at(&datafile::meta_page(), 0).map_err(io(&p))?;
             }
             files.push(f);
+        }
+        if MLOCK.load(std::sync::atomic::Ordering::Relaxed) {
+            for r in [&envr, &mreg, &lreg] {
+                r.lock_in_memory().map_err(|e| BackendError::Env(format!("rpmdb: mlock of a region: {e}")))?;
+            }
         }
         let slot = env::register(&mut envr, pid).map_err(|e| BackendError::Env(format!("rpmdb: {e}")))?;
         let mut db = BdbEnv {

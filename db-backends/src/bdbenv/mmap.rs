@@ -67,6 +67,11 @@ impl Region {
         Some(unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(off) as *mut u32) })
     }
 
+    /// mlock(2) the mapping: its pages stay resident (seed 000's experiment against lost write-backs).
+    pub fn lock_in_memory(&self) -> std::io::Result<()> {
+        self.map.lock()
+    }
+
     /// MADV_PAGEOUT: ask the kernel to reclaim (and so write back) this mapping's pages now — memory
     /// pressure on the shared region, applied from inside a process that maps it.
     pub fn page_out(&self) -> std::io::Result<()> {

@@ -58,6 +58,8 @@ pub struct WorkerSpec<'a> {
     pub installed: BTreeSet<u32>,
     /// MADV_PAGEOUT the shared regions now and then (memory pressure).
     pub pageout: bool,
+    /// mlock() the shared regions.
+    pub mlock: bool,
 }
 
 struct Reporter<W: Write> {
@@ -76,6 +78,7 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
     // Like rpm: a Ctrl-C lets the current operation finish, then the database is closed and we exit.
     crate::sys::catch_terminate();
     dbtorture_backends::bdbenv::set_pageout(spec.pageout);
+    dbtorture_backends::bdbenv::set_mlock(spec.mlock);
     let res = match spec.role {
         Role::Writer => writer(&spec, pool, &mut rep),
         Role::Reader => reader(&spec, pool, &mut rep),
