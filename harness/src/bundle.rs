@@ -70,6 +70,8 @@ pub struct Replayed {
     pub info: BundleInfo,
     /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
     pub placement: Vec<String>,
+    /// The kills of that replay (with their placement: `true` = after the point).
+    pub kills: Vec<(KillRecord, bool)>,
 }
 
 struct Quiet;
@@ -117,7 +119,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
                 (k.clone(), !at)
             })
             .collect();
-        let (outcome, findings) = replay_once(bundle, &info, &sc, kills.clone())?;
+        let (outcome, findings) = replay_once(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
         let placement = kills
             .iter()
             .filter(|(k, _)| k.trigger != "point")
@@ -127,7 +129,14 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             })
             .collect();
         let done = outcome == info.outcome;
-        last = Some(Replayed { recorded: info.outcome, replayed: outcome, findings, info: info.clone(), placement });
+        last = Some(Replayed {
+            recorded: info.outcome,
+            replayed: outcome,
+            findings,
+            info: info.clone(),
+            placement,
+            kills,
+        });
         if done {
             break;
         }
@@ -135,26 +144,36 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     Ok(last.expect("at least one replay"))
 }
 
-fn replay_once(
-    bundle: &Path,
+/// Run the bundle's cycle once: from `pre` (a copy of a database directory) or, with `None`, from a freshly
+/// prepared database; kills placed as given. With `bundles`, a failing cycle writes its own bundle there.
+pub fn replay_once(
+    pre: Option<&Path>,
     info: &BundleInfo,
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
+    bundles: Option<&Path>,
 ) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
     use anyhow::Context;
     let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
-    let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
-    for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
-        let dir = tmp.path().join(kind.name()).join("db");
-        let mut installed = std::collections::BTreeSet::new();
-        if i == info.target {
-            copy_dir(&bundle.join("pre"), &dir).context("copying pre/")?;
-            installed.extend(info.installed_before.iter().copied());
+    let mut sched = match pre {
+        Some(pre) => {
+            let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
+            for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
+                let dir = tmp.path().join(kind.name()).join("db");
+                let mut installed = std::collections::BTreeSet::new();
+                if i == info.target {
+                    copy_dir(pre, &dir).context("copying pre/")?;
+                    installed.extend(info.installed_before.iter().copied());
+                }
+                sched.targets.push(crate::scheduler::Target { kind, dir, installed });
+            }
+            sched
         }
-        sched.targets.push(crate::scheduler::Target { kind, dir, installed });
-    }
+        None => crate::scheduler::Scheduler::new(sc, info.seed, tmp.path())?,
+    };
     anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
     sched.replay_kills = Some(kills);
+    sched.bundles = bundles.map(Path::to_path_buf);
     let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
     Ok((res.outcome, res.findings))
 }

@@ -13,6 +13,7 @@ pub mod run;
 pub mod scenario;
 pub mod scheduler;
 pub mod selftest;
+pub mod shrink;
 pub mod sys;
 pub mod verify;
 pub mod worker;

@@ -68,6 +68,12 @@ enum Cmd {
     /// Re-run a failing cycle from its bundle (same seed, plan, kill points); exit 0 if it reaches the same
     /// verdict, 1 if not.
     Replay { bundle: PathBuf },
+    /// Reduce a failing cycle while its finding persists and write a minimal bundle (default: BUNDLE-min).
+    Shrink {
+        bundle: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run a named recovery procedure on a database directory (what a cycle runs after damage).
     Recover {
         #[arg(long)]
@@ -279,6 +285,31 @@ fn main() -> ExitCode {
                 ExitCode::from(exit_codes::USAGE as u8)
             }
         },
+        Cmd::Shrink { bundle, out } => {
+            let out = out.unwrap_or_else(|| {
+                let mut s = bundle.as_os_str().to_owned();
+                s.push("-min");
+                PathBuf::from(s)
+            });
+            match dbtorture::shrink::shrink(&bundle, &out) {
+                Ok(r) => {
+                    println!("shrunk in {} tries:", r.tried);
+                    for s in &r.steps {
+                        println!("  {s}");
+                    }
+                    println!(
+                        "minimal bundle: {} (replay: dbtorture replay {})",
+                        r.bundle.display(),
+                        r.bundle.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(exit_codes::HARNESS as u8)
+                }
+            }
+        }
         Cmd::Recover { backend, dir, procedure, allow_system_db } => {
             if is_system_db(&dir) && !allow_system_db {
                 eprintln!(

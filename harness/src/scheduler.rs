@@ -240,7 +240,13 @@ impl<'a> Scheduler<'a> {
             plans[*sw].arm = None;
         }
         if let Some(kills) = &self.replay_kills {
-            // Replay: a kill that landed after a crash point is re-run as a kill at that point and hit.
+            // Replay: only the recorded kills happen, each at (or just after) the crash point and hit it
+            // landed on; every other worker runs to its end.
+            for p in plans.iter_mut() {
+                p.kill_at = None;
+                p.arm = None;
+                p.arm_after = false;
+            }
             for (k, after) in kills {
                 let (Some(p), Some(hit), Some(plan)) = (&k.last_point, k.last_hit, plans.get_mut(k.worker as usize))
                 else {

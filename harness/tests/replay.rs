@@ -76,3 +76,38 @@ fn replay_of_something_that_is_not_a_bundle_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a bundle"));
     assert!(!Path::new(&tmp.path().join("pre")).exists());
 }
+
+#[test]
+fn shrink_writes_a_smaller_bundle_that_still_fails_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = tmp.path().join("planted.toml");
+    std::fs::write(&sc, SCENARIO).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "12", "-q", "--out", out.to_str().unwrap()])
+        .env("DBTORTURE_PLANT", "sqlite-commit-per-package")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let mut bundles: Vec<_> = std::fs::read_dir(out.join("bundles")).unwrap().map(|e| e.unwrap().path()).collect();
+    bundles.sort();
+    let b = &bundles[0];
+    let min = tmp.path().join("min");
+    let s = bin().arg("shrink").arg(b).arg("--out").arg(&min).env_remove("DBTORTURE_PLANT").output().unwrap();
+    let t = String::from_utf8_lossy(&s.stdout);
+    assert_eq!(s.status.code(), Some(0), "{t}{}", String::from_utf8_lossy(&s.stderr));
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("bundle.json")).unwrap()).unwrap()
+    };
+    let (orig, small) = (read(b), read(&min));
+    let files = |v: &serde_json::Value| -> i64 {
+        let sc: toml::Table = toml::from_str(v["scenario_text"].as_str().unwrap()).unwrap();
+        sc["workload"].get("files_mean").and_then(|x| x.as_integer()).unwrap_or(8)
+            * sc["workload"]["packages"].as_integer().unwrap_or(30)
+    };
+    assert!(files(&small) <= files(&orig), "{t}");
+    assert!(small["kills"].as_array().unwrap().len() <= orig["kills"].as_array().unwrap().len());
+    assert_eq!(small["findings"][0]["kind"], orig["findings"][0]["kind"]);
+    let r = bin().arg("replay").arg(&min).output().unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stdout));
+}
