@@ -60,6 +60,9 @@ impl Observer for Sink {
                 .entry(k.last_point.clone().unwrap_or_else(|| "(before any point)".into()))
                 .or_default() += 1;
         }
+        for (p, h) in &c.point_hits {
+            self.coverage.entry(p.to_string()).or_default().hits += h;
+        }
         if let Some(p) = c.armed {
             let cov = self.coverage.entry(p.to_string()).or_default();
             cov.armed += 1;
@@ -252,7 +255,12 @@ pub fn summary_table(s: &Summary) -> String {
     }
     if !s.coverage.is_empty() {
         let killed = s.coverage.values().filter(|c| c.kills > 0).count();
-        out.push_str(&format!("kill-point coverage: {killed} of {} armed points killed at\n", s.coverage.len()));
+        let armed = s.coverage.values().filter(|c| c.armed > 0).count();
+        let passed = s.coverage.values().filter(|c| c.hits > 0).count();
+        out.push_str(&format!(
+            "kill-point coverage: {killed} of {armed} armed points killed at; {passed} of {} crash points passed\n",
+            dbtorture_backends::crash::ALL.len()
+        ));
     }
     out.push_str(&format!(
         "{} cycles, {} kills, {} commits in {:.1}s ({:.1} cycles/s, {:.1} kills/s); unexpected: {}{}\n",

@@ -24,7 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -59,6 +59,8 @@ pub struct CycleResult {
     pub interrupted: bool,
     /// The crash point a worker was armed at this cycle (for the coverage table).
     pub armed: Option<&'static str>,
+    /// How often each crash point was passed this cycle, over all workers.
+    pub point_hits: Vec<(&'static str, u64)>,
 }
 
 impl CycleResult {
@@ -76,6 +78,7 @@ impl CycleResult {
             overhead: Duration::ZERO,
             interrupted: true,
             armed: None,
+            point_hits: Vec::new(),
         }
     }
 }
@@ -495,6 +498,7 @@ impl<'a> Scheduler<'a> {
             _ => Default::default(),
         };
 
+        let point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
         // Classify each worker's end.
         let mut hang = false;
         for l in &live {
@@ -619,6 +623,7 @@ impl<'a> Scheduler<'a> {
             overhead,
             interrupted: false,
             armed: plans.iter().find_map(|p| p.arm).map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
+            point_hits,
         };
         obs.cycle_done(&res);
         Ok(res)
@@ -837,6 +842,7 @@ impl<'a> Scheduler<'a> {
             std::thread::sleep(Duration::from_micros(200));
         };
         let crumb = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
+        let point_hits = point_hits(&words[..crashpoint::SLOT_WORDS]);
         obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: 0, status: format!("{status:?}") });
         let mut kills = Vec::new();
         let mut findings = Vec::new();
@@ -923,6 +929,7 @@ impl<'a> Scheduler<'a> {
             overhead: fork_time + v0.elapsed(),
             interrupted: false,
             armed: plan.arm.map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
+            point_hits,
         };
         obs.cycle_done(&res);
         Ok(res)
@@ -960,6 +967,17 @@ impl Drop for Scheduler<'_> {
     fn drop(&mut self) {
         let _ = self.old_mask.thread_set_mask();
     }
+}
+
+/// Crash point hits of all workers' slots, summed: (point, hits).
+fn point_hits(words: &[std::sync::atomic::AtomicU64]) -> Vec<(&'static str, u64)> {
+    let mut sum: BTreeMap<u32, u64> = BTreeMap::new();
+    for slot in words.chunks(crashpoint::SLOT_WORDS) {
+        for (id, h) in crashpoint::hits(slot) {
+            *sum.entry(id).or_default() += h;
+        }
+    }
+    sum.into_iter().map(|(id, h)| (dbtorture_backends::crash::ALL[id as usize], h)).collect()
 }
 
 fn kill_record(l: &Live, sig: Signal, crumb: &crashpoint::Breadcrumb) -> KillRecord {

@@ -190,6 +190,9 @@ pub enum RunEvent {
 /// How one crash point was exercised.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PointCoverage {
+    /// Times a worker passed this point, over the run.
+    #[serde(default)]
+    pub hits: u64,
     /// Cycles in which a worker was armed at this point.
     pub armed: u64,
     /// Kills delivered with the worker stopped exactly here.
@@ -217,7 +220,7 @@ pub struct Summary {
     pub interrupted: bool,
     /// crash point → number of kills that landed at it (last point passed)
     pub kill_points: BTreeMap<String, u64>,
-    /// Crash points armed in this run: point → cycles armed, kills there, outcomes of those cycles.
+    /// Crash points of this run: point → times passed, cycles armed there, kills there, outcomes of those cycles.
     #[serde(default)]
     pub coverage: BTreeMap<String, PointCoverage>,
     pub version: String,

@@ -7,7 +7,10 @@ use nix::sys::signal::{Signal, raise};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub const SLOT_WORDS: usize = 8;
+/// Eight control words, then one hit counter per crash point.
+pub const SLOT_WORDS: usize = 8 + HIT_WORDS;
+pub const HIT_WORDS: usize = 64;
+const W_HITS_BASE: usize = 8;
 /// Last point passed, as id + 1 (0: none yet).
 pub const W_LAST: usize = 0;
 /// Points passed in total.
@@ -35,6 +38,9 @@ static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
 fn hook(id: u32) {
     let Some(s) = SLOT.get() else { return };
     let hit = POINT_HITS.get(id as usize).map(|h| h.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0);
+    if (id as usize) < HIT_WORDS {
+        s[W_HITS_BASE + id as usize].store(u64::from(hit), Ordering::Release);
+    }
     s[W_LAST_HIT].store(u64::from(hit), Ordering::Release);
     s[W_LAST].store(u64::from(id) + 1, Ordering::Release);
     s[W_PASSED].fetch_add(1, Ordering::AcqRel);
@@ -87,6 +93,16 @@ pub fn read(slot: &[AtomicU64]) -> Breadcrumb {
         passed: slot[W_PASSED].load(Ordering::Acquire),
         stopped: slot[W_STOPPED].load(Ordering::Acquire) == 1,
     }
+}
+
+/// How often the worker passed each crash point: (point id, hits), for points passed at least once.
+pub fn hits(slot: &[AtomicU64]) -> Vec<(u32, u64)> {
+    (0..HIT_WORDS.min(dbtorture_backends::crash::ALL.len()))
+        .filter_map(|i| {
+            let n = slot[W_HITS_BASE + i].load(Ordering::Acquire);
+            (n > 0).then_some((i as u32, n))
+        })
+        .collect()
 }
 
 /// Re-arm a paused worker's slot for another point (or disarm it), keeping its breadcrumbs.
