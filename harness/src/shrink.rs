@@ -97,27 +97,8 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
             }
         }
     }
-    // 3. Fewer operations and readers (the pool is unchanged: pre/ still fits).
+    // 3. No readers (the pool is unchanged: pre/ still fits).
     let writers = get_int(&st.text, "workload", "writers", 2);
-    for (key, floor) in [("txns_per_writer", 1i64), ("queries_per_reader", 0)] {
-        loop {
-            let v = get_int(&st.text, "workload", key, 8);
-            if v <= floor {
-                break;
-            }
-            let next = (v / 2).max(floor);
-            let cand = State {
-                text: set_key(&st.text, "workload", key, toml::Value::Integer(next))?,
-                kills: st.kills.clone(),
-                fresh: st.fresh,
-            };
-            if !reproduces(&cand)? {
-                break;
-            }
-            steps.push(format!("{key} {v} → {next}"));
-            st = cand;
-        }
-    }
     if get_int(&st.text, "workload", "readers", 1) > 0 {
         let kills: Vec<_> = st.kills.iter().filter(|k| i64::from(k.0.worker) < writers).cloned().collect();
         let cand =
@@ -127,10 +108,15 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
             st = cand;
         }
     }
-    // 4. Fewer and smaller packages: a new pool, so a freshly prepared database.
-    for (key, floor) in [("packages", 2i64), ("files_mean", 1)] {
+    // 4. Halve the operations (pre/ still fits), then the pool itself (a new pool: a fresh database).
+    for (key, floor, default, new_pool) in [
+        ("txns_per_writer", 1i64, 8i64, false),
+        ("queries_per_reader", 0, 200, false),
+        ("packages", 2, 40, true),
+        ("files_mean", 1, 12, true),
+    ] {
         loop {
-            let v = get_int(&st.text, "workload", key, 40);
+            let v = get_int(&st.text, "workload", key, default);
             if v <= floor {
                 break;
             }
@@ -138,12 +124,12 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
             let cand = State {
                 text: set_key(&st.text, "workload", key, toml::Value::Integer(next))?,
                 kills: st.kills.clone(),
-                fresh: true,
+                fresh: st.fresh || new_pool,
             };
             if !reproduces(&cand)? {
                 break;
             }
-            steps.push(format!("{key} {v} → {next} (fresh database)"));
+            steps.push(format!("{key} {v} → {next}{}", if new_pool { " (fresh database)" } else { "" }));
             st = cand;
         }
     }
