@@ -41,6 +41,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// With --out, don't write bundles of failing cycles (each cycle otherwise starts by copying the
+        /// database, which costs time on large databases).
+        #[arg(long)]
+        no_bundles: bool,
     },
     /// Verify a database directory: storage checks plus the full rpmdb cross-check (read-only).
     Verify {
@@ -143,7 +147,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet } => {
+        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet, no_bundles } => {
             let sc = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -161,7 +165,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit_codes::USAGE as u8);
             }
-            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet };
+            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles };
             match run(&sc, &opts) {
                 Ok(report) => {
                     print!("{}", summary_table(&report.summary));

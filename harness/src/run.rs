@@ -19,6 +19,8 @@ pub struct RunOptions {
     /// Where the databases live (default: a temporary directory, removed afterwards).
     pub workdir: Option<PathBuf>,
     pub quiet: bool,
+    /// Don't write bundles of failing cycles (saves copying the database at every cycle start).
+    pub no_bundles: bool,
 }
 
 pub struct RunReport {
@@ -157,7 +159,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     });
     let mut sched = Scheduler::new(sc, seed, &workdir)?;
     // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.
-    sched.bundles = opts.out.as_ref().map(|o| o.join("bundles"));
+    sched.bundles = opts.out.as_ref().filter(|_| !opts.no_bundles).map(|o| o.join("bundles"));
     let started = Instant::now();
     let mut cycle = 0u64;
     let mut harness_error = None;

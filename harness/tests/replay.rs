@@ -111,3 +111,19 @@ fn shrink_writes_a_smaller_bundle_that_still_fails_the_same_way() {
     let r = bin().arg("replay").arg(&min).output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stdout));
 }
+
+#[test]
+fn no_bundles_turns_bundles_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = tmp.path().join("planted.toml");
+    std::fs::write(&sc, SCENARIO).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "12", "-q", "--no-bundles", "--out", out.to_str().unwrap()])
+        .env("DBTORTURE_PLANT", "sqlite-skip-index-row")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "the planted bug must make cycles fail");
+    assert!(out.join("summary.json").exists());
+    assert!(!out.join("bundles").exists());
+}
