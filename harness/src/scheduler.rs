@@ -476,7 +476,6 @@ impl<'a> Scheduler<'a> {
         for l in live.iter_mut() {
             drain_to_eof(l, &mut logs, &mut got);
         }
-        let worker_time = t0.elapsed();
         if let Some(b) = balloon {
             let _ = kill(b, Signal::SIGKILL);
             let _ = waitpid(b, None);
@@ -601,16 +600,6 @@ impl<'a> Scheduler<'a> {
                 }),
             }
         }
-        obs.event(&RunEvent::CycleEnd {
-            cycle,
-            backend: bname,
-            outcome,
-            expected,
-            findings: findings.len(),
-            commits,
-            duration_ms: duration.as_secs_f64() * 1000.0,
-        });
-        let _ = worker_time;
         let res = CycleResult {
             cycle,
             backend: kind,
@@ -625,8 +614,7 @@ impl<'a> Scheduler<'a> {
             armed: plans.iter().find_map(|p| p.arm).map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
             point_hits,
         };
-        obs.cycle_done(&res);
-        Ok(res)
+        Ok(finish(res, obs))
     }
 
     /// After a cycle's processes are gone: data checks plus `extra` checks on the installed set, the
@@ -908,15 +896,6 @@ impl<'a> Scheduler<'a> {
         }
         let expected = sc.expected(from).contains(&outcome);
         let duration = started.elapsed();
-        obs.event(&RunEvent::CycleEnd {
-            cycle,
-            backend: bname,
-            outcome,
-            expected,
-            findings: findings.len(),
-            commits: 0,
-            duration_ms: duration.as_secs_f64() * 1000.0,
-        });
         let res = CycleResult {
             cycle,
             backend: from,
@@ -931,8 +910,7 @@ impl<'a> Scheduler<'a> {
             armed: plan.arm.map(|(id, _)| dbtorture_backends::crash::ALL[id as usize]),
             point_hits,
         };
-        obs.cycle_done(&res);
-        Ok(res)
+        Ok(finish(res, obs))
     }
 
     /// Replace target `t`'s database by a fresh one of its backend holding `installed`.
@@ -967,6 +945,21 @@ impl Drop for Scheduler<'_> {
     fn drop(&mut self) {
         let _ = self.old_mask.thread_set_mask();
     }
+}
+
+/// End a verified cycle: its `cycle-end` event is derived from the result, then the observer sees it.
+fn finish(res: CycleResult, obs: &mut dyn Observer) -> CycleResult {
+    obs.event(&RunEvent::CycleEnd {
+        cycle: res.cycle,
+        backend: res.backend.name().into(),
+        outcome: res.outcome,
+        expected: res.expected,
+        findings: res.findings.len(),
+        commits: res.commits,
+        duration_ms: res.duration.as_secs_f64() * 1000.0,
+    });
+    obs.cycle_done(&res);
+    res
 }
 
 /// Crash point hits of all workers' slots, summed: (point, hits).

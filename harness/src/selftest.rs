@@ -8,47 +8,23 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SQLITE: &str = r#"
-name = "selftest-sqlite"
-backends = ["sqlite"]
-[workload]
-packages = 30
-versions = 3
-files_mean = 8
-writers = 2
-readers = 1
-txns_per_writer = 6
-queries_per_reader = 30
-[kill]
-mode = "crash-point"
-point = "sqlite.savepoint.after"
-hit_max = 3
-[timeouts]
-cycle_ms = 5000
-probe_ms = 5000
-[expect]
-sqlite = ["clean"]
-"#;
-
-const BDBENV: &str = r#"
-name = "selftest-bdbenv"
-backends = ["bdbenv"]
-[workload]
-packages = 30
-versions = 3
-files_mean = 8
-writers = 2
-readers = 1
-txns_per_writer = 6
-queries_per_reader = 30
-[kill]
-mode = "none"
-[timeouts]
-cycle_ms = 3000
-probe_ms = 3000
-[expect]
-bdbenv = ["clean"]
-"#;
+/// The selftest scenario for one backend: the same small workload; sqlite is killed at the point where
+/// a transaction's second package begins (so a non-atomic commit shows), bdbenv runs without faults (so any
+/// damage is the bug's).
+fn scenario(backend: &str) -> String {
+    let (kill, timeout_ms) = match backend {
+        "sqlite" => ("mode = \"crash-point\"\npoint = \"sqlite.savepoint.after\"\nhit_max = 3", 5000),
+        _ => ("mode = \"none\"", 3000),
+    };
+    format!(
+        "name = \"selftest-{backend}\"\nbackends = [\"{backend}\"]\n\
+         [workload]\npackages = 30\nversions = 3\nfiles_mean = 8\nwriters = 2\nreaders = 1\n\
+         txns_per_writer = 6\nqueries_per_reader = 30\n\
+         [kill]\n{kill}\n\
+         [timeouts]\ncycle_ms = {timeout_ms}\nprobe_ms = {timeout_ms}\n\
+         [expect]\n{backend} = [\"clean\"]\n"
+    )
+}
 
 /// One row of the table.
 pub struct Row {
@@ -63,7 +39,7 @@ pub struct Row {
 fn run_case(dir: &Path, bug: Option<&str>, backend: &'static str, budget: Duration) -> Result<Row> {
     let name = bug.unwrap_or("none");
     let sc = dir.join(format!("{backend}-{name}.toml"));
-    std::fs::write(&sc, if backend == "sqlite" { SQLITE } else { BDBENV })?;
+    std::fs::write(&sc, scenario(backend))?;
     let out = dir.join(format!("{backend}-{name}"));
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", sc.to_str().context("path")?, "-q", "--duration", &format!("{}ms", budget.as_millis())])

@@ -7,7 +7,7 @@
 
 use super::datafile::{DataFile, PageImage, unpack_set};
 use super::lock::{self, Geometry, status, u32_at};
-use super::shqueue::{self as sq, List, TailQ};
+use super::shqueue::{self as sq, Chain};
 use super::{Profile, data_files, env, is_alive, mpool};
 use crate::backend::BackendError;
 use crate::rpmdb::tags::INDEXES;
@@ -23,12 +23,13 @@ fn neg(v: u32) -> bool {
     v >= 1 << 31
 }
 
-/// Walk a tail queue: bounded, cycle-checked, every link resolved into the expected pool, `prev` of each
-/// element pointing at its predecessor's `next` field, and `last` at the last element's `next` field.
-pub(crate) fn walk_tq(
+/// Walk a tail queue or list: bounded, cycle-checked, every link resolved into the expected pool, `prev` of
+/// each element pointing at its predecessor's `next` field, and (tail queues) `last` at the last element's
+/// `next` field.
+pub(crate) fn walk(
     r: &[u8],
     g: &Geometry,
-    q: TailQ,
+    q: &impl Chain,
     pool: &str,
     label: &str,
     limit: u32,
@@ -36,7 +37,7 @@ pub(crate) fn walk_tq(
 ) -> Vec<usize> {
     let mut seen = BTreeSet::new();
     let mut elems = Vec::new();
-    let mut expect_prev = q.head + sq::HEAD_FIRST;
+    let mut expect_prev = q.head_first();
     let mut cur = match q.first(r) {
         Ok(c) => c,
         Err(e) => {
@@ -62,7 +63,7 @@ pub(crate) fn walk_tq(
             Err(err) => out.push(lr("invalid offset", format!("{label}: {pool} @{e:#x} prev: {err}"))),
         }
         elems.push(e);
-        expect_prev = e + q.link + sq::ENTRY_NEXT;
+        expect_prev = e + q.link() + sq::ENTRY_NEXT;
         cur = match q.next(r, e) {
             Ok(c) => c,
             Err(err) => {
@@ -71,63 +72,14 @@ pub(crate) fn walk_tq(
             }
         };
     }
-    match sq::get(r, q.head + sq::HEAD_LAST) {
-        Ok(last) => {
-            let at = (q.head as isize).wrapping_add(last);
-            if at != expect_prev as isize {
-                out.push(lr(
-                    "list broken",
-                    format!("{label}: last -> {at:#x}, but the last element's next field is at {expect_prev:#x}"),
-                ));
-            }
-        }
-        Err(err) => out.push(lr("invalid offset", format!("{label}: last: {err}"))),
-    }
-    elems
-}
-
-/// Walk a locker's heldby list (SH_LIST) with the same checks.
-pub(crate) fn walk_list(
-    r: &[u8],
-    g: &Geometry,
-    q: List,
-    label: &str,
-    limit: u32,
-    out: &mut Vec<Finding>,
-) -> Vec<usize> {
-    let mut seen = BTreeSet::new();
-    let mut elems = Vec::new();
-    let mut expect_prev = q.head;
-    let mut cur = match q.first(r) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(lr("invalid offset", format!("{label}: head {e}")));
-            return elems;
-        }
-    };
-    while let Some(e) = cur {
-        if g.classify(e).map(|c| c.0) != Some("lock") {
-            out.push(lr("invalid offset", format!("{label}: link leads to {e:#x}, which is not a lock")));
-            return elems;
-        }
-        if !seen.insert(e) || elems.len() as u32 > limit {
-            out.push(lr("list broken", format!("{label}: the walk returns to lock @{e:#x} (a cycle)")));
-            return elems;
-        }
-        if let Ok(p) = q.prev_field(r, e)
-            && p != expect_prev
-        {
-            out.push(lr("list broken", format!("{label}: lock @{e:#x} prev -> {p:#x}, expected {expect_prev:#x}")));
-        }
-        elems.push(e);
-        expect_prev = e + q.link + sq::ENTRY_NEXT;
-        cur = match q.next(r, e) {
-            Ok(c) => c,
-            Err(err) => {
-                out.push(lr("invalid offset", format!("{label}: lock @{e:#x} next: {err}")));
-                return elems;
-            }
-        };
+    match q.last_field(r) {
+        None => {}
+        Some(Ok(at)) if at == expect_prev as isize => {}
+        Some(Ok(at)) => out.push(lr(
+            "list broken",
+            format!("{label}: last -> {at:#x}, but the last element's next field is at {expect_prev:#x}"),
+        )),
+        Some(Err(err)) => out.push(lr("invalid offset", format!("{label}: last: {err}"))),
     }
     elems
 }
@@ -175,11 +127,11 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     }
     let locker_label = |l: usize| format!("locker {:#x} @{l:#x}", u32_at(r, l + lock::LK_ID));
     // Lockers: free list, hash buckets, in-use list.
-    let free_lk = walk_tq(r, &g, g.free_lockers(), "locker", "locker free list", g.maxlockers, out);
+    let free_lk = walk(r, &g, &g.free_lockers(), "locker", "locker free list", g.maxlockers, out);
     let mut in_buckets: Vec<usize> = Vec::new();
     let mut by_id: BTreeMap<u32, usize> = BTreeMap::new();
     for b in 0..g.locker_t_size {
-        for l in walk_tq(r, &g, g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, out) {
+        for l in walk(r, &g, &g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, out) {
             let id = u32_at(r, l + lock::LK_ID);
             if id % g.locker_t_size != b {
                 out.push(lr(
@@ -193,7 +145,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             in_buckets.push(l);
         }
     }
-    let inuse = walk_tq(r, &g, g.inuse_lockers(), "locker", "in-use locker list", g.maxlockers, out);
+    let inuse = walk(r, &g, &g.inuse_lockers(), "locker", "in-use locker list", g.maxlockers, out);
     let (bset, iset): (BTreeSet<_>, BTreeSet<_>) =
         (in_buckets.iter().copied().collect(), inuse.iter().copied().collect());
     for l in bset.symmetric_difference(&iset) {
@@ -207,7 +159,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             ),
         ));
     }
-    membership(&g, "locker", g.maxlockers, lock::LOCKER_SIZE, g.lockers, &[&free_lk, &in_buckets], out);
+    membership("locker", g.maxlockers, lock::LOCKER_SIZE, g.lockers, &[&free_lk, &in_buckets], out);
     for &l in &free_lk {
         if u32_at(r, l + lock::LK_NLOCKS) != 0 {
             out.push(lr(
@@ -217,14 +169,14 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
         }
     }
     // Objects.
-    let free_ob = walk_tq(r, &g, g.free_objects(), "object", "object free list", g.maxobjects, out);
+    let free_ob = walk(r, &g, &g.free_objects(), "object", "object free list", g.maxobjects, out);
     let mut objects = Vec::new();
     for b in 0..g.object_t_size {
-        objects.extend(walk_tq(r, &g, g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, out));
+        objects.extend(walk(r, &g, &g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, out));
     }
-    membership(&g, "object", g.maxobjects, lock::OBJECT_SIZE, g.objects, &[&free_ob, &objects], out);
+    membership("object", g.maxobjects, lock::OBJECT_SIZE, g.objects, &[&free_ob, &objects], out);
     // Locks: free list, holders and waiters of every live object.
-    let free_lo = walk_tq(r, &g, g.free_locks(), "lock", "lock free list", g.maxlocks, out);
+    let free_lo = walk(r, &g, &g.free_locks(), "lock", "lock free list", g.maxlocks, out);
     for &l in &free_lo {
         if u32_at(r, l + lock::L_STATUS) != status::FREE {
             out.push(lr(
@@ -239,7 +191,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             (g.holders(o), "holders", [status::HELD, status::PENDING]),
             (g.waiters(o), "waiters", [status::WAITING, status::WAITING]),
         ] {
-            for l in walk_tq(r, &g, q, "lock", &format!("{what} of object @{o:#x}"), g.maxlocks, out) {
+            for l in walk(r, &g, &q, "lock", &format!("{what} of object @{o:#x}"), g.maxlocks, out) {
                 let st = u32_at(r, l + lock::L_STATUS);
                 if !ok.contains(&st) {
                     out.push(lr(
@@ -265,14 +217,14 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             }
         }
     }
-    membership(&g, "lock", g.maxlocks, lock::LOCK_SIZE, g.locks, &[&free_lo, &granted], out);
+    membership("lock", g.maxlocks, lock::LOCK_SIZE, g.locks, &[&free_lo, &granted], out);
     // Each locker's heldby list and counters.
     let mut heldby_total = 0usize;
     // Dead pid → (lockers, lockers holding locks, write locks).
     let mut dead: BTreeMap<u32, (usize, usize, usize)> = BTreeMap::new();
     for &l in &in_buckets {
         let id = u32_at(r, l + lock::LK_ID);
-        let locks = walk_list(r, &g, g.heldby(l), &format!("heldby of {}", locker_label(l)), g.maxlocks, out);
+        let locks = walk(r, &g, &g.heldby(l), "lock", &format!("heldby of {}", locker_label(l)), g.maxlocks, out);
         heldby_total += locks.len();
         let writes = locks
             .iter()
@@ -356,22 +308,13 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
 }
 
 /// Each element of a pool must be on exactly one of the given lists.
-fn membership(
-    g: &Geometry,
-    pool: &str,
-    n: u32,
-    size: usize,
-    base: usize,
-    lists: &[&Vec<usize>],
-    out: &mut Vec<Finding>,
-) {
+fn membership(pool: &str, n: u32, size: usize, base: usize, lists: &[&Vec<usize>], out: &mut Vec<Finding>) {
     let mut count: BTreeMap<usize, u32> = BTreeMap::new();
     for l in lists {
         for &e in l.iter() {
             *count.entry(e).or_default() += 1;
         }
     }
-    let _ = g;
     let mut lost = Vec::new();
     for i in 0..n as usize {
         let e = base + i * size;

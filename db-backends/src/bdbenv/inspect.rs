@@ -5,7 +5,7 @@
 //! Works on a damaged region: it reads copies of the files, walks with the verifier's bounded walks, and
 //! never takes a mutex.
 
-use super::check::{self, walk_list, walk_tq};
+use super::check::{self, walk};
 use super::lock::{self, Geometry, status, u32_at};
 use super::{env, is_alive, mpool};
 use crate::rpmdb::Finding;
@@ -146,17 +146,17 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
         return info;
     };
     let mut p = Vec::new();
-    info.free_lockers = walk_tq(r, &g, g.free_lockers(), "locker", "locker free list", g.maxlockers, &mut p).len();
-    info.free_objects = walk_tq(r, &g, g.free_objects(), "object", "object free list", g.maxobjects, &mut p).len();
-    info.free_locks = walk_tq(r, &g, g.free_locks(), "lock", "lock free list", g.maxlocks, &mut p).len();
+    info.free_lockers = walk(r, &g, &g.free_lockers(), "locker", "locker free list", g.maxlockers, &mut p).len();
+    info.free_objects = walk(r, &g, &g.free_objects(), "object", "object free list", g.maxobjects, &mut p).len();
+    info.free_locks = walk(r, &g, &g.free_locks(), "lock", "lock free list", g.maxlocks, &mut p).len();
     info.problems.extend(strings(p));
     for b in 0..g.locker_t_size {
         let mut p = Vec::new();
-        let ls = walk_tq(r, &g, g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, &mut p);
+        let ls = walk(r, &g, &g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, &mut p);
         info.problems.extend(strings(p));
         for l in ls {
             let mut p = Vec::new();
-            let locks = walk_list(r, &g, g.heldby(l), &format!("heldby of locker @{l:#x}"), g.maxlocks, &mut p);
+            let locks = walk(r, &g, &g.heldby(l), "lock", &format!("heldby of locker @{l:#x}"), g.maxlocks, &mut p);
             let pid = u32_at(r, l + lock::LK_PID);
             info.lockers.push(LockerInfo {
                 offset: l,
@@ -173,12 +173,12 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
     info.lockers.sort_by_key(|l| l.id);
     for b in 0..g.object_t_size {
         let mut p = Vec::new();
-        let os = walk_tq(r, &g, g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, &mut p);
+        let os = walk(r, &g, &g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, &mut p);
         info.problems.extend(strings(p));
         for o in os {
             let mut p = Vec::new();
-            let holders = walk_tq(r, &g, g.holders(o), "lock", &format!("holders of @{o:#x}"), g.maxlocks, &mut p);
-            let waiters = walk_tq(r, &g, g.waiters(o), "lock", &format!("waiters of @{o:#x}"), g.maxlocks, &mut p);
+            let holders = walk(r, &g, &g.holders(o), "lock", &format!("holders of @{o:#x}"), g.maxlocks, &mut p);
+            let waiters = walk(r, &g, &g.waiters(o), "lock", &format!("waiters of @{o:#x}"), g.maxlocks, &mut p);
             let len = (u32_at(r, o + lock::OB_KEYLEN) as usize).min(lock::KEY_MAX);
             info.objects.push(ObjectInfo {
                 offset: o,

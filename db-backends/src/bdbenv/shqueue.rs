@@ -251,6 +251,58 @@ impl List {
     }
 }
 
+/// What a verifier needs of either list kind: the head's `first` field, the link offset in an element, and
+/// the three links. `last_field` is where a tail queue's `last` points (absolute); lists have none.
+pub trait Chain {
+    fn head_first(&self) -> usize;
+    fn link(&self) -> usize;
+    fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink>;
+    fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink>;
+    fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink>;
+    fn last_field(&self, _r: &[u8]) -> Option<Result<isize, BadLink>> {
+        None
+    }
+}
+
+impl Chain for TailQ {
+    fn head_first(&self) -> usize {
+        self.head + HEAD_FIRST
+    }
+    fn link(&self) -> usize {
+        self.link
+    }
+    fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
+        TailQ::first(self, r)
+    }
+    fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
+        TailQ::next(self, r, elem)
+    }
+    fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
+        TailQ::prev_field(self, r, elem)
+    }
+    fn last_field(&self, r: &[u8]) -> Option<Result<isize, BadLink>> {
+        Some(get(r, self.head + HEAD_LAST).map(|last| (self.head as isize).wrapping_add(last)))
+    }
+}
+
+impl Chain for List {
+    fn head_first(&self) -> usize {
+        self.head
+    }
+    fn link(&self) -> usize {
+        self.link
+    }
+    fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
+        List::first(self, r)
+    }
+    fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
+        List::next(self, r, elem)
+    }
+    fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
+        List::prev_field(self, r, elem)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
