@@ -50,7 +50,8 @@ pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub const README: &str = "This is a dbtorture bundle: one failing cycle of a torture run.
+pub const README: &str = "This is a dbtorture bundle: one failing cycle of a torture run, as a single
+archive to attach to a bug report. Unpack it with `tar xzf cycle-….tar.gz` to look inside:
 
   bundle.json   scenario (full text), seed, cycle, backend, plan, kills (with the crash point and hit each
                 landed on), outcome, findings, and the command that replays it
@@ -58,9 +59,61 @@ pub const README: &str = "This is a dbtorture bundle: one failing cycle of a tor
   post/         the database directory as the faults left it, before any recovery (region files included)
   inspect.json  (BDB-style environments) the lock region as `dbtorture inspect --json` shows it
 
-Replay it with the command in bundle.json (`dbtorture replay THIS_DIRECTORY`); look at the damage with
+Replay it with the command in bundle.json: `dbtorture replay cycle-….tar.gz` (the archive, or the unpacked
+directory) re-runs the cycle from pre/ with the same seed, plan and kill points and says whether it reaches
+the same verdict; `dbtorture shrink cycle-….tar.gz` reduces it. Look at the damage with
 `dbtorture verify --backend BACKEND post` and `dbtorture inspect post`.
 ";
+
+/// Pack a bundle directory into `DIR.tar.gz` (one top-level folder named like the directory), atomically,
+/// and remove the directory. Returns the archive's path.
+pub fn pack(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    let name = dir.file_name().ok_or_else(|| std::io::Error::other("bundle directory has no name"))?;
+    let mut archive = name.to_os_string();
+    archive.push(".tar.gz");
+    let archive = dir.with_file_name(archive);
+    let mut tmp_name = archive.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = archive.with_file_name(tmp_name);
+    {
+        let f = std::fs::File::create(&tmp)?;
+        let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.follow_symlinks(false);
+        tar.append_dir_all(name, dir)?;
+        let f = tar.into_inner()?.finish()?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &archive)?;
+    std::fs::remove_dir_all(dir)?;
+    Ok(archive)
+}
+
+/// A bundle ready to read: a directory, or an archive unpacked into a temporary directory.
+pub struct Opened {
+    pub dir: std::path::PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Open a bundle given as a directory or as a `.tar.gz` archive written by [`pack`].
+pub fn open(path: &Path) -> anyhow::Result<Opened> {
+    use anyhow::Context;
+    if path.is_dir() {
+        return Ok(Opened { dir: path.to_path_buf(), _tmp: None });
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("{}: no such bundle", path.display()))?;
+    let tmp = tempfile::Builder::new().prefix("dbtorture-bundle-").tempdir()?;
+    tar::Archive::new(flate2::read::GzDecoder::new(f))
+        .unpack(tmp.path())
+        .with_context(|| format!("{}: not a bundle archive (.tar.gz)", path.display()))?;
+    // The archive holds one folder; find the one with bundle.json.
+    let dir = std::fs::read_dir(tmp.path())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("bundle.json").exists())
+        .with_context(|| format!("{}: the archive holds no bundle.json", path.display()))?;
+    Ok(Opened { dir, _tmp: Some(tmp) })
+}
 
 /// What a replay found.
 pub struct Replayed {
@@ -91,6 +144,8 @@ impl crate::scheduler::Observer for Quiet {
 /// after it, and tries those placements (at most 16 combinations) until one reaches the recorded verdict.
 pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     use anyhow::Context;
+    let opened = open(bundle)?;
+    let bundle = opened.dir.as_path();
     let text = std::fs::read_to_string(bundle.join("bundle.json"))
         .with_context(|| format!("{}: not a bundle (no bundle.json)", bundle.display()))?;
     let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
@@ -165,7 +220,8 @@ pub fn replay_once(
                     copy_dir(pre, &dir).context("copying pre/")?;
                     installed.extend(info.installed_before.iter().copied());
                 }
-                sched.targets.push(crate::scheduler::Target { kind, dir, installed });
+                // The copy is the database of the cycle's epoch: no fresh start.
+                sched.targets.push(crate::scheduler::Target { kind, dir, installed, epoch: info.cycle / sc.epoch });
             }
             sched
         }

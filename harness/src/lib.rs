@@ -6,8 +6,10 @@
 
 pub mod bench;
 pub mod bundle;
+pub mod environment;
 pub mod exit_codes;
 pub mod fault;
+pub mod merge;
 pub mod oracle;
 pub mod run;
 pub mod scenario;

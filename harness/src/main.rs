@@ -45,6 +45,19 @@ enum Cmd {
         /// database, which costs time on large databases).
         #[arg(long)]
         no_bundles: bool,
+        /// Run only shard I of N (0-based): epochs are dealt round-robin, so N shards with the same seed
+        /// together run exactly the cycles of one unsharded run; combine them with `dbtorture merge`.
+        #[arg(long, value_parser = dbtorture::run::parse_shard)]
+        shard: Option<dbtorture_reports::Shard>,
+    },
+    /// Combine the output directories of several runs (e.g. shards) into one summary.json, junit.xml and
+    /// report.html; bundles are copied along. Exit 0 if every cycle's outcome was allowed, 1 if not.
+    Merge {
+        /// Output directories of `dbtorture run --out`.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Verify a database directory: storage checks plus the full rpmdb cross-check (read-only).
     Verify {
@@ -72,7 +85,8 @@ enum Cmd {
     /// Re-run a failing cycle from its bundle (same seed, plan, kill points); exit 0 if it reaches the same
     /// verdict, 1 if not.
     Replay { bundle: PathBuf },
-    /// Reduce a failing cycle while its finding persists and write a minimal bundle (default: BUNDLE-min).
+    /// Reduce a failing cycle while its finding persists and write a minimal bundle (default:
+    /// BUNDLE-min.tar.gz).
     Shrink {
         bundle: PathBuf,
         #[arg(long)]
@@ -132,6 +146,12 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s).ok_or_else(|| format!("expected a duration like 60s or 5m, got {s:?}"))
 }
 
+/// Colour only on a terminal, and never with NO_COLOR set.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn is_system_db(p: &Path) -> bool {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let home_rpmdb = std::env::var_os("HOME").map(|h| Path::new(&h).join(".rpmdb"));
@@ -147,7 +167,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet, no_bundles } => {
+        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet, no_bundles, shard } => {
             let sc = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -165,10 +185,10 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit_codes::USAGE as u8);
             }
-            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles };
+            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard };
             match run(&sc, &opts) {
                 Ok(report) => {
-                    print!("{}", summary_table(&report.summary));
+                    print!("{}", summary_table(&report.summary, colour()));
                     for f in report.failures.iter().take(10) {
                         println!("unexpected: cycle {} {} → {}", f.cycle, f.backend.name(), f.outcome);
                         for finding in f.findings.iter().take(5) {
@@ -191,6 +211,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Merge { dirs, out } => match dbtorture::merge::merge(&dirs, &out) {
+            Ok(summary) => {
+                print!("{}", summary_table(&summary, colour()));
+                println!("merged {} runs into {}", summary.runs.len(), out.display());
+                ExitCode::from(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK } as u8)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_codes::USAGE as u8)
+            }
+        },
         Cmd::Verify { backend, dir, json } => {
             let Some(kind) = BackendKind::from_name(&backend) else {
                 eprintln!("error: unknown backend {backend:?}");
@@ -290,11 +321,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Shrink { bundle, out } => {
-            let out = out.unwrap_or_else(|| {
-                let mut s = bundle.as_os_str().to_owned();
-                s.push("-min");
-                PathBuf::from(s)
-            });
+            let out = out.unwrap_or_else(|| dbtorture::shrink::default_out(&bundle));
             match dbtorture::shrink::shrink(&bundle, &out) {
                 Ok(r) => {
                     println!("shrunk in {} tries:", r.tried);

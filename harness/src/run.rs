@@ -1,11 +1,12 @@
-//! `dbtorture run`: drive the scheduler for a number of cycles or a duration, and write the reports.
+//! `dbtorture run`: drive the scheduler for a number of cycles or a duration (or one shard of them), stream
+//! events.jsonl, and write summary.json, junit.xml and report.html — also when the run is interrupted or
+//! the harness fails mid-run, for the cycles done.
 
 use crate::scenario::{Scenario, parse_duration};
 use crate::scheduler::{CycleResult, Observer, Scheduler};
 use anyhow::{Context, Result};
-use dbtorture_reports::{EventLog, Outcome, RunEvent, SCHEMA_VERSION, Summary, write_json_atomic};
+use dbtorture_reports::{Aggregate, EventLog, Outcome, RunEvent, SCHEMA_VERSION, Shard, Summary, write_reports};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Don't write bundles of failing cycles (saves copying the database at every cycle start).
     pub no_bundles: bool,
+    /// Run only this shard's epochs.
+    pub shard: Option<Shard>,
 }
 
 pub struct RunReport {
@@ -29,16 +32,26 @@ pub struct RunReport {
     pub failures: Vec<CycleResult>,
 }
 
+/// Parse "I/N" (0 ≤ I < N).
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("expected I/N like 0/4, got {s:?}"))?;
+    let index: u32 = i.trim().parse().map_err(|_| format!("shard index {i:?} is not a number"))?;
+    let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: need 0 ≤ I < N"));
+    }
+    Ok(Shard { index, count })
+}
+
+/// Whether `cycle` belongs to `shard`: epochs are dealt round-robin to shards.
+pub fn in_shard(shard: Option<Shard>, epoch_len: u64, cycle: u64) -> bool {
+    shard.is_none_or(|s| (cycle / epoch_len) % u64::from(s.count) == u64::from(s.index))
+}
+
 struct Sink {
     log: EventLog,
+    agg: Aggregate,
     bar: ProgressBar,
-    counts: BTreeMap<String, BTreeMap<String, u64>>,
-    kills: u64,
-    commits: u64,
-    unexpected: u64,
-    cycles: u64,
-    kill_points: BTreeMap<String, u64>,
-    coverage: BTreeMap<String, dbtorture_reports::PointCoverage>,
     overhead: Vec<Duration>,
     failures: Vec<CycleResult>,
     write_error: Option<String>,
@@ -49,32 +62,12 @@ impl Observer for Sink {
         if let Err(e) = self.log.emit(ev) {
             self.write_error.get_or_insert(e.to_string());
         }
+        self.agg.push(ev);
     }
 
     fn cycle_done(&mut self, c: &CycleResult) {
-        self.cycles += 1;
-        self.kills += c.kills.len() as u64;
-        self.commits += c.commits;
-        *self.counts.entry(c.backend.name().into()).or_default().entry(c.outcome.name().into()).or_default() += 1;
-        for k in &c.kills {
-            *self
-                .kill_points
-                .entry(k.last_point.clone().unwrap_or_else(|| "(before any point)".into()))
-                .or_default() += 1;
-        }
-        for (p, h) in &c.point_hits {
-            self.coverage.entry(p.to_string()).or_default().hits += h;
-        }
-        if let Some(p) = c.armed {
-            let cov = self.coverage.entry(p.to_string()).or_default();
-            cov.armed += 1;
-            cov.kills +=
-                c.kills.iter().filter(|k| k.trigger == "point" && k.last_point.as_deref() == Some(p)).count() as u64;
-            *cov.outcomes.entry(c.outcome.name().into()).or_default() += 1;
-        }
         self.overhead.push(c.overhead);
         if !c.expected {
-            self.unexpected += 1;
             let first = c.findings.first().map(|f| f.to_string()).unwrap_or_default();
             self.bar.println(format!(
                 "cycle {} {}: unexpected outcome {}{}",
@@ -90,12 +83,12 @@ impl Observer for Sink {
         self.bar.inc(1);
         let mut msg = Vec::new();
         for o in Outcome::ALL {
-            let n: u64 = self.counts.values().filter_map(|m| m.get(o.name())).sum();
+            let n: u64 = self.agg.outcomes().values().filter_map(|m| m.get(o.name())).sum();
             if n > 0 {
                 msg.push(format!("{o} {n}"));
             }
         }
-        self.bar.set_message(format!("kills {} · {}", self.kills, msg.join(" · ")));
+        self.bar.set_message(format!("kills {} · {}", self.agg.kills(), msg.join(" · ")));
     }
 }
 
@@ -105,6 +98,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         .duration
         .or_else(|| if opts.cycles.is_some() { None } else { sc.duration.as_deref().and_then(parse_duration) });
     let cycles = if duration.is_some() { None } else { Some(opts.cycles.or(sc.cycles).unwrap_or(20)) };
+    let shard = opts.shard.filter(|s| s.count > 1);
     let tmp;
     let workdir = match &opts.workdir {
         Some(w) => {
@@ -123,123 +117,110 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         }
         None => EventLog::disabled(),
     };
-    let total = cycles.map(|c| c * sc.backends.len() as u64);
+    let total =
+        cycles.map(|c| (0..c).filter(|&i| in_shard(shard, sc.epoch, i)).count() as u64 * sc.backends.len() as u64);
     let bar = if opts.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}")
-                .expect("template")
-                .progress_chars("=> "),
-        );
+        let template = if total.is_some() {
+            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}"
+        } else {
+            "{spinner} {elapsed_precise} cycle {pos} {msg}"
+        };
+        b.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
         b
     };
-    let mut sink = Sink {
-        log,
-        bar,
-        counts: BTreeMap::new(),
-        kills: 0,
-        commits: 0,
-        unexpected: 0,
-        cycles: 0,
-        kill_points: BTreeMap::new(),
-        coverage: BTreeMap::new(),
-        overhead: Vec::new(),
-        failures: Vec::new(),
-        write_error: None,
-    };
-    let version = env!("CARGO_PKG_VERSION").to_string();
-    sink.event(&RunEvent::RunStart {
-        schema: SCHEMA_VERSION,
-        scenario: sc.name.clone(),
-        seed,
-        backends: sc.backends.clone(),
-        version: version.clone(),
-    });
-    let mut sched = Scheduler::new(sc, seed, &workdir)?;
-    // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.
-    sched.bundles = opts.out.as_ref().filter(|_| !opts.no_bundles).map(|o| o.join("bundles"));
-    let started = Instant::now();
-    let mut cycle = 0u64;
-    let mut harness_error = None;
-    'outer: loop {
-        if let Some(c) = cycles
-            && cycle >= c
-        {
-            break;
-        }
-        if let Some(d) = duration
-            && started.elapsed() >= d
-        {
-            break;
-        }
-        for t in 0..sched.targets.len() {
-            match sched.cycle(t, cycle, &mut sink) {
-                Ok(_) => {}
-                Err(e) => {
-                    harness_error = Some(e);
-                    break 'outer;
-                }
-            }
-            if sched.interrupted {
-                break 'outer;
-            }
-        }
-        cycle += 1;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let interrupted = sched.interrupted;
-    drop(sched);
-    sink.bar.finish_and_clear();
-    sink.event(&RunEvent::RunEnd {
-        cycles: sink.cycles,
-        unexpected: sink.unexpected,
-        interrupted,
-        duration_s: elapsed,
-    });
+    let scenario_text = std::fs::read(&sc.source).unwrap_or_default();
     let replay = format!(
-        "dbtorture run {} --seed {seed} {}",
+        "dbtorture run {} --seed {seed} {}{}",
         sc.source.display(),
         match (cycles, duration) {
             (Some(c), _) => format!("--cycles {c}"),
             (None, Some(d)) => format!("--duration {}s", d.as_secs()),
             _ => String::new(),
-        }
+        },
+        shard.map(|s| format!(" --shard {s}")).unwrap_or_default()
     );
-    let summary = Summary {
+    let mut sink =
+        Sink { log, agg: Aggregate::new(), bar, overhead: Vec::new(), failures: Vec::new(), write_error: None };
+    sink.event(&RunEvent::RunStart {
         schema: SCHEMA_VERSION,
         scenario: sc.name.clone(),
+        scenario_hash: crate::environment::sha256_hex(&scenario_text),
         seed,
         backends: sc.backends.clone(),
-        cycles: sink.cycles,
-        kills: sink.kills,
-        commits: sink.commits,
-        outcomes: sink.counts.clone(),
-        unexpected: sink.unexpected + u64::from(harness_error.is_some()),
-        cycles_per_sec: sink.cycles as f64 / elapsed.max(1e-9),
-        kills_per_sec: sink.kills as f64 / elapsed.max(1e-9),
-        duration_s: elapsed,
-        interrupted,
-        kill_points: sink.kill_points.clone(),
-        coverage: sink.coverage.clone(),
-        version,
+        version: crate::environment::binary_version(),
+        environment: crate::environment::detect(),
+        shard,
         replay: replay.trim().to_string(),
-    };
+    });
+    let started = Instant::now();
+    let mut harness_error = None;
+    let mut interrupted = false;
+    match Scheduler::new(sc, seed, &workdir) {
+        Err(e) => harness_error = Some(e.context("preparing the databases")),
+        Ok(mut sched) => {
+            // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.
+            sched.bundles = opts.out.as_ref().filter(|_| !opts.no_bundles).map(|o| o.join("bundles"));
+            let mut cycle = 0u64;
+            'outer: loop {
+                if let Some(c) = cycles
+                    && cycle >= c
+                {
+                    break;
+                }
+                if let Some(d) = duration
+                    && started.elapsed() >= d
+                {
+                    break;
+                }
+                if !in_shard(shard, sc.epoch, cycle) {
+                    cycle += 1;
+                    continue;
+                }
+                for t in 0..sched.targets.len() {
+                    if let Err(e) = sched.cycle(t, cycle, &mut sink) {
+                        harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
+                        break 'outer;
+                    }
+                    if sched.interrupted {
+                        break 'outer;
+                    }
+                }
+                cycle += 1;
+            }
+            interrupted = sched.interrupted;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    sink.bar.finish_and_clear();
+    let cycles_done = sink.agg.cycles();
+    let unexpected = sink.agg.unexpected();
+    sink.event(&RunEvent::RunEnd { cycles: cycles_done, unexpected, interrupted, duration_s: elapsed });
+    if harness_error.is_some() {
+        sink.agg.add_harness_failure();
+    }
+    let summary = sink.agg.summary();
     if let Some(out) = &opts.out {
-        write_json_atomic(&out.join("summary.json"), &summary)?;
+        write_reports(out, &summary, sink.agg.timeline())?;
     }
     if let Some(e) = sink.write_error {
         anyhow::bail!("writing events: {e}");
     }
     if let Some(e) = harness_error {
-        return Err(e.context(format!("harness error in cycle {cycle} (reports written for the cycles done)")));
+        return Err(e.context("reports written for the cycles done"));
     }
     Ok(RunReport { summary, overhead: sink.overhead, failures: sink.failures })
 }
 
 /// The final table: outcome counts per backend.
-pub fn summary_table(s: &Summary) -> String {
+pub fn summary_table(s: &Summary, colour: bool) -> String {
+    let paint = |style: anstyle::Style, text: String| {
+        if colour { format!("{style}{text}{style:#}") } else { text }
+    };
+    let red = anstyle::AnsiColor::Red.on_default().bold();
+    let green = anstyle::AnsiColor::Green.on_default();
     let mut out = String::new();
     let used: Vec<Outcome> =
         Outcome::ALL.into_iter().filter(|o| s.outcomes.values().any(|m| m.contains_key(o.name()))).collect();
@@ -250,8 +231,16 @@ pub fn summary_table(s: &Summary) -> String {
     out.push('\n');
     for (b, m) in &s.outcomes {
         out.push_str(&format!("{b:<10}"));
+        let bad = s.per_backend.get(b).map(|t| &t.unexpected_outcomes);
         for o in &used {
-            out.push_str(&format!(" {:>13}", m.get(o.name()).copied().unwrap_or(0)));
+            let cell = format!(" {:>13}", m.get(o.name()).copied().unwrap_or(0));
+            // Red: cycles that ended in an outcome the scenario does not allow for this backend.
+            let unexpected = bad.is_some_and(|u| u.contains_key(o.name()));
+            out.push_str(&match (unexpected, *o == Outcome::Clean) {
+                (true, _) => paint(red, cell),
+                (false, true) => paint(green, cell),
+                _ => cell,
+            });
         }
         out.push('\n');
     }
@@ -264,15 +253,20 @@ pub fn summary_table(s: &Summary) -> String {
             dbtorture_backends::crash::ALL.len()
         ));
     }
+    let r = &s.failure_rate;
+    if let (Some(p), Some(lo), Some(hi)) = (r.per_10k, r.low_per_10k, r.high_per_10k) {
+        out.push_str(&format!("failure rate: {p:.1} per 10,000 kills (95% interval {lo:.1}–{hi:.1})\n"));
+    }
+    let unexpected = format!("unexpected: {}", s.unexpected);
     out.push_str(&format!(
-        "{} cycles, {} kills, {} commits in {:.1}s ({:.1} cycles/s, {:.1} kills/s); unexpected: {}{}\n",
+        "{} cycles, {} kills, {} commits in {:.1}s ({:.1} cycles/s, {:.1} kills/s); {}{}\n",
         s.cycles,
         s.kills,
         s.commits,
         s.duration_s,
         s.cycles_per_sec,
         s.kills_per_sec,
-        s.unexpected,
+        if s.unexpected > 0 { paint(red, unexpected) } else { paint(green, unexpected) },
         if s.interrupted { " (interrupted)" } else { "" }
     ));
     out

@@ -32,6 +32,11 @@ pub struct Scenario {
     /// Run for this long instead, e.g. "60s", "5m".
     #[serde(default)]
     pub duration: Option<String>,
+    /// Cycles per epoch: every epoch starts from a freshly prepared database (seeded by seed and epoch), so
+    /// epochs are independent. That is what lets `--shard I/N` split a run and `merge` put it back together
+    /// exactly, and it bounds how far a long soak drifts from a known state.
+    #[serde(default = "default_epoch")]
+    pub epoch: u64,
     pub backends: Vec<String>,
     #[serde(default)]
     pub workload: Workload,
@@ -54,6 +59,10 @@ pub struct Scenario {
 
 fn default_seed() -> u64 {
     1
+}
+
+fn default_epoch() -> u64 {
+    50
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +301,9 @@ impl Scenario {
     fn validate(&self) -> Result<(), ScenarioError> {
         if self.backends.is_empty() {
             return Err(self.field_err("backends", "expected at least one backend"));
+        }
+        if self.epoch == 0 {
+            return Err(self.field_err("epoch", "expected at least 1 cycle per epoch"));
         }
         for (i, b) in self.backends.iter().enumerate() {
             if BackendKind::from_name(b).is_none() {

@@ -89,6 +89,8 @@ pub struct Target {
     pub dir: PathBuf,
     /// Pool ids installed now (as last verified).
     pub installed: BTreeSet<u32>,
+    /// The epoch the database belongs to (see `Scenario::epoch`).
+    pub epoch: u64,
 }
 
 pub struct Scheduler<'a> {
@@ -132,8 +134,8 @@ impl<'a> Scheduler<'a> {
         let mut s = Self::unprepared(scenario, seed, workdir)?;
         for kind in scenario.backend_kinds() {
             let dir = workdir.join(kind.name()).join("db");
-            let installed = s.prepare(kind, &dir)?;
-            s.targets.push(Target { kind, dir, installed });
+            let installed = s.prepare(kind, &dir, 0)?;
+            s.targets.push(Target { kind, dir, installed, epoch: 0 });
         }
         Ok(s)
     }
@@ -199,12 +201,12 @@ impl<'a> Scheduler<'a> {
         self.workdir.join(kind.name()).join(what)
     }
 
-    /// Create a fresh database and install the initial packages in one transaction.
-    fn prepare(&self, kind: BackendKind, dir: &Path) -> Result<BTreeSet<u32>> {
+    /// Create a fresh database for `epoch` and install its initial packages in one transaction.
+    fn prepare(&self, kind: BackendKind, dir: &Path, epoch: u64) -> Result<BTreeSet<u32>> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 0xfeed, 0));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 0xfeed, epoch));
         let w = &self.scenario.workload;
         let mut installed = BTreeSet::new();
         let mut db = kind.open(dir, OpenMode::Create).with_context(|| format!("creating {}", dir.display()))?;
@@ -223,6 +225,13 @@ impl<'a> Scheduler<'a> {
 
     /// Run one cycle on target `t`.
     pub fn cycle(&mut self, t: usize, cycle: u64, obs: &mut dyn Observer) -> Result<CycleResult> {
+        // A new epoch starts from its own fresh database, whatever the cycles before left.
+        let epoch = cycle / self.scenario.epoch;
+        if self.targets[t].epoch != epoch {
+            let (kind, dir) = (self.targets[t].kind, self.targets[t].dir.clone());
+            self.targets[t].installed = self.prepare(kind, &dir, epoch)?;
+            self.targets[t].epoch = epoch;
+        }
         if let Some(to) = self.scenario.convert_to() {
             return self.convert_cycle(t, cycle, to, obs);
         }
@@ -483,14 +492,13 @@ impl<'a> Scheduler<'a> {
         let mem = match (&self.memcg, mem_before) {
             (Some(cg), Some(before)) => {
                 let d = cg.events().delta(&before);
-                obs.event(&RunEvent::Fault {
+                obs.event(&RunEvent::Memory {
                     cycle,
                     backend: bname.clone(),
-                    kind: "memory".into(),
-                    detail: format!(
-                        "limit hits +{}, high +{}, OOM kills +{}, pages out +{}",
-                        d.limit_hits, d.high, d.oom_kills, d.pageouts
-                    ),
+                    limit_hits: d.limit_hits,
+                    high: d.high,
+                    oom_kills: d.oom_kills,
+                    pageouts: d.pageouts,
                 });
                 d
             }
@@ -586,11 +594,14 @@ impl<'a> Scheduler<'a> {
         let overhead = fork_time + v0.elapsed();
         if !expected && self.bundles.is_some() {
             match self.write_bundle(t, cycle, &before, &describe_plan_copy, &kills, outcome, &findings) {
-                Ok(path) => obs.event(&RunEvent::Fault {
+                // Relative to the run's output directory (the parent of the bundles directory).
+                Ok(path) => obs.event(&RunEvent::Bundle {
                     cycle,
                     backend: bname.clone(),
-                    kind: "bundle".into(),
-                    detail: path.display().to_string(),
+                    path: Path::new(self.bundles.as_ref().and_then(|b| b.file_name()).unwrap_or_default())
+                        .join(path.file_name().unwrap_or_default())
+                        .display()
+                        .to_string(),
                 }),
                 Err(e) => obs.event(&RunEvent::Fault {
                     cycle,
@@ -729,6 +740,7 @@ impl<'a> Scheduler<'a> {
         let kind = self.targets[t].kind;
         let dir = root.join(format!("cycle-{cycle:05}-{}", kind.name()));
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(dir.with_extension("tar.gz"));
         std::fs::create_dir_all(&dir)?;
         std::fs::rename(self.side_dir(kind, "pre"), dir.join("pre")).context("moving pre/")?;
         let post = self.side_dir(kind, "post");
@@ -757,11 +769,11 @@ impl<'a> Scheduler<'a> {
             outcome,
             findings: findings.iter().map(record).collect(),
             planted: dbtorture_backends::planted::current(),
-            replay: format!("dbtorture replay {}", dir.display()),
+            replay: format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy()),
         };
         dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
         std::fs::write(dir.join("README.txt"), crate::bundle::README)?;
-        Ok(dir)
+        Ok(crate::bundle::pack(&dir)?)
     }
 
     /// A conversion cycle: fork a process that runs rebuilddb from the target's backend into `to`, kill it
@@ -957,6 +969,8 @@ fn finish(res: CycleResult, obs: &mut dyn Observer) -> CycleResult {
         findings: res.findings.len(),
         commits: res.commits,
         duration_ms: res.duration.as_secs_f64() * 1000.0,
+        armed: res.armed.map(String::from),
+        hits: res.point_hits.iter().filter(|(_, h)| *h > 0).map(|(p, h)| (p.to_string(), *h)).collect(),
     });
     obs.cycle_done(&res);
     res

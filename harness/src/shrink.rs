@@ -34,7 +34,20 @@ fn get_int(text: &str, table: &str, key: &str, default: i64) -> i64 {
     toml::from_str::<toml::Table>(text).ok().and_then(|d| d.get(table)?.get(key)?.as_integer()).unwrap_or(default)
 }
 
+/// Where `shrink` writes by default: beside the bundle, `NAME-min.tar.gz`.
+pub fn default_out(bundle: &Path) -> std::path::PathBuf {
+    let name = bundle.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".tar.gz").unwrap_or(&name);
+    bundle.with_file_name(format!("{stem}-min.tar.gz"))
+}
+
+/// Shrink the bundle at `src` (archive or directory) into the archive `out` (`.tar.gz` is added if missing).
 pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
+    let opened = bundle::open(src)?;
+    let src = opened.dir.as_path();
+    let name = out.file_name().context("--out needs a file name")?.to_string_lossy().into_owned();
+    let stem = name.strip_suffix(".tar.gz").unwrap_or(&name).to_string();
+    let out = &out.with_file_name(format!("{stem}.tar.gz"));
     let base = bundle::replay(src)?;
     anyhow::ensure!(
         base.replayed == base.recorded,
@@ -44,7 +57,8 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
     );
     let info: BundleInfo = base.info.clone();
     let wanted = info.findings.first().map(|f| f.kind.clone()).context("the bundle has no finding to keep")?;
-    let scenario_file = out.with_extension("toml");
+    // The shrunk scenario stays beside the archive: it is what the minimal bundle runs.
+    let scenario_file = out.with_file_name(format!("{stem}.toml"));
     let mut tried = 0usize;
     let mut reproduces = |st: &State| -> Result<bool> {
         tried += 1;
@@ -137,7 +151,7 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
     std::fs::write(&scenario_file, &st.text)?;
     let sc = Scenario::parse(&st.text, &scenario_file)?;
     let pre = (!st.fresh).then(|| src.join("pre"));
-    let staging = out.with_extension("staging");
+    let staging = out.with_file_name(format!("{stem}.staging"));
     let _ = std::fs::remove_dir_all(&staging);
     bundle::replay_once(pre.as_deref(), &info, &sc, st.kills.clone(), Some(&staging))?;
     let written = std::fs::read_dir(&staging)
@@ -146,7 +160,7 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
         .and_then(|e| e.ok())
         .map(|e| e.path())
         .context("the minimal cycle no longer fails as a whole; nothing written")?;
-    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_file(out);
     std::fs::rename(&written, out)?;
     let _ = std::fs::remove_dir_all(&staging);
     Ok(Shrunk { steps, tried, bundle: out.to_path_buf() })

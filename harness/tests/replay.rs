@@ -46,17 +46,21 @@ fn every_failing_cycle_leaves_a_bundle_that_replays_to_the_same_verdict() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "the planted bug must make cycles fail");
     let read = |b: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(b.join("bundle.json")).unwrap()).unwrap()
+        let opened = dbtorture::bundle::open(b).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(opened.dir.join("bundle.json")).unwrap()).unwrap()
     };
     let timed = |b: &Path| read(b)["kills"].as_array().unwrap().iter().filter(|k| k["trigger"] == "time").count();
     let mut bundles: Vec<_> = std::fs::read_dir(out.join("bundles")).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(!bundles.is_empty());
+    // Each bundle is one archive, to attach to a bug report.
+    assert!(bundles.iter().all(|b| b.is_file() && b.to_string_lossy().ends_with(".tar.gz")), "{bundles:?}");
     // Replay those with random-time kills first: they are the ones replay has to place.
     bundles.sort_by_key(|b| std::cmp::Reverse(timed(b)));
     assert!(timed(&bundles[0]) > 0, "no failing cycle had a random-time kill to replay");
     for b in bundles.iter().take(4) {
+        let opened = dbtorture::bundle::open(b).unwrap();
         for part in ["pre", "post", "bundle.json", "README.txt"] {
-            assert!(b.join(part).exists(), "{} lacks {part}", b.display());
+            assert!(opened.dir.join(part).exists(), "{} lacks {part}", b.display());
         }
         let info = read(b);
         assert_eq!(info["planted"], "sqlite-commit-per-package");
@@ -98,8 +102,11 @@ fn shrink_writes_a_smaller_bundle_that_still_fails_the_same_way() {
     let t = String::from_utf8_lossy(&s.stdout);
     assert_eq!(s.status.code(), Some(0), "{t}{}", String::from_utf8_lossy(&s.stderr));
     let read = |p: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p.join("bundle.json")).unwrap()).unwrap()
+        let opened = dbtorture::bundle::open(p).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(opened.dir.join("bundle.json")).unwrap()).unwrap()
     };
+    // `--out min` writes the archive min.tar.gz.
+    let min = tmp.path().join("min.tar.gz");
     let (orig, small) = (read(b), read(&min));
     let files = |v: &serde_json::Value| -> i64 {
         let sc: toml::Table = toml::from_str(v["scenario_text"].as_str().unwrap()).unwrap();

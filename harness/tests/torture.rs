@@ -139,42 +139,6 @@ fn a_worker_that_overruns_the_cycle_timeout_is_a_hang_not_a_hung_harness() {
 }
 
 #[test]
-fn interrupted_run_writes_its_reports_and_leaves_no_processes() {
-    use std::os::unix::process::CommandExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let child = bin()
-        .current_dir(root())
-        .args(["run", "scenarios/smoke.toml", "--duration", "10m", "-q", "--out", out.to_str().unwrap()])
-        .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pgid = child.id() as i32;
-    // Wait (bounded) until at least two cycles have ended, then interrupt.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let n =
-            std::fs::read_to_string(out.join("events.jsonl")).map(|t| t.matches("\"cycle-end\"").count()).unwrap_or(0);
-        if n >= 2 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no cycle finished within two minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGINT).unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    let s: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(s["interrupted"], true);
-    assert!(s["cycles"].as_u64().unwrap() >= 2);
-    assert!(events(&out).last().unwrap()["event"] == "run-end");
-    // Nothing of the run's process group survives it.
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pgid), None);
-    assert!(alive.is_err(), "processes of the run's group are still alive");
-}
-
-#[test]
 fn malformed_scenario_names_file_and_field_and_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let sc = scenario(tmp.path(), "bad", &[("writers = 2", "writers = \"two\"")]);
@@ -341,17 +305,22 @@ fn memory_pressure_puts_workers_in_a_limited_cgroup_and_records_memory_events() 
     let out = tmp.path().join("out");
     let o = run(&["run", "scenarios/memory-pressure.toml", "--cycles", "8", "-q", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let mem: Vec<String> = std::fs::read_to_string(out.join("events.jsonl"))
+    let events: Vec<Value> = std::fs::read_to_string(out.join("events.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let mem: Vec<String> = events
+        .iter()
         .filter(|e| e["event"] == "fault" && e["kind"] == "memory")
         .map(|e| e["detail"].as_str().unwrap().to_string())
         .collect();
     let first = mem.first().expect("the run says how memory pressure is applied");
     if first.starts_with("memory cgroup") {
-        // One line per cycle and backend with the cgroup's counters.
-        assert!(mem.iter().filter(|m| m.starts_with("limit hits +")).count() >= 16, "{mem:#?}");
+        // One event per cycle and backend with the cgroup's counters, and the cgroup was really hit.
+        let counters: Vec<&Value> = events.iter().filter(|e| e["event"] == "memory").collect();
+        assert!(counters.len() >= 16, "{counters:#?}");
+        assert!(counters.iter().map(|e| e["limit_hits"].as_u64().unwrap()).sum::<u64>() > 0, "{counters:#?}");
         // The cgroup is gone after the run.
         let path = first.split(" at ").nth(1).unwrap().split(':').next().unwrap();
         assert!(!Path::new(path).exists(), "{path} was left behind");

@@ -1,7 +1,16 @@
-//! Reports of a dbtorture run: the event model and its writers (events.jsonl, summary.json).
+//! Reports of a dbtorture run: the event model, the fold that turns events into a summary, and the writers
+//! (events.jsonl, summary.json, junit.xml, report.html).
 
+pub mod fold;
+pub mod html;
+pub mod junit;
 pub mod model;
+pub mod stats;
 pub mod writer;
 
-pub use model::{FindingRecord, KillRecord, Outcome, PointCoverage, RunEvent, SCHEMA_VERSION, Summary};
-pub use writer::{EventLog, write_json_atomic};
+pub use fold::{Aggregate, Timeline, read_events};
+pub use model::{
+    Environment, FailureRecord, FindingRecord, KillRecord, Outcome, PointCoverage, RunEvent, RunInfo, SCHEMA_VERSION,
+    Shard, Summary,
+};
+pub use writer::{EventLog, write_atomic, write_json_atomic, write_reports};

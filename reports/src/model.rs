@@ -4,13 +4,16 @@
 //! change because the harness's internals did. The harness converts its internal messages into these types
 //! at the edge.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of summary.json and events.jsonl. 2: environment, shards, per-backend totals with failure rates,
+/// failures, memory and bundle events, coverage carried by cycle-end events.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one cycle (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every check passed without any recovery procedure.
@@ -82,7 +85,7 @@ impl std::fmt::Display for Outcome {
 }
 
 /// A finding as reports carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FindingRecord {
     /// Kind, e.g. "missing-index-entry".
     pub kind: String,
@@ -95,7 +98,7 @@ pub struct FindingRecord {
 }
 
 /// A kill the scheduler delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KillRecord {
     pub worker: u32,
     pub role: String,
@@ -115,15 +118,22 @@ pub struct KillRecord {
 }
 
 /// One line of events.jsonl.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum RunEvent {
     RunStart {
         schema: u32,
         scenario: String,
+        /// sha256 of the scenario file's text.
+        scenario_hash: String,
         seed: u64,
         backends: Vec<String>,
         version: String,
+        environment: Environment,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<Shard>,
+        /// The command that reproduces this run.
+        replay: String,
     },
     CycleStart {
         cycle: u64,
@@ -170,6 +180,21 @@ pub enum RunEvent {
         worker: u32,
         message: String,
     },
+    /// Memory-pressure counters of the workers' cgroup during one cycle.
+    Memory {
+        cycle: u64,
+        backend: String,
+        limit_hits: u64,
+        high: u64,
+        oom_kills: u64,
+        pageouts: u64,
+    },
+    /// A failing cycle's bundle was written; `path` is relative to the run's output directory.
+    Bundle {
+        cycle: u64,
+        backend: String,
+        path: String,
+    },
     CycleEnd {
         cycle: u64,
         backend: String,
@@ -178,6 +203,12 @@ pub enum RunEvent {
         findings: usize,
         commits: u64,
         duration_ms: f64,
+        /// The crash point a worker was armed at, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        armed: Option<String>,
+        /// Crash point → times passed this cycle, over all workers.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        hits: BTreeMap<String, u64>,
     },
     RunEnd {
         cycles: u64,
@@ -188,7 +219,7 @@ pub enum RunEvent {
 }
 
 /// How one crash point was exercised.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PointCoverage {
     /// Times a worker passed this point, over the run.
     #[serde(default)]
@@ -201,21 +232,118 @@ pub struct PointCoverage {
     pub outcomes: BTreeMap<String, u64>,
 }
 
+/// Where and with what a run ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Environment {
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// CPU architecture the harness was built for (x86_64, arm, …).
+    pub arch: String,
+    /// Memory cgroup mode found: "v2", "hybrid" (v1 with v2 at /sys/fs/cgroup/unified), "v1" or "none".
+    pub cgroup: String,
+    pub cpus: u32,
+    pub mem_total_mb: u64,
+    /// dbtorture's version (and git commit when built from a checkout).
+    pub version: String,
+    /// Set when the run happened inside an emulated guest (e.g. "qemu-system-arm -M raspi0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
+}
+
+/// A slice of a run: shard `index` of `count` (0-based), split by epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One run (or shard) that went into a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunInfo {
+    pub scenario: String,
+    pub scenario_hash: String,
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    pub environment: Environment,
+    pub cycles: u64,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    /// Where this run's reports came from (merge), relative to the merged output or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub replay: String,
+}
+
+/// A failure rate: kills whose cycle ended in an outcome the scenario does not allow, per 10,000 kills, with
+/// a 95% Wilson score interval (None without kills).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Rate {
+    pub kills: u64,
+    pub failing_kills: u64,
+    pub per_10k: Option<f64>,
+    pub low_per_10k: Option<f64>,
+    pub high_per_10k: Option<f64>,
+}
+
+/// Totals of one backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BackendTotals {
+    pub cycles: u64,
+    pub kills: u64,
+    pub commits: u64,
+    pub unexpected: u64,
+    /// outcome name → cycles with that outcome that the scenario does not allow
+    pub unexpected_outcomes: BTreeMap<String, u64>,
+    pub failure_rate: Rate,
+}
+
+/// One cycle whose outcome the scenario does not allow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailureRecord {
+    pub cycle: u64,
+    pub backend: String,
+    pub outcome: Outcome,
+    /// The first findings, one line each.
+    pub findings: Vec<String>,
+    pub finding_count: u64,
+    pub kills: Vec<KillRecord>,
+    /// The bundle (relative to the report's directory), if one was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+}
+
 /// summary.json
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub schema: u32,
     pub scenario: String,
+    pub scenario_hash: String,
     pub seed: u64,
     pub backends: Vec<String>,
+    /// The first run's environment (every run's is in `runs`).
+    pub environment: Environment,
+    /// The runs (shards) summarised here: one for a plain run, several after `dbtorture merge`.
+    pub runs: Vec<RunInfo>,
     pub cycles: u64,
     pub kills: u64,
     pub commits: u64,
     /// backend → outcome name → count
     pub outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+    pub per_backend: BTreeMap<String, BackendTotals>,
     pub unexpected: u64,
+    pub failure_rate: Rate,
     pub cycles_per_sec: f64,
     pub kills_per_sec: f64,
+    /// Seconds of running, summed over runs.
     pub duration_s: f64,
     pub interrupted: bool,
     /// crash point → number of kills that landed at it (last point passed)
@@ -223,6 +351,10 @@ pub struct Summary {
     /// Crash points of this run: point → times passed, cycles armed there, kills there, outcomes of those cycles.
     #[serde(default)]
     pub coverage: BTreeMap<String, PointCoverage>,
+    /// Cycles with unexpected outcomes (the first 200; `failures_omitted` more).
+    pub failures: Vec<FailureRecord>,
+    #[serde(default)]
+    pub failures_omitted: u64,
     pub version: String,
     /// The command that reproduces this run.
     pub replay: String,

@@ -1,7 +1,9 @@
 //! Writers: events.jsonl streams one flushed line per event (so an interrupted run keeps what happened);
-//! summary.json is written atomically (temp file + rename), so a reader never sees half of it.
+//! summary.json, junit.xml and report.html are written atomically (temp file + fsync + rename), so a reader
+//! never sees half of one, even when the run is killed while writing.
 
-use crate::model::RunEvent;
+use crate::fold::Timeline;
+use crate::model::{RunEvent, Summary};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -39,22 +41,41 @@ impl EventLog {
     }
 }
 
-/// Write `value` as pretty JSON to `path` atomically.
-pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
-    let tmp = path.with_extension("json.tmp");
+/// Write `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let err = |source| WriteError { path: path.into(), source };
     let mut f = File::create(&tmp).map_err(err)?;
-    serde_json::to_writer_pretty(&mut f, value).map_err(|e| err(e.into()))?;
-    f.write_all(b"\n").map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(())
+}
+
+/// Write `value` as pretty JSON to `path` atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), WriteError> {
+    let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Write summary.json, junit.xml and report.html into `dir`.
+pub fn write_reports(dir: &Path, summary: &Summary, timeline: &Timeline) -> Result<(), WriteError> {
+    write_json_atomic(&dir.join("summary.json"), summary)?;
+    let xml = crate::junit::junit(summary)
+        .to_string()
+        .map_err(|e| WriteError { path: dir.join("junit.xml"), source: std::io::Error::other(e.to_string()) })?;
+    write_atomic(&dir.join("junit.xml"), xml.as_bytes())?;
+    write_atomic(&dir.join("report.html"), crate::html::html(summary, timeline).as_bytes())?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Outcome, Summary};
+    use crate::model::Outcome;
 
     #[test]
     fn outcome_names_round_trip_as_kebab_case() {
@@ -85,25 +106,7 @@ mod tests {
     fn summary_written_atomically_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("summary.json");
-        let s = Summary {
-            schema: 1,
-            scenario: "s".into(),
-            seed: 1,
-            backends: vec!["sqlite".into()],
-            cycles: 2,
-            kills: 2,
-            commits: 5,
-            outcomes: Default::default(),
-            unexpected: 0,
-            cycles_per_sec: 1.0,
-            kills_per_sec: 1.0,
-            duration_s: 2.0,
-            interrupted: false,
-            kill_points: Default::default(),
-            coverage: Default::default(),
-            version: "0".into(),
-            replay: "dbtorture run s".into(),
-        };
+        let s = crate::fold::Aggregate::new().summary();
         write_json_atomic(&p, &s).unwrap();
         let back: Summary = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(back, s);

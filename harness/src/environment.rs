@@ -1,0 +1,64 @@
+//! What a run records about where it ran: kernel, architecture, memory cgroup mode, CPUs, memory, and which
+//! binary (its version and the sha256 of the executable — "same seed + scenario + binary" is the unit of
+//! determinism, so the report names the binary exactly).
+
+use dbtorture_reports::Environment;
+use sha2::{Digest, Sha256};
+
+/// Hex of a digest (sha2 0.11 digests no longer format with `{:x}`).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a text (the scenario hash).
+pub fn sha256_hex(text: &[u8]) -> String {
+    hex(&Sha256::digest(text))
+}
+
+/// The memory cgroup mode of this machine.
+pub fn cgroup_mode() -> &'static str {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        "v2"
+    } else if root.join("memory").exists() && root.join("unified").exists() {
+        "hybrid"
+    } else if root.join("memory").exists() {
+        "v1"
+    } else {
+        "none"
+    }
+}
+
+fn mem_total_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// "0.1.0 (sha256 0123456789ab)": the crate version and the first 12 hex digits of the executable's hash.
+pub fn binary_version() -> String {
+    let v = env!("CARGO_PKG_VERSION");
+    match std::env::current_exe().and_then(std::fs::read) {
+        Ok(bytes) => format!("{v} (sha256 {})", &hex(&Sha256::digest(&bytes))[..12]),
+        Err(_) => v.to_string(),
+    }
+}
+
+/// The environment of this process. `DBTORTURE_GUEST` (set by the qemu runner inside a guest) names the guest.
+pub fn detect() -> Environment {
+    Environment {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+        arch: std::env::consts::ARCH.to_string(),
+        cgroup: cgroup_mode().to_string(),
+        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        mem_total_mb: mem_total_mb(),
+        version: binary_version(),
+        guest: std::env::var("DBTORTURE_GUEST").ok().filter(|g| !g.is_empty()),
+    }
+}

@@ -1,0 +1,240 @@
+//! The reports of real runs: summary.json and every event validate against the checked-in JSON schemas,
+//! junit.xml against its XSD, report.html renders in headless Chromium; an interrupted run (SIGINT or
+//! SIGTERM) leaves all of them valid; N shards merged equal one unsharded run with the same seed.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn events(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn validator(name: &str) -> jsonschema::Validator {
+    jsonschema::validator_for(&json(&root().join("reports/schema").join(name))).unwrap()
+}
+
+/// Every report in `out` is complete and valid; returns the summary.
+fn check_reports(out: &Path) -> Value {
+    let summary = json(&out.join("summary.json"));
+    let errors: Vec<String> =
+        validator("summary.schema.json").iter_errors(&summary).map(|e| format!("{}: {e}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "summary.json: {errors:#?}");
+    let ev = validator("event.schema.json");
+    for e in events(out) {
+        let errors: Vec<String> = ev.iter_errors(&e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{e}: {errors:#?}");
+    }
+    let cycle_ends = events(out).iter().filter(|e| e["event"] == "cycle-end").count() as u64;
+    assert_eq!(summary["cycles"].as_u64(), Some(cycle_ends), "the summary counts exactly the cycles that ended");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.ends_with("</html>\n"), "report.html is complete");
+    match Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(root().join("reports/schema/junit.xsd"))
+        .arg(out.join("junit.xml"))
+        .output()
+    {
+        Ok(o) => assert!(o.status.success(), "junit.xml: {}", text(&o)),
+        Err(e) => {
+            eprintln!("SKIP junit.xml schema validation: xmllint not found ({e}); ci/test.sh installs libxml2-utils")
+        }
+    }
+    for entry in std::fs::read_dir(out).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "a temporary file was left: {name}");
+    }
+    summary
+}
+
+/// A sqlite-only scenario with kills at crash points only (deterministic), no readers, short epochs.
+fn deterministic_scenario(dir: &Path) -> PathBuf {
+    let mut s = std::fs::read_to_string(root().join("scenarios/smoke.toml")).unwrap();
+    s = s.replace("backends = [\"sqlite\", \"bdbenv\"]", "backends = [\"sqlite\"]\nepoch = 3");
+    s = s.lines().filter(|l| !l.starts_with("bdbenv = ")).collect::<Vec<_>>().join("\n");
+    s = s.replace("mode = \"mixed\"", "mode = \"crash-point\"").replace("readers = 1", "readers = 0");
+    s = s.replace("cycle_ms = 1000", "cycle_ms = 30000").replace("probe_ms = 1000", "probe_ms = 15000");
+    let p = dir.join("det.toml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn run_to(sc: &Path, out: &Path, extra: &[&str]) -> Output {
+    bin()
+        .current_dir(root())
+        .args(["run", sc.to_str().unwrap(), "--cycles", "12", "-q", "--out", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// What must be equal between runs of the same cycles: each cycle's verdict and its kills.
+fn cycles(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = events(out)
+        .iter()
+        .filter(|e| e["event"] == "cycle-end" || e["event"] == "kill")
+        .map(|e| {
+            let mut e = e.clone();
+            let o = e.as_object_mut().unwrap();
+            o.remove("duration_ms");
+            if let Some(k) = o.get_mut("kill").and_then(|k| k.as_object_mut()) {
+                k.remove("at_ms");
+            }
+            e.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn shards_merged_equal_one_unsharded_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = deterministic_scenario(tmp.path());
+    let whole = tmp.path().join("whole");
+    let o = run_to(&sc, &whole, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut dirs = Vec::new();
+    for i in 0..3 {
+        let d = tmp.path().join(format!("shard-{i}"));
+        let o = run_to(&sc, &d, &["--shard", &format!("{i}/3")]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let s = check_reports(&d);
+        // 12 cycles in epochs of 3: shard i runs epochs i and i+3, 6 cycles... except shard 2 has only epoch 2.
+        let expect = (0..12u64).filter(|c| (c / 3) % 3 == i).count() as u64;
+        assert_eq!(s["cycles"].as_u64(), Some(expect), "shard {i}");
+        dirs.push(d);
+    }
+    let merged = tmp.path().join("merged");
+    let o = bin().arg("merge").args(&dirs).arg("--out").arg(&merged).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_reports(&merged);
+    let w = check_reports(&whole);
+    for k in ["cycles", "kills", "commits", "outcomes", "unexpected", "kill_points", "coverage", "per_backend"] {
+        assert_eq!(m[k], w[k], "{k} differs between merged shards and the unsharded run");
+    }
+    assert_eq!(m["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(cycles(&merged), cycles(&whole));
+    assert!(w["kills"].as_u64().unwrap() > 0, "the comparison needs kills");
+
+    // Merging a shard twice would count its cycles twice: refused with a reason.
+    let o = bin().arg("merge").args([&dirs[0], &dirs[0]]).arg("--out").arg(tmp.path().join("dup")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("same cycles"), "{}", text(&o));
+}
+
+fn interrupt_with(sig: nix::sys::signal::Signal) {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let child = bin()
+        .current_dir(root())
+        .args(["run", "scenarios/smoke.toml", "--duration", "10m", "-q", "--out", out.to_str().unwrap()])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    // Wait (bounded) until at least two cycles have ended, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n =
+            std::fs::read_to_string(out.join("events.jsonl")).map(|t| t.matches("\"cycle-end\"").count()).unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no cycle finished within two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), sig).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{sig}: {}", text(&o));
+    let s = check_reports(&out);
+    assert_eq!(s["interrupted"], true);
+    assert!(s["cycles"].as_u64().unwrap() >= 2);
+    assert!(events(&out).last().unwrap()["event"] == "run-end");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("INTERRUPTED") || html.contains("FAIL"), "the report says the run did not finish");
+    // Nothing of the run's process group survives it.
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pgid), None);
+    assert!(alive.is_err(), "processes of the run's group are still alive");
+}
+
+#[test]
+fn sigint_leaves_valid_reports_and_no_processes() {
+    interrupt_with(nix::sys::signal::Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_leaves_valid_reports_and_no_processes() {
+    interrupt_with(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn failing_run_reports_render_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // A planted bug makes failures (with bundles) to show.
+    let o = bin()
+        .current_dir(root())
+        .env("DBTORTURE_PLANT", "sqlite-skip-index-row")
+        .args(["run", "scenarios/smoke.toml", "--cycles", "3", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = check_reports(&out);
+    let f = &s["failures"][0];
+    let bundle = out.join(f["bundle"].as_str().expect("a failure names its bundle"));
+    assert!(bundle.is_file() && bundle.to_string_lossy().ends_with(".tar.gz"), "{}", bundle.display());
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure") && junit.contains(f["bundle"].as_str().unwrap()), "{junit}");
+
+    let chromium =
+        ["chromium", "chromium-browser"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok());
+    let Some(chromium) = chromium else {
+        eprintln!("SKIP the headless-browser check: no chromium here; ci/test.sh installs it");
+        return;
+    };
+    let profile = tmp.path().join("profile");
+    let dom = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    // The browser parsed the page into a DOM holding the verdict, the charts and the failure table.
+    assert!(dom.contains("FAIL"), "{dom}");
+    assert!(dom.matches("<svg").count() >= 3, "charts missing from the rendered DOM");
+    assert!(dom.contains("missing index entry"), "the failure table is missing");
+}

@@ -1,0 +1,328 @@
+//! A summary is a fold over events: the same code turns a live run's events, one run's `events.jsonl`, or
+//! several shards' logs into `summary.json` and the timeline the HTML report draws.
+//!
+//! Why a fold: `dbtorture merge` must give exactly what one unsharded run gives. If the live summary and the
+//! merged one came from different code, they would drift; here both are `Aggregate::push` over the events.
+
+use crate::model::{
+    BackendTotals, FailureRecord, KillRecord, Outcome, PointCoverage, RunEvent, RunInfo, SCHEMA_VERSION, Summary,
+};
+use crate::stats::rate;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+/// At most this many failures are listed in a summary (the rest are counted).
+pub const MAX_FAILURES: usize = 200;
+/// Findings quoted per failure.
+const FINDINGS_PER_FAILURE: usize = 3;
+
+/// One verified cycle, for plots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CyclePoint {
+    pub run: usize,
+    pub cycle: u64,
+    pub backend: String,
+    pub outcome: Outcome,
+    pub expected: bool,
+    pub kills: u32,
+    pub duration_ms: f64,
+}
+
+/// One cycle's memory-pressure counters, for plots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryPoint {
+    pub cycle: u64,
+    pub backend: String,
+    pub limit_hits: u64,
+    pub high: u64,
+    pub oom_kills: u64,
+    pub pageouts: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub cycles: Vec<CyclePoint>,
+    pub memory: Vec<MemoryPoint>,
+}
+
+#[derive(Default)]
+struct Pending {
+    kills: Vec<KillRecord>,
+    findings: Vec<String>,
+    bundle: Option<String>,
+}
+
+/// Folds events into a [`Summary`] and a [`Timeline`].
+#[derive(Default)]
+pub struct Aggregate {
+    runs: Vec<RunInfo>,
+    backends: Vec<String>,
+    version: String,
+    outcomes: BTreeMap<String, BTreeMap<String, u64>>,
+    per_backend: BTreeMap<String, BackendTotals>,
+    kill_points: BTreeMap<String, u64>,
+    coverage: BTreeMap<String, PointCoverage>,
+    failures: Vec<FailureRecord>,
+    failures_omitted: u64,
+    cycles: u64,
+    kills: u64,
+    commits: u64,
+    unexpected: u64,
+    pending: BTreeMap<(u64, String), Pending>,
+    timeline: Timeline,
+}
+
+impl Aggregate {
+    pub fn new() -> Aggregate {
+        Aggregate::default()
+    }
+
+    /// Mark where the run being folded came from.
+    pub fn set_source(&mut self, source: &str) {
+        if let Some(r) = self.runs.last_mut() {
+            r.source = Some(source.to_string());
+        }
+    }
+
+    pub fn runs(&self) -> &[RunInfo] {
+        &self.runs
+    }
+
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+
+    pub fn kills(&self) -> u64 {
+        self.kills
+    }
+
+    pub fn unexpected(&self) -> u64 {
+        self.unexpected
+    }
+
+    /// backend → outcome → cycles so far.
+    pub fn outcomes(&self) -> &BTreeMap<String, BTreeMap<String, u64>> {
+        &self.outcomes
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    pub fn push(&mut self, ev: &RunEvent) {
+        match ev {
+            RunEvent::RunStart {
+                scenario, scenario_hash, seed, backends, version, environment, shard, replay, ..
+            } => {
+                for b in backends {
+                    if !self.backends.contains(b) {
+                        self.backends.push(b.clone());
+                    }
+                }
+                if self.version.is_empty() {
+                    self.version = version.clone();
+                }
+                self.runs.push(RunInfo {
+                    scenario: scenario.clone(),
+                    scenario_hash: scenario_hash.clone(),
+                    seed: *seed,
+                    shard: *shard,
+                    environment: environment.clone(),
+                    cycles: 0,
+                    duration_s: 0.0,
+                    interrupted: false,
+                    source: None,
+                    replay: replay.clone(),
+                });
+                self.pending.clear();
+            }
+            RunEvent::CycleStart { cycle, backend, .. } => {
+                self.pending.insert((*cycle, backend.clone()), Pending::default());
+            }
+            RunEvent::Kill { cycle, backend, kill } => {
+                self.pending.entry((*cycle, backend.clone())).or_default().kills.push(kill.clone());
+            }
+            RunEvent::Finding { cycle, backend, finding, .. } => {
+                let p = self.pending.entry((*cycle, backend.clone())).or_default();
+                if p.findings.len() < FINDINGS_PER_FAILURE {
+                    p.findings.push(finding.message.clone());
+                }
+            }
+            RunEvent::Bundle { cycle, backend, path } => {
+                let p = self.pending.entry((*cycle, backend.clone())).or_default();
+                p.bundle = Some(path.clone());
+            }
+            RunEvent::Memory { cycle, backend, limit_hits, high, oom_kills, pageouts } => {
+                self.timeline.memory.push(MemoryPoint {
+                    cycle: *cycle,
+                    backend: backend.clone(),
+                    limit_hits: *limit_hits,
+                    high: *high,
+                    oom_kills: *oom_kills,
+                    pageouts: *pageouts,
+                });
+            }
+            RunEvent::CycleEnd { cycle, backend, outcome, expected, findings, commits, duration_ms, armed, hits } => {
+                let p = self.pending.remove(&(*cycle, backend.clone())).unwrap_or_default();
+                for (point, h) in hits {
+                    self.coverage.entry(point.clone()).or_default().hits += h;
+                }
+                if let Some(a) = armed {
+                    let cov = self.coverage.entry(a.clone()).or_default();
+                    cov.armed += 1;
+                    cov.kills +=
+                        p.kills.iter().filter(|k| k.trigger == "point" && k.last_point.as_deref() == Some(a)).count()
+                            as u64;
+                    *cov.outcomes.entry(outcome.name().into()).or_default() += 1;
+                }
+                self.end_cycle(*cycle, backend, *outcome, *expected, *findings as u64, *commits, *duration_ms, p);
+            }
+            RunEvent::RunEnd { cycles, interrupted, duration_s, .. } => {
+                if let Some(r) = self.runs.last_mut() {
+                    r.cycles = *cycles;
+                    r.interrupted = *interrupted;
+                    r.duration_s = *duration_s;
+                }
+            }
+            RunEvent::WorkerExit { .. }
+            | RunEvent::Recovery { .. }
+            | RunEvent::Fault { .. }
+            | RunEvent::EngineMessage { .. } => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn end_cycle(
+        &mut self,
+        cycle: u64,
+        backend: &str,
+        outcome: Outcome,
+        expected: bool,
+        findings: u64,
+        commits: u64,
+        duration_ms: f64,
+        p: Pending,
+    ) {
+        let kills = p.kills.len() as u64;
+        self.cycles += 1;
+        self.kills += kills;
+        self.commits += commits;
+        *self.outcomes.entry(backend.into()).or_default().entry(outcome.name().into()).or_default() += 1;
+        let t = self.per_backend.entry(backend.into()).or_default();
+        t.cycles += 1;
+        t.kills += kills;
+        t.commits += commits;
+        if !expected {
+            t.unexpected += 1;
+            t.failure_rate.failing_kills += kills;
+            *t.unexpected_outcomes.entry(outcome.name().into()).or_default() += 1;
+            self.unexpected += 1;
+        }
+        t.failure_rate.kills += kills;
+        for k in &p.kills {
+            *self
+                .kill_points
+                .entry(k.last_point.clone().unwrap_or_else(|| "(before any point)".into()))
+                .or_default() += 1;
+        }
+        self.timeline.cycles.push(CyclePoint {
+            run: self.runs.len().saturating_sub(1),
+            cycle,
+            backend: backend.into(),
+            outcome,
+            expected,
+            kills: kills as u32,
+            duration_ms,
+        });
+        if !expected {
+            if self.failures.len() < MAX_FAILURES {
+                self.failures.push(FailureRecord {
+                    cycle,
+                    backend: backend.into(),
+                    outcome,
+                    findings: p.findings,
+                    finding_count: findings,
+                    replay: p.bundle.as_ref().map(|b| format!("dbtorture replay {b}")),
+                    bundle: p.bundle,
+                    kills: p.kills,
+                });
+            } else {
+                self.failures_omitted += 1;
+            }
+        }
+    }
+
+    /// Count a failure that is not a cycle (the harness itself failed): it makes the run fail.
+    pub fn add_harness_failure(&mut self) {
+        self.unexpected += 1;
+    }
+
+    pub fn summary(&self) -> Summary {
+        let first = self.runs.first();
+        let duration_s: f64 = self.runs.iter().map(|r| r.duration_s).sum();
+        let mut per_backend = self.per_backend.clone();
+        for t in per_backend.values_mut() {
+            t.failure_rate = rate(t.failure_rate.failing_kills, t.failure_rate.kills);
+        }
+        let failing: u64 = per_backend.values().map(|t| t.failure_rate.failing_kills).sum();
+        Summary {
+            schema: SCHEMA_VERSION,
+            scenario: first.map(|r| r.scenario.clone()).unwrap_or_default(),
+            scenario_hash: first.map(|r| r.scenario_hash.clone()).unwrap_or_default(),
+            seed: first.map(|r| r.seed).unwrap_or_default(),
+            backends: self.backends.clone(),
+            environment: first.map(|r| r.environment.clone()).unwrap_or_default(),
+            runs: self.runs.clone(),
+            cycles: self.cycles,
+            kills: self.kills,
+            commits: self.commits,
+            outcomes: self.outcomes.clone(),
+            per_backend,
+            unexpected: self.unexpected,
+            failure_rate: rate(failing, self.kills),
+            cycles_per_sec: self.cycles as f64 / duration_s.max(1e-9),
+            kills_per_sec: self.kills as f64 / duration_s.max(1e-9),
+            duration_s,
+            interrupted: self.runs.iter().any(|r| r.interrupted),
+            kill_points: self.kill_points.clone(),
+            coverage: self.coverage.clone(),
+            failures: self.failures.clone(),
+            failures_omitted: self.failures_omitted,
+            version: self.version.clone(),
+            replay: first.map(|r| r.replay.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}: not an event of schema {SCHEMA_VERSION}: {source}")]
+    Parse { path: String, line: usize, source: serde_json::Error },
+}
+
+/// Read every event of an `events.jsonl` in order. A last line cut short (the run was killed while writing
+/// it) is skipped; any other bad line is an error naming the file and line. Returns the number of events.
+pub fn read_events(path: &Path, mut each: impl FnMut(RunEvent)) -> Result<usize, ReadError> {
+    let p = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|source| ReadError::Io { path: p.clone(), source })?;
+    let mut lines = std::io::BufReader::new(f).lines().enumerate().peekable();
+    let mut count = 0;
+    while let Some((i, line)) = lines.next() {
+        let line = line.map_err(|source| ReadError::Io { path: p.clone(), source })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<RunEvent>(&line) {
+            Ok(ev) => {
+                each(ev);
+                count += 1;
+            }
+            Err(e) if lines.peek().is_none() && e.is_eof() => {}
+            Err(source) => return Err(ReadError::Parse { path: p, line: i + 1, source }),
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,507 @@
+//! report.html: one self-contained file (inline SVG charts, no scripts, no network) that says at a glance
+//! whether a run passed, and where to look when it did not.
+//!
+//! Why plotters' SVG backend: the report must open from a CI artifact store or a bug report attachment, on a
+//! machine without our fonts or the network; SVG text falls back to the browser's sans-serif.
+
+use crate::fold::Timeline;
+use crate::model::{Outcome, Summary};
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A colour per outcome: green is good, red is lost data, purple a damaged environment.
+pub fn colour(o: Outcome) -> RGBColor {
+    match o {
+        Outcome::Clean => RGBColor(46, 160, 67),
+        Outcome::Recovered => RGBColor(56, 132, 220),
+        Outcome::StaleLocks => RGBColor(230, 170, 30),
+        Outcome::Inconsistent => RGBColor(235, 110, 30),
+        Outcome::LostCommit => RGBColor(210, 40, 40),
+        Outcome::CorruptEnv => RGBColor(140, 60, 180),
+        Outcome::Hang => RGBColor(120, 120, 120),
+        Outcome::HarnessError => RGBColor(20, 20, 20),
+    }
+}
+
+fn hex(c: RGBColor) -> String {
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+type Chart = Result<String, String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Axis labels readable at a glance.
+const LABEL: (&str, u32) = ("sans-serif", 13);
+
+/// Name of category `i` on a segmented axis (the label sits at the segment's centre).
+fn category(names: &[String], v: &SegmentValue<i32>) -> String {
+    match v {
+        SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Stacked bars: cycles per outcome, one bar per backend.
+fn outcome_bars(s: &Summary) -> Chart {
+    let mut buf = String::new();
+    let names: Vec<String> = s.outcomes.keys().cloned().collect();
+    let n = names.len().max(1) as i32;
+    {
+        let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max = s.outcomes.values().map(|m| m.values().sum::<u64>()).max().unwrap_or(1).max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Outcomes per backend (cycles)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..max * 1.05)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .label_style(LABEL)
+            .x_label_formatter(&|v| category(&names, v))
+            .y_desc("cycles")
+            .draw()
+            .map_err(err)?;
+        for (i, b) in names.iter().enumerate() {
+            let mut y = 0.0;
+            for o in Outcome::ALL {
+                let c = s.outcomes[b].get(o.name()).copied().unwrap_or(0) as f64;
+                if c > 0.0 {
+                    let mut bar = Rectangle::new(
+                        [(SegmentValue::Exact(i as i32), y), (SegmentValue::Exact(i as i32 + 1), y + c)],
+                        colour(o).filled(),
+                    );
+                    bar.set_margin(0, 0, 30, 30);
+                    chart.draw_series(std::iter::once(bar)).map_err(err)?;
+                    y += c;
+                }
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// Cumulative cycles per outcome over the run (all backends), in cycle order.
+fn outcomes_over_cycles(t: &Timeline) -> Chart {
+    let mut buf = String::new();
+    let mut pts: Vec<_> = t.cycles.iter().collect();
+    pts.sort_by(|a, b| (a.cycle, &a.backend).cmp(&(b.cycle, &b.backend)));
+    let mut series: BTreeMap<Outcome, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+    for p in &pts {
+        let c = counts.entry(p.outcome).or_default();
+        *c += 1;
+        series.entry(p.outcome).or_default().push((p.cycle as f64, *c as f64));
+    }
+    let xmax = pts.last().map(|p| p.cycle as f64 + 1.0).unwrap_or(1.0);
+    let ymax = counts.values().copied().max().unwrap_or(1).max(1) as f64;
+    {
+        let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Outcomes over the run (cumulative cycles)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.05)
+            .map_err(err)?;
+        chart.configure_mesh().label_style(LABEL).x_desc("cycle").y_desc("cycles").draw().map_err(err)?;
+        for (o, mut v) in series {
+            // Extend each line to the end of the run so a line that stopped growing reads as flat.
+            if let Some(&(_, last)) = v.last() {
+                v.push((xmax, last));
+            }
+            let c = colour(o);
+            chart
+                .draw_series(LineSeries::new(v, c.stroke_width(2)))
+                .map_err(err)?
+                .label(o.name())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// Failure rate per 10,000 kills with its 95% interval, per backend.
+fn rate_chart(s: &Summary) -> Chart {
+    let mut buf = String::new();
+    let rows: Vec<_> = s.per_backend.iter().filter(|(_, t)| t.failure_rate.per_10k.is_some()).collect();
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let ymax = rows.iter().filter_map(|(_, t)| t.failure_rate.high_per_10k).fold(1.0f64, f64::max);
+    {
+        let root = SVGBackend::with_string(&mut buf, (760, 280)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let names: Vec<String> = rows.iter().map(|(b, _)| b.to_string()).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Failure rate per 10,000 kills (95% Wilson interval)", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0..rows.len() as i32 - 1).into_segmented(), 0f64..ymax * 1.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .label_style(LABEL)
+            .x_label_formatter(&|v| category(&names, v))
+            .y_desc("failing kills / 10k")
+            .draw()
+            .map_err(err)?;
+        for (i, (_, t)) in rows.iter().enumerate() {
+            let x = SegmentValue::CenterOf(i as i32);
+            let r = &t.failure_rate;
+            let (lo, hi, p) = (r.low_per_10k.unwrap_or(0.0), r.high_per_10k.unwrap_or(0.0), r.per_10k.unwrap_or(0.0));
+            let c = if r.failing_kills > 0 { colour(Outcome::LostCommit) } else { colour(Outcome::Clean) };
+            chart
+                .draw_series([PathElement::new(vec![(x.clone(), lo), (x.clone(), hi)], c.stroke_width(2))])
+                .map_err(err)?;
+            // Whiskers and the estimate, drawn in pixels around the data point.
+            for (y, marker) in [(lo, true), (hi, true), (p, false)] {
+                let e = EmptyElement::at((x.clone(), y))
+                    + if marker {
+                        PathElement::new(vec![(-10, 0), (10, 0)], c.stroke_width(2)).into_dyn()
+                    } else {
+                        Circle::new((0, 0), 5, c.filled()).into_dyn()
+                    };
+                chart.draw_series(std::iter::once(e)).map_err(err)?;
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+/// Memory-cgroup limit hits and pages written out per cycle.
+fn memory_chart(t: &Timeline) -> Chart {
+    if t.memory.is_empty() {
+        return Ok(String::new());
+    }
+    let mut buf = String::new();
+    let mut m: Vec<_> = t.memory.iter().collect();
+    m.sort_by_key(|p| p.cycle);
+    let xmax = m.last().map(|p| p.cycle as f64 + 1.0).unwrap_or(1.0);
+    let hits_max = m.iter().map(|p| p.limit_hits + p.high).max().unwrap_or(1).max(1) as f64;
+    let out_max = m.iter().map(|p| p.pageouts).max().unwrap_or(1).max(1) as f64;
+    {
+        let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Memory pressure per cycle", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(0f64..xmax, 0f64..hits_max * 1.1)
+            .map_err(err)?
+            .set_secondary_coord(0f64..xmax, 0f64..out_max * 1.1);
+        chart.configure_mesh().label_style(LABEL).x_desc("cycle").y_desc("limit + high hits").draw().map_err(err)?;
+        chart.configure_secondary_axes().label_style(LABEL).y_desc("pages out").draw().map_err(err)?;
+        // One pair of lines per backend: limit hits (solid) and pages out (light, right axis).
+        let mut by_backend: BTreeMap<&str, Vec<&crate::fold::MemoryPoint>> = BTreeMap::new();
+        for p in &m {
+            by_backend.entry(p.backend.as_str()).or_default().push(p);
+        }
+        let palette = [RGBColor(210, 40, 40), RGBColor(56, 132, 220), RGBColor(140, 60, 180), RGBColor(46, 160, 67)];
+        for (i, (b, pts)) in by_backend.iter().enumerate() {
+            let c = palette[i % palette.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.cycle as f64, (p.limit_hits + p.high) as f64)),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(format!("{b}: limit + high hits"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+            let light = c.mix(0.45);
+            chart
+                .draw_secondary_series(LineSeries::new(pts.iter().map(|p| (p.cycle as f64, p.pageouts as f64)), light))
+                .map_err(err)?
+                .label(format!("{b}: pages out (right)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], light));
+        }
+        let ooms: Vec<_> = m.iter().filter(|p| p.oom_kills > 0).map(|p| (p.cycle as f64, 0.0)).collect();
+        let black = colour(Outcome::HarnessError);
+        chart
+            .draw_series(ooms.into_iter().map(|p| TriangleMarker::new(p, 6, black.filled())))
+            .map_err(err)?
+            .label("OOM kill")
+            .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 5, black.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(buf)
+}
+
+fn fmt_rate(r: &crate::model::Rate) -> String {
+    match (r.per_10k, r.low_per_10k, r.high_per_10k) {
+        (Some(p), Some(l), Some(h)) => format!("{p:.1} [{l:.1}, {h:.1}]"),
+        _ => "— (no kills)".into(),
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.verdict{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:700;margin-right:10px}
+.pass{background:#2ea043}.fail{background:#d22828}.meta{color:#555;font-size:13px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}.sw{display:inline-block;width:10px;height:10px;margin-right:4px}
+code{background:#f4f4f4;padding:1px 4px;border-radius:3px;font-size:12px}.bad{color:#d22828;font-weight:600}
+.charts svg{display:block;margin:6px 0}.legend span{margin-right:12px;font-size:13px}";
+
+/// The whole report.
+pub fn html(s: &Summary, t: &Timeline) -> String {
+    let mut h = String::new();
+    let pass = s.unexpected == 0 && !s.interrupted;
+    let _ = writeln!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dbtorture: {} seed {}</title>\
+         <style>{STYLE}</style></head><body>",
+        esc(&s.scenario),
+        s.seed
+    );
+    let verdict = if s.interrupted && s.unexpected == 0 {
+        "<span class=\"verdict fail\">INTERRUPTED</span>".to_string()
+    } else if pass {
+        "<span class=\"verdict pass\">PASS</span>".to_string()
+    } else {
+        format!("<span class=\"verdict fail\">FAIL · {} unexpected</span>", s.unexpected)
+    };
+    let _ = writeln!(h, "<h1>{verdict}dbtorture · {} · seed {}</h1>", esc(&s.scenario), s.seed);
+    let e = &s.environment;
+    let _ = writeln!(
+        h,
+        "<p class=\"meta\">{} cycles · {} kills · {} commits · {:.1} s ({:.1} kills/s) · {} run{} · \
+         failure rate {} per 10k kills<br>kernel {} · {} · cgroup {} · {} CPUs · {} MiB{} · dbtorture {} · \
+         scenario sha256 {}<br>reproduce: <code>{}</code></p>",
+        s.cycles,
+        s.kills,
+        s.commits,
+        s.duration_s,
+        s.kills_per_sec,
+        s.runs.len(),
+        if s.runs.len() == 1 { "" } else { "s (merged)" },
+        fmt_rate(&s.failure_rate),
+        esc(&e.kernel),
+        esc(&e.arch),
+        esc(&e.cgroup),
+        e.cpus,
+        e.mem_total_mb,
+        e.guest.as_ref().map(|g| format!(" · guest {}", esc(g))).unwrap_or_default(),
+        esc(&s.version),
+        esc(s.scenario_hash.get(..12).unwrap_or(&s.scenario_hash)),
+        esc(&s.replay)
+    );
+
+    // Outcomes per backend: table + chart.
+    h.push_str("<h2>Outcomes</h2>\n<div class=\"legend\">");
+    for o in Outcome::ALL {
+        let _ = write!(h, "<span><i class=\"sw\" style=\"background:{}\"></i>{}</span>", hex(colour(o)), o.name());
+    }
+    h.push_str("</div>\n<table><tr><th class=\"l\">backend</th>");
+    let used: Vec<Outcome> =
+        Outcome::ALL.into_iter().filter(|o| s.outcomes.values().any(|m| m.contains_key(o.name()))).collect();
+    for o in &used {
+        let _ = write!(h, "<th>{}</th>", o.name());
+    }
+    h.push_str("<th>kills</th><th>unexpected</th><th>failure rate / 10k kills [95%]</th></tr>\n");
+    for (b, m) in &s.outcomes {
+        let t = s.per_backend.get(b).cloned().unwrap_or_default();
+        let _ = write!(h, "<tr><td class=\"l\">{}</td>", esc(b));
+        for o in &used {
+            let _ = write!(h, "<td>{}</td>", m.get(o.name()).copied().unwrap_or(0));
+        }
+        let _ = writeln!(
+            h,
+            "<td>{}</td><td{}>{}</td><td>{}</td></tr>",
+            t.kills,
+            if t.unexpected > 0 { " class=\"bad\"" } else { "" },
+            t.unexpected,
+            fmt_rate(&t.failure_rate)
+        );
+    }
+    h.push_str("</table>\n<div class=\"charts\">\n");
+    for chart in [outcome_bars(s), outcomes_over_cycles(t), rate_chart(s), memory_chart(t)] {
+        match chart {
+            Ok(svg) => h.push_str(&svg),
+            Err(e) => {
+                let _ = write!(h, "<p class=\"bad\">chart failed: {}</p>", esc(&e));
+            }
+        }
+        h.push('\n');
+    }
+    h.push_str("</div>\n");
+
+    // Failures.
+    let _ = writeln!(h, "<h2>Failures ({})</h2>", s.unexpected);
+    if s.failures.is_empty() {
+        h.push_str("<p>No cycle ended in an outcome the scenario does not allow.</p>\n");
+    } else {
+        h.push_str(
+            "<table><tr><th>cycle</th><th class=\"l\">backend</th><th class=\"l\">outcome</th>\
+             <th class=\"l\">findings</th><th class=\"l\">kills (last crash point)</th><th class=\"l\">bundle</th></tr>\n",
+        );
+        for f in &s.failures {
+            let kills: Vec<String> = f
+                .kills
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} {} {}",
+                        k.signal,
+                        k.trigger,
+                        k.last_point.as_ref().map(|p| format!("{p}#{}", k.last_hit.unwrap_or(0))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            let findings = f.findings.iter().map(|m| esc(m)).collect::<Vec<_>>().join("<br>")
+                + &if f.finding_count > f.findings.len() as u64 {
+                    format!("<br>… {} in all", f.finding_count)
+                } else {
+                    String::new()
+                };
+            let bundle = match &f.bundle {
+                Some(b) => format!(
+                    "<a href=\"{0}\">{0}</a><br><code>{1}</code>",
+                    esc(b),
+                    esc(f.replay.as_deref().unwrap_or(""))
+                ),
+                None => "—".into(),
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\" style=\"color:{}\">{}</td><td class=\"l\">{}</td>\
+                 <td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
+                f.cycle,
+                esc(&f.backend),
+                hex(colour(f.outcome)),
+                f.outcome,
+                findings,
+                esc(&kills.join(", ")),
+                bundle
+            );
+        }
+        h.push_str("</table>\n");
+        if s.failures_omitted > 0 {
+            let _ = writeln!(h, "<p>… and {} more (see events.jsonl).</p>", s.failures_omitted);
+        }
+    }
+
+    // Kill points × outcomes.
+    if !s.coverage.is_empty() || !s.kill_points.is_empty() {
+        let armed = s.coverage.values().filter(|c| c.armed > 0).count();
+        let killed = s.coverage.values().filter(|c| c.kills > 0).count();
+        let passed = s.coverage.values().filter(|c| c.hits > 0).count();
+        let _ = write!(
+            h,
+            "<h2>Kill points × outcomes</h2>\n<p class=\"meta\">{killed} of {armed} armed points killed at; \
+             {passed} points passed. A cell counts the cycles armed at that point that ended in that outcome; \
+             \"random kills\" counts kills at random times that landed after that point.</p>\n\
+             <table><tr><th class=\"l\">crash point</th><th>passed</th><th>armed</th><th>killed at</th><th>random kills</th>"
+        );
+        let used: Vec<Outcome> = Outcome::ALL
+            .into_iter()
+            .filter(|o| s.coverage.values().any(|c| c.outcomes.contains_key(o.name())))
+            .collect();
+        for o in &used {
+            let _ = write!(h, "<th>{}</th>", o.name());
+        }
+        h.push_str("</tr>\n");
+        let mut points: Vec<&String> = s.coverage.keys().chain(s.kill_points.keys()).collect();
+        points.sort();
+        points.dedup();
+        let cmax = s.coverage.values().flat_map(|c| c.outcomes.values()).copied().max().unwrap_or(1).max(1) as f64;
+        for p in points {
+            let c = s.coverage.get(p).cloned().unwrap_or_default();
+            let random = s.kill_points.get(p).copied().unwrap_or(0).saturating_sub(c.kills);
+            let _ = write!(
+                h,
+                "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                esc(p),
+                c.hits,
+                c.armed,
+                c.kills,
+                random
+            );
+            for o in &used {
+                let n = c.outcomes.get(o.name()).copied().unwrap_or(0);
+                let col = colour(*o);
+                let alpha = if n == 0 { 0.0 } else { 0.15 + 0.6 * (n as f64 / cmax) };
+                let _ = write!(
+                    h,
+                    "<td style=\"background:rgba({},{},{},{alpha:.2})\">{}</td>",
+                    col.0,
+                    col.1,
+                    col.2,
+                    if n == 0 { String::new() } else { n.to_string() }
+                );
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
+
+    // Runs.
+    h.push_str(
+        "<h2>Runs</h2>\n<table><tr><th class=\"l\">scenario</th><th>seed</th><th>shard</th><th>cycles</th>\
+                <th>seconds</th><th class=\"l\">environment</th><th class=\"l\">source</th></tr>\n",
+    );
+    for r in &s.runs {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{:.1}</td><td class=\"l\">{} {} {}</td>\
+             <td class=\"l\">{}</td></tr>",
+            esc(&r.scenario),
+            r.seed,
+            r.shard.map(|s| s.to_string()).unwrap_or_else(|| "—".into()),
+            r.cycles,
+            if r.interrupted { " (interrupted)" } else { "" },
+            r.duration_s,
+            esc(&r.environment.arch),
+            esc(&r.environment.kernel),
+            esc(r.environment.guest.as_deref().unwrap_or("")),
+            esc(r.source.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>\n</body></html>\n");
+    h
+}
