@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command of README.md: installs what the tests need (Debian's rpm 4.18 for the compatibility tests),
-# then runs the whole test suite. Usable on a fresh Debian machine as root, or with sudo.
+# The test command of README.md: installs what the tests need (Debian's rpm 4.18 for the compatibility tests,
+# xmllint to validate junit.xml against its schema, Chromium to render report.html headless), then runs the
+# whole test suite. Usable on a fresh Debian machine as root, or with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -221,7 +221,13 @@ pub fn replay_once(
                     installed.extend(info.installed_before.iter().copied());
                 }
                 // The copy is the database of the cycle's epoch: no fresh start.
-                sched.targets.push(crate::scheduler::Target { kind, dir, installed, epoch: info.cycle / sc.epoch });
+                sched.targets.push(crate::scheduler::Target {
+                    kind,
+                    dir,
+                    installed,
+                    epoch: info.cycle / sc.epoch,
+                    slot: i,
+                });
             }
             sched
         }

@@ -49,6 +49,10 @@ enum Cmd {
         /// together run exactly the cycles of one unsharded run; combine them with `dbtorture merge`.
         #[arg(long, value_parser = dbtorture::run::parse_shard)]
         shard: Option<dbtorture_reports::Shard>,
+        /// Run only this backend of the scenario (repeatable); its cycles are the ones it has in a full run,
+        /// so per-backend CI jobs merge into the full run's report.
+        #[arg(long = "backend", value_parser = parse_backend)]
+        backends: Vec<BackendKind>,
     },
     /// Combine the output directories of several runs (e.g. shards) into one summary.json, junit.xml and
     /// report.html; bundles are copied along. Exit 0 if every cycle's outcome was allowed, 1 if not.
@@ -142,6 +146,15 @@ enum Cmd {
     },
 }
 
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown backend {s:?}, expected one of: {}",
+            BackendKind::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s).ok_or_else(|| format!("expected a duration like 60s or 5m, got {s:?}"))
 }
@@ -167,7 +180,19 @@ fn main() -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Run { scenario, seed, cycles, duration, out, workdir, allow_system_db, quiet, no_bundles, shard } => {
+        Cmd::Run {
+            scenario,
+            seed,
+            cycles,
+            duration,
+            out,
+            workdir,
+            allow_system_db,
+            quiet,
+            no_bundles,
+            shard,
+            backends,
+        } => {
             let sc = match Scenario::load(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -185,7 +210,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(exit_codes::USAGE as u8);
             }
-            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard };
+            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
             match run(&sc, &opts) {
                 Ok(report) => {
                     print!("{}", summary_table(&report.summary, colour()));

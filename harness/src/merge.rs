@@ -95,6 +95,7 @@ fn check_runs(agg: &Aggregate) -> Result<()> {
     for (i, a) in runs.iter().enumerate() {
         for b in &runs[i + 1..] {
             let overlap = a.seed == b.seed
+                && a.backends.iter().any(|x| b.backends.contains(x))
                 && a.environment.arch == b.environment.arch
                 && a.environment.guest == b.environment.guest
                 && match (a.shard, b.shard) {
@@ -103,8 +104,8 @@ fn check_runs(agg: &Aggregate) -> Result<()> {
                 };
             if overlap {
                 bail!(
-                    "{} and {} ran the same cycles (seed {}, shard {}) on the same kind of machine; merging would \
-                     count them twice",
+                    "{} and {} ran the same cycles (seed {}, shard {}, same backends) on the same kind of machine; \
+                     merging would count them twice",
                     a.source.as_deref().unwrap_or("?"),
                     b.source.as_deref().unwrap_or("?"),
                     a.seed,

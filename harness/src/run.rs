@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub no_bundles: bool,
     /// Run only this shard's epochs.
     pub shard: Option<Shard>,
+    /// Run only these of the scenario's backends (empty: all). Each keeps the cycles it has in a full run.
+    pub backends: Vec<dbtorture_backends::BackendKind>,
 }
 
 pub struct RunReport {
@@ -99,6 +101,21 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         .or_else(|| if opts.cycles.is_some() { None } else { sc.duration.as_deref().and_then(parse_duration) });
     let cycles = if duration.is_some() { None } else { Some(opts.cycles.or(sc.cycles).unwrap_or(20)) };
     let shard = opts.shard.filter(|s| s.count > 1);
+    for b in &opts.backends {
+        anyhow::ensure!(
+            sc.backend_kinds().contains(b),
+            "--backend {}: scenario {} runs only {}",
+            b.name(),
+            sc.name,
+            sc.backends.join(", ")
+        );
+    }
+    let backends: Vec<String> = sc
+        .backend_kinds()
+        .into_iter()
+        .filter(|k| opts.backends.is_empty() || opts.backends.contains(k))
+        .map(|k| k.name().to_string())
+        .collect();
     let tmp;
     let workdir = match &opts.workdir {
         Some(w) => {
@@ -117,8 +134,16 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         }
         None => EventLog::disabled(),
     };
-    let total =
-        cycles.map(|c| (0..c).filter(|&i| in_shard(shard, sc.epoch, i)).count() as u64 * sc.backends.len() as u64);
+    let total = cycles.map(|c| (0..c).filter(|&i| in_shard(shard, sc.epoch, i)).count() as u64 * backends.len() as u64);
+    if let (Some(s), Some(0)) = (shard, total) {
+        eprintln!(
+            "warning: shard {s} has no cycles: {} cycles are {} epoch(s) of {} (the scenario's `epoch`); run more \
+             cycles or lower `epoch`",
+            cycles.unwrap_or(0),
+            cycles.unwrap_or(0).div_ceil(sc.epoch),
+            sc.epoch
+        );
+    }
     let bar = if opts.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -141,7 +166,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
             _ => String::new(),
         },
         shard.map(|s| format!(" --shard {s}")).unwrap_or_default()
-    );
+    ) + &opts.backends.iter().map(|b| format!(" --backend {}", b.name())).collect::<String>();
     let mut sink =
         Sink { log, agg: Aggregate::new(), bar, overhead: Vec::new(), failures: Vec::new(), write_error: None };
     sink.event(&RunEvent::RunStart {
@@ -149,7 +174,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         scenario: sc.name.clone(),
         scenario_hash: crate::environment::sha256_hex(&scenario_text),
         seed,
-        backends: sc.backends.clone(),
+        backends,
         version: crate::environment::binary_version(),
         environment: crate::environment::detect(),
         shard,
@@ -158,7 +183,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let mut harness_error = None;
     let mut interrupted = false;
-    match Scheduler::new(sc, seed, &workdir) {
+    let only = (!opts.backends.is_empty()).then_some(opts.backends.as_slice());
+    match Scheduler::with_backends(sc, seed, &workdir, only) {
         Err(e) => harness_error = Some(e.context("preparing the databases")),
         Ok(mut sched) => {
             // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.

@@ -91,6 +91,9 @@ pub struct Target {
     pub installed: BTreeSet<u32>,
     /// The epoch the database belongs to (see `Scenario::epoch`).
     pub epoch: u64,
+    /// Position of the backend in the scenario's list: cycles are seeded by it, so running one backend alone
+    /// (`run --backend`) gives that backend the same cycles as running them all.
+    pub slot: usize,
 }
 
 pub struct Scheduler<'a> {
@@ -131,11 +134,24 @@ struct Live {
 impl<'a> Scheduler<'a> {
     /// Build the pool and prepare one database per backend under `workdir`.
     pub fn new(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
+        Self::with_backends(scenario, seed, workdir, None)
+    }
+
+    /// [`Scheduler::new`] for only some of the scenario's backends (all with `None`).
+    pub fn with_backends(
+        scenario: &'a Scenario,
+        seed: u64,
+        workdir: &Path,
+        only: Option<&[BackendKind]>,
+    ) -> Result<Scheduler<'a>> {
         let mut s = Self::unprepared(scenario, seed, workdir)?;
-        for kind in scenario.backend_kinds() {
+        for (slot, kind) in scenario.backend_kinds().into_iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&kind)) {
+                continue;
+            }
             let dir = workdir.join(kind.name()).join("db");
             let installed = s.prepare(kind, &dir, 0)?;
-            s.targets.push(Target { kind, dir, installed, epoch: 0 });
+            s.targets.push(Target { kind, dir, installed, epoch: 0, slot });
         }
         Ok(s)
     }
@@ -240,7 +256,7 @@ impl<'a> Scheduler<'a> {
         let w = &sc.workload;
         let kind = self.targets[t].kind;
         let bname = kind.name().to_string();
-        let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
+        let cseed = derive_seed(self.seed, self.targets[t].slot as u64 + 1, cycle);
         let mut rng = ChaCha8Rng::seed_from_u64(cseed);
         let points: Vec<u32> = dbtorture_backends::crash::points_of(kind.point_prefix())
             .filter_map(dbtorture_backends::crash::id_of)
@@ -762,7 +778,7 @@ impl<'a> Scheduler<'a> {
             seed: self.seed,
             cycle,
             backend: kind.name().into(),
-            target: t,
+            target: self.targets[t].slot,
             installed_before: before.iter().copied().collect(),
             plan: plan.into(),
             kills: kills.to_vec(),
@@ -784,7 +800,7 @@ impl<'a> Scheduler<'a> {
         let from = self.targets[t].kind;
         let bname = from.name().to_string();
         let dir = self.targets[t].dir.clone();
-        let cseed = derive_seed(self.seed, t as u64 + 1, cycle);
+        let cseed = derive_seed(self.seed, self.targets[t].slot as u64 + 1, cycle);
         let mut rng = ChaCha8Rng::seed_from_u64(cseed);
         let points: Vec<u32> = dbtorture_backends::crash::points_of("rebuild")
             .chain(dbtorture_backends::crash::points_of(from.point_prefix()))

@@ -143,6 +143,36 @@ fn shards_merged_equal_one_unsharded_run() {
     assert!(text(&o).contains("same cycles"), "{}", text(&o));
 }
 
+#[test]
+fn per_backend_runs_merge_into_the_full_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = std::fs::read_to_string(deterministic_scenario(tmp.path()))
+        .unwrap()
+        .replace("backends = [\"sqlite\"]", "backends = [\"bdbenv\", \"sqlite\"]")
+        // bdbenv hangs (a killed process holding the region mutex) cost a timeout each: keep them short.
+        .replace("cycle_ms = 30000", "cycle_ms = 1500")
+        .replace("probe_ms = 15000", "probe_ms = 1500")
+        .replace("[expect]", "[expect]\nbdbenv = [\"clean\", \"stale-locks\", \"recovered\", \"hang\"]");
+    let sc = tmp.path().join("two.toml");
+    std::fs::write(&sc, body).unwrap();
+    let whole = tmp.path().join("whole");
+    let o = run_to(&sc, &whole, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (a, b) = (tmp.path().join("sqlite"), tmp.path().join("bdbenv"));
+    assert_eq!(run_to(&sc, &a, &["--backend", "sqlite"]).status.code(), Some(0));
+    assert_eq!(run_to(&sc, &b, &["--backend", "bdbenv"]).status.code(), Some(0));
+    let merged = tmp.path().join("merged");
+    let o = bin().arg("merge").args([&a, &b]).arg("--out").arg(&merged).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = check_reports(&merged);
+    assert_eq!(m["cycles"], 24);
+    assert_eq!(m["backends"], serde_json::json!(["sqlite", "bdbenv"]));
+    // sqlite's cycles alone are the ones it had beside bdbenv (seeded by its place in the scenario).
+    let only = |d: &Path| cycles(d).into_iter().filter(|l| l.contains("\"sqlite\"")).collect::<Vec<_>>();
+    assert_eq!(only(&merged), only(&whole));
+    assert_eq!(m["outcomes"]["sqlite"], check_reports(&whole)["outcomes"]["sqlite"]);
+}
+
 fn interrupt_with(sig: nix::sys::signal::Signal) {
     use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ impl Aggregate {
                     scenario: scenario.clone(),
                     scenario_hash: scenario_hash.clone(),
                     seed: *seed,
+                    backends: backends.clone(),
                     shard: *shard,
                     environment: environment.clone(),
                     cycles: 0,

@@ -269,6 +269,8 @@ pub struct RunInfo {
     pub scenario: String,
     pub scenario_hash: String,
     pub seed: u64,
+    /// The backends this run ran (a subset of the scenario's with `run --backend`).
+    pub backends: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
     pub environment: Environment,
