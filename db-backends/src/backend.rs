@@ -38,17 +38,26 @@ pub enum BackendKind {
     Bdbenv,
     /// The same with db 4.3: no failchk.
     BdbenvDb43,
+    /// The real rpm binary (Debian's rpm 4.18, sqlite rpmdb) in a scratch root.
+    Rpm,
 }
 
 impl BackendKind {
-    pub const ALL: &'static [BackendKind] = &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43];
+    pub const ALL: &'static [BackendKind] =
+        &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43, BackendKind::Rpm];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "sqlite",
             BackendKind::Bdbenv => "bdbenv",
             BackendKind::BdbenvDb43 => "bdbenv-db43",
+            BackendKind::Rpm => "rpm",
         }
+    }
+
+    /// Whether the target needs the workload's `.rpm` files in its directory (see [`crate::rpmcli`]).
+    pub fn needs_package_files(self) -> bool {
+        self == BackendKind::Rpm
     }
 
     /// Whether a database of this backend is in `dir`.
@@ -56,6 +65,7 @@ impl BackendKind {
         match self {
             BackendKind::Sqlite => dir.join(crate::sqlite::DB_FILE).exists(),
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => dir.join("Packages").exists(),
+            BackendKind::Rpm => crate::rpmcli::db_dir(dir).join(crate::sqlite::DB_FILE).exists(),
         }
     }
 
@@ -64,12 +74,14 @@ impl BackendKind {
         match self {
             BackendKind::Sqlite => "sqlite",
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "bdbenv",
+            // No crash points inside a foreign binary: rpm is killed at random times.
+            BackendKind::Rpm => "rpm",
         }
     }
 
     pub fn profile(self) -> Option<crate::bdbenv::Profile> {
         match self {
-            BackendKind::Sqlite => None,
+            BackendKind::Sqlite | BackendKind::Rpm => None,
             BackendKind::Bdbenv => Some(crate::bdbenv::Profile::Db46),
             BackendKind::BdbenvDb43 => Some(crate::bdbenv::Profile::Db43),
         }
@@ -80,12 +92,18 @@ impl BackendKind {
         match self {
             BackendKind::Sqlite => "rebuilddb",
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "rm __db.* + rebuilddb",
+            BackendKind::Rpm => "rpm --rebuilddb",
         }
     }
 
     /// Recover a database directory: sqlite — rebuilddb; bdbenv — db_recover (panic + remove the region
     /// files, as `rm __db.*`) then rebuilddb from Packages.
     pub fn recover(self, dir: &Path) -> Result<crate::rebuild::RebuildReport, BackendError> {
+        if self == BackendKind::Rpm {
+            crate::rpmcli::rebuilddb(dir)?;
+            let n = crate::sqlite::SqliteBackend::open(&crate::rpmcli::db_dir(dir), OpenMode::ReadOnly)?.hnums()?.len();
+            return Ok(crate::rebuild::RebuildReport { copied: n, skipped: Vec::new() });
+        }
         if self.profile().is_some() {
             crate::bdbenv::db_recover(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
         }
@@ -103,6 +121,9 @@ impl BackendKind {
                 "BDB-style shared environment (__db.001-003, CDB locks) as rpm 4.6+ used it, with failchk"
             }
             BackendKind::BdbenvDb43 => "the same environment as db 4.3 had it: no failchk, stale locks block for ever",
+            BackendKind::Rpm => {
+                "the real rpm binary (rpm -U/-e/--rebuilddb) in a scratch root; checked in rpmdb.sqlite"
+            }
         }
     }
 
@@ -112,12 +133,16 @@ impl BackendKind {
             // Non-transactional: a kill between page writes leaves Packages and indexes out of step; what was
             // synced before the acknowledgement stays.
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => Promises { atomic: false, durable: true, isolated: false },
+            // rpm commits every package in its own sqlite transaction: a killed upgrade may leave both
+            // versions, but no reader ever sees half a package.
+            BackendKind::Rpm => Promises { atomic: false, durable: true, isolated: true },
         }
     }
 
     pub fn open(self, dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             BackendKind::Sqlite => Ok(Box::new(crate::sqlite::SqliteBackend::open(dir, mode)?)),
+            BackendKind::Rpm => Ok(Box::new(crate::rpmcli::RpmCli::open(dir, mode)?)),
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => {
                 let p = self.profile().expect("bdbenv kinds have a profile");
                 Ok(Box::new(crate::bdbenv::BdbEnv::open(dir, mode, self, p)?))
@@ -160,6 +185,9 @@ impl BackendKind {
             }
         };
         findings.extend(crate::rpmdb::cross_check(&snap));
+        if self == BackendKind::Rpm {
+            findings.extend(crate::rpmcli::rpm_checks(dir, &snap));
+        }
         Ok((findings, Some(snap)))
     }
 }

@@ -114,6 +114,8 @@ pub struct Scheduler<'a> {
     /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
     /// the first point after it — instead of at their times.
     pub replay_kills: Option<Vec<(KillRecord, bool)>>,
+    /// The workload's `.rpm` files (SHA1HEADER, bytes), for targets driven through the rpm binary.
+    rpm_files: Vec<(String, Vec<u8>)>,
 }
 
 struct Live {
@@ -185,6 +187,7 @@ impl<'a> Scheduler<'a> {
             bundles: None,
             workdir: workdir.to_path_buf(),
             replay_kills: None,
+            rpm_files: Vec::new(),
         };
         if let Some(m) = &scenario.memory {
             let name = format!("dbtorture-{}", std::process::id());
@@ -217,11 +220,28 @@ impl<'a> Scheduler<'a> {
         self.workdir.join(kind.name()).join(what)
     }
 
-    /// Create a fresh database for `epoch` and install its initial packages in one transaction.
-    fn prepare(&self, kind: BackendKind, dir: &Path, epoch: u64) -> Result<BTreeSet<u32>> {
+    /// Remove `dir` and, for targets that install through the rpm binary, put the workload's package files
+    /// back into it (built once per run).
+    fn fresh_dir(&mut self, kind: BackendKind, dir: &Path) -> Result<()> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }
+        if kind.needs_package_files() {
+            if self.rpm_files.is_empty() {
+                self.rpm_files = self.pool.rpm_files().context("writing the workload's .rpm files")?;
+            }
+            let pkgs = dir.join(dbtorture_backends::rpmcli::PKGS);
+            std::fs::create_dir_all(&pkgs)?;
+            for (sha1, bytes) in &self.rpm_files {
+                std::fs::write(pkgs.join(format!("{sha1}.rpm")), bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Create a fresh database for `epoch` and install its initial packages in one transaction.
+    fn prepare(&mut self, kind: BackendKind, dir: &Path, epoch: u64) -> Result<BTreeSet<u32>> {
+        self.fresh_dir(kind, dir)?;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(self.seed, 0xfeed, epoch));
         let w = &self.scenario.workload;
         let mut installed = BTreeSet::new();
@@ -945,9 +965,7 @@ impl<'a> Scheduler<'a> {
     fn recreate(&mut self, t: usize, installed: &BTreeSet<u32>) -> Result<()> {
         let kind = self.targets[t].kind;
         let dir = self.targets[t].dir.clone();
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        self.fresh_dir(kind, &dir)?;
         let mut db = kind.open(&dir, OpenMode::Create)?;
         db.begin()?;
         for &id in installed {
@@ -961,9 +979,7 @@ impl<'a> Scheduler<'a> {
     fn prepare_empty(&mut self, t: usize) -> Result<BTreeSet<u32>> {
         let kind = self.targets[t].kind;
         let dir = self.targets[t].dir.clone();
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        self.fresh_dir(kind, &dir)?;
         kind.open(&dir, OpenMode::Create)?.close()?;
         Ok(BTreeSet::new())
     }

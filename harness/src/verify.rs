@@ -136,15 +136,26 @@ fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, messages: &mut Vec<Str
     let p = &pool.probe;
     db.lookup(IndexTag(tags::NAME), b"dbtorture-probe").map_err(|e| format!("read: {e}"))?;
     db.hnums().map_err(|e| format!("read: {e}"))?;
-    // One write transaction that installs and erases the probe package: takes the write locks, writes every
-    // index, commits (fsync), and leaves the data as it was.
-    db.begin().map_err(|e| format!("begin: {e}"))?;
+    // Write transactions that install and then erase the probe package: they take the write locks, write
+    // every index, commit (fsync), and leave the data as it was. Separate transactions, because a target
+    // driven through the rpm binary learns a header number only when rpm has committed the package.
     // First remove what an earlier, interrupted probe may have left behind.
     let leftovers = db.lookup(IndexTag(tags::SHA1HEADER), p.sha1.as_bytes()).map_err(|e| format!("read: {e}"))?;
-    for (hnum, _) in leftovers {
-        db.erase(hnum).map_err(|e| format!("erase leftover probe package #{hnum}: {e}"))?;
+    if !leftovers.is_empty() {
+        db.begin().map_err(|e| format!("begin: {e}"))?;
+        for (hnum, _) in leftovers {
+            db.erase(hnum).map_err(|e| format!("erase leftover probe package #{hnum}: {e}"))?;
+        }
+        db.commit().map_err(|e| format!("commit: {e}"))?;
     }
-    let h = db.install(&p.installed_blob(1)).map_err(|e| format!("write: {e}"))?;
+    db.begin().map_err(|e| format!("begin: {e}"))?;
+    db.install(&p.installed_blob(1)).map_err(|e| format!("write: {e}"))?;
+    db.commit().map_err(|e| format!("commit: {e}"))?;
+    let installed = db.lookup(IndexTag(tags::SHA1HEADER), p.sha1.as_bytes()).map_err(|e| format!("read: {e}"))?;
+    let Some(&(h, _)) = installed.first() else {
+        return Err("the probe package is not in the database after its install was committed".into());
+    };
+    db.begin().map_err(|e| format!("begin: {e}"))?;
     db.erase(h).map_err(|e| format!("erase: {e}"))?;
     db.commit().map_err(|e| format!("commit: {e}"))?;
     messages.extend(db.take_messages());

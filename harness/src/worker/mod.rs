@@ -77,6 +77,7 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
     let mut rep = Reporter { out };
     // Like rpm: a Ctrl-C lets the current operation finish, then the database is closed and we exit.
     crate::sys::catch_terminate();
+    dbtorture_backends::rpmcli::set_interrupt_check(crate::sys::terminate_requested);
     dbtorture_backends::bdbenv::set_pageout(spec.pageout);
     dbtorture_backends::bdbenv::set_mlock(spec.mlock);
     let res = match spec.role {
@@ -125,6 +126,11 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
             Err(e) => {
                 let _ = db.rollback();
                 rep.send(&WorkerMsg::Abort { txn: txn_no, error: e.clone() })?;
+                if crate::sys::terminate_requested() {
+                    // Ctrl-C reached the engine (the rpm binary gets it forwarded) and stopped it mid-way: the
+                    // transaction is in flight, as after a kill, not a failure of the worker.
+                    break;
+                }
                 return Err(fail(rep, format!("transaction {txn_no}: {e}")));
             }
         }

@@ -88,6 +88,20 @@ impl Pool {
         (0..self.spec.versions).map(move |v| n * self.spec.versions + v)
     }
 
+    /// Every package of the pool and the probe package as `.rpm` files: (SHA1HEADER, file bytes). For targets
+    /// that install through the real rpm binary.
+    pub fn rpm_files(&self) -> Result<Vec<(String, Vec<u8>)>, rpm::Error> {
+        let mut out = Vec::with_capacity(self.packages.len() + 1);
+        for p in &self.packages {
+            out.push((p.sha1.clone(), self.rpm_file(p.id)?));
+        }
+        let (probe, pkg) = build_package(&self.spec, u32::MAX, u32::MAX, 0, true)?;
+        let mut bytes = Vec::new();
+        pkg.write(&mut bytes)?;
+        out.push((probe.sha1, bytes));
+        Ok(out)
+    }
+
     /// The `.rpm` file of a pool package (rebuilt deterministically; used by compatibility tests).
     pub fn rpm_file(&self, id: u32) -> Result<Vec<u8>, rpm::Error> {
         let p = self.get(id);

@@ -1,0 +1,407 @@
+//! The real thing as a target: Debian's `rpm` binary (4.18, sqlite rpmdb) driven through its command line
+//! inside a scratch root, so dbtorture can kill the real rpm in the middle of `-U`, `-e` or `--rebuilddb`.
+//!
+//! Why a `Backend`: the harness (workers, oracle, verifier, probe, recovery) is written once against the
+//! trait. Writes go through the rpm binary: `install` and `erase` only collect the transaction, `commit` runs
+//! `rpm -U` (and `rpm -e` for what the upgrade left), and an exit status of 0 is the acknowledgement. Reads
+//! go straight to `rpmdb.sqlite` through [`SqliteBackend`] read-only — the same reader rpm itself would be,
+//! and our full cross-check. rpm commits each package in its own sqlite transaction, so a multi-package
+//! transaction is not atomic (a killed upgrade may leave both versions), but every package is.
+//!
+//! The root `R` holds `var/lib/rpm/` (the database, `--dbpath /var/lib/rpm` resolved inside `R`), the
+//! files rpm installs, and `pkgs/SHA1HEADER.rpm`: the workload's packages, written by the scheduler.
+//! Never the system's: the root is a scratch directory of the run.
+
+#![allow(unsafe_code)]
+
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::rpmdb::{Finding, Header, IndexTag, Snapshot, tags};
+use crate::sqlite::SqliteBackend;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The database inside the root (what `--dbpath /var/lib/rpm` means with `--root R`).
+pub const DBPATH: &str = "var/lib/rpm";
+/// The workload's package files inside the root.
+pub const PKGS: &str = "pkgs";
+
+/// The rpm database directory of root `root`.
+pub fn db_dir(root: &Path) -> PathBuf {
+    root.join(DBPATH)
+}
+
+/// The package file of a header with this SHA1HEADER.
+pub fn package_file(root: &Path, sha1: &str) -> PathBuf {
+    root.join(PKGS).join(format!("{sha1}.rpm"))
+}
+
+static INTERRUPT: OnceLock<fn() -> bool> = OnceLock::new();
+
+/// Tell rpm runs how to notice a Ctrl-C of the worker (the harness's SIGINT/SIGTERM flag): it is forwarded to
+/// the running rpm, which finishes the package in hand and exits, as it does at a terminal.
+pub fn set_interrupt_check(f: fn() -> bool) {
+    let _ = INTERRUPT.set(f);
+}
+
+/// Debian's rpm refuses to install without `--force-debian` ("use Alien instead"); others do not know it.
+fn debian_flag() -> &'static [&'static str] {
+    static FLAG: OnceLock<bool> = OnceLock::new();
+    let debian = *FLAG.get_or_init(|| {
+        Command::new("rpm")
+            .args(["--force-debian", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if debian { &["--force-debian"] } else { &[] }
+}
+
+/// Whether an rpm binary is installed.
+pub fn available() -> bool {
+    Command::new("rpm").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// What one rpm command did.
+#[derive(Debug, Clone)]
+pub struct RpmRun {
+    pub command: String,
+    pub status: Option<i32>,
+    /// stdout and stderr, lines in order of the streams (stderr last).
+    pub output: Vec<String>,
+}
+
+impl RpmRun {
+    pub fn ok(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// Run `program` (rpm or rpmdb) with `--root root --dbpath /var/lib/rpm` and `args`. The child dies with the
+/// calling process (PR_SET_PDEATHSIG): a SIGKILLed worker takes its rpm with it, like a killed rpm.
+pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<RpmRun> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm"]);
+    // Only rpm's install/erase modes know it (rpm hands --initdb/--rebuilddb to rpmdb, which does not).
+    if program == "rpm" && args.iter().any(|a| matches!(*a, "-U" | "-i" | "-e")) {
+        cmd.args(debian_flag());
+    }
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let command = format!("{program} --root {} --dbpath /var/lib/rpm {}", root.display(), args.join(" "));
+    let mut child = cmd.spawn()?;
+    let mut forwarded = false;
+    // Poll rather than block: a Ctrl-C of the worker must reach rpm while it runs.
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if !forwarded && INTERRUPT.get().is_some_and(|f| f()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+            forwarded = true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let mut text = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut text);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut text);
+    }
+    let output = text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    Ok(RpmRun { command, status: status.code(), output })
+}
+
+fn rpm_err(r: &RpmRun) -> BackendError {
+    BackendError::Other(format!(
+        "`{}` exited {}: {}",
+        r.command,
+        r.status.map(|s| s.to_string()).unwrap_or_else(|| "by a signal".into()),
+        r.output.join(" | ")
+    ))
+}
+
+/// Options of every write: no dependency solving (workload packages need not close over their requires), no
+/// scripts.
+const WRITE_FLAGS: &[&str] = &["--nodeps", "--noscripts", "--notriggers"];
+/// And of installs: any arch (i686 and noarch packages on any host), packages may share file paths, and an
+/// "upgrade" may go to an older version (the workload picks any other version of a name).
+const INSTALL_FLAGS: &[&str] = &["--ignorearch", "--ignoreos", "--replacefiles", "--oldpackage"];
+/// rpm does not wait for another rpm's transaction lock: it fails at once, before changing anything, with
+/// "can't create transaction lock". Two writers of one root meet it all the time; retry, as a user would.
+const LOCK_BUSY: &str = "can't create transaction lock";
+
+/// An rpm root driven through the rpm binary.
+pub struct RpmCli {
+    root: PathBuf,
+    /// Read view of rpm's database (opened on first read).
+    read: Option<SqliteBackend>,
+    installs: Vec<PathBuf>,
+    /// Header numbers to erase, with their N-V-R.A.
+    erases: Vec<(u32, String)>,
+    in_txn: bool,
+    messages: Vec<String>,
+    writable: bool,
+}
+
+impl RpmCli {
+    pub fn open(root: &Path, mode: OpenMode) -> Result<RpmCli, BackendError> {
+        let io = |source| BackendError::Io { path: root.to_path_buf(), source };
+        let mut messages = Vec::new();
+        match mode {
+            OpenMode::Create => {
+                std::fs::create_dir_all(root.join(PKGS)).map_err(io)?;
+                if !db_dir(root).join(crate::sqlite::DB_FILE).exists() {
+                    let r = run("rpm", root, &["--initdb"]).map_err(io)?;
+                    if !r.ok() {
+                        return Err(rpm_err(&r));
+                    }
+                    messages.extend(r.output);
+                }
+            }
+            OpenMode::ReadWrite | OpenMode::ReadOnly => {
+                let db = db_dir(root).join(crate::sqlite::DB_FILE);
+                if !db.exists() {
+                    return Err(BackendError::Io {
+                        path: db,
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no rpm database in this root"),
+                    });
+                }
+            }
+        }
+        Ok(RpmCli {
+            root: root.to_path_buf(),
+            read: None,
+            installs: Vec::new(),
+            erases: Vec::new(),
+            in_txn: false,
+            messages,
+            writable: mode != OpenMode::ReadOnly,
+        })
+    }
+
+    fn reader(&mut self) -> Result<&mut SqliteBackend, BackendError> {
+        if self.read.is_none() {
+            self.read = Some(SqliteBackend::open(&db_dir(&self.root), OpenMode::ReadOnly)?);
+        }
+        Ok(self.read.as_mut().expect("just opened"))
+    }
+
+    fn rpm(&mut self, args: &[&str]) -> Result<(), BackendError> {
+        let mut wait = Duration::from_millis(2);
+        loop {
+            let r =
+                run("rpm", &self.root, args).map_err(|source| BackendError::Io { path: self.root.clone(), source })?;
+            let busy = !r.ok() && r.output.iter().any(|l| l.contains(LOCK_BUSY));
+            if busy && !INTERRUPT.get().is_some_and(|f| f()) {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(50));
+                continue;
+            }
+            self.messages.extend(r.output.iter().map(|l| format!("rpm: {l}")));
+            return if r.ok() { Ok(()) } else { Err(rpm_err(&r)) };
+        }
+    }
+}
+
+/// name-version-release.arch of a header, as `rpm -e` takes it.
+fn nvra(h: &Header<'_>) -> String {
+    let s = |t| h.string(t).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+    let arch = s(tags::ARCH);
+    let base = format!("{}-{}-{}", s(tags::NAME), s(tags::VERSION), s(tags::RELEASE));
+    if arch.is_empty() { base } else { format!("{base}.{arch}") }
+}
+
+impl Backend for RpmCli {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Rpm
+    }
+
+    fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    fn begin(&mut self) -> Result<(), BackendError> {
+        if !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        if self.in_txn {
+            return Err(BackendError::TransactionActive);
+        }
+        self.in_txn = true;
+        self.installs.clear();
+        self.erases.clear();
+        Ok(())
+    }
+
+    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+        if !self.in_txn {
+            return Err(BackendError::NoTransaction);
+        }
+        let h = Header::parse(blob)?;
+        let sha1 = h
+            .string(tags::SHA1HEADER)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .ok_or_else(|| BackendError::Other("the header has no SHA1HEADER: no package file to install".into()))?;
+        let file = package_file(&self.root, &sha1);
+        if !file.exists() {
+            return Err(BackendError::Other(format!("{}: no such package file", file.display())));
+        }
+        self.installs.push(file);
+        // rpm assigns the header number when it commits the package.
+        Ok(0)
+    }
+
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
+        if !self.in_txn {
+            return Err(BackendError::NoTransaction);
+        }
+        let blob = self.reader()?.get(hnum)?.ok_or(BackendError::NoSuchPackage(hnum))?;
+        let name = nvra(&Header::parse(&blob)?);
+        self.erases.push((hnum, name));
+        Ok(())
+    }
+
+    /// `rpm -U` the new packages (which erases the other versions of their names, as an upgrade does), then
+    /// `rpm -e` what is still to go. Returns when rpm exited 0: the acknowledgement.
+    fn commit(&mut self) -> Result<(), BackendError> {
+        if !self.in_txn {
+            return Err(BackendError::NoTransaction);
+        }
+        self.in_txn = false;
+        if !self.installs.is_empty() {
+            let files: Vec<String> = self.installs.iter().map(|p| p.display().to_string()).collect();
+            let mut args: Vec<&str> = vec!["-U"];
+            args.extend(WRITE_FLAGS);
+            args.extend(INSTALL_FLAGS);
+            args.extend(files.iter().map(String::as_str));
+            self.rpm(&args)?;
+        }
+        // Whatever the upgrade did not already erase (e.g. a version of another arch colour).
+        let erases = std::mem::take(&mut self.erases);
+        let mut left = Vec::new();
+        for (hnum, name) in erases {
+            let r = self.reader()?;
+            r.begin_read()?;
+            let present = r.get(hnum)?.is_some();
+            r.end_read()?;
+            if present {
+                left.push(name);
+            }
+        }
+        if !left.is_empty() {
+            let mut args: Vec<&str> = vec!["-e"];
+            args.extend(WRITE_FLAGS);
+            args.extend(left.iter().map(String::as_str));
+            self.rpm(&args)?;
+        }
+        self.installs.clear();
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), BackendError> {
+        self.in_txn = false;
+        self.installs.clear();
+        self.erases.clear();
+        Ok(())
+    }
+
+    fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
+        self.reader()?.get(hnum)
+    }
+
+    fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
+        self.reader()?.lookup(index, key)
+    }
+
+    fn begin_read(&mut self) -> Result<(), BackendError> {
+        self.reader()?.begin_read()
+    }
+
+    fn end_read(&mut self) -> Result<(), BackendError> {
+        self.reader()?.end_read()
+    }
+
+    fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
+        self.reader()?.hnums()
+    }
+
+    fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError> {
+        self.reader()?.snapshot(findings)
+    }
+
+    fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError> {
+        self.reader()?.structural_check()
+    }
+
+    fn close(self: Box<Self>) -> Result<(), BackendError> {
+        if let Some(r) = self.read {
+            Box::new(r).close()?;
+        }
+        Ok(())
+    }
+
+    fn take_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.messages)
+    }
+}
+
+/// rpm's own view of a root, beside our cross-check: `rpmdb --verifydb` must pass and `rpm -qa` must list
+/// exactly the packages our reading of rpmdb.sqlite found (by SHA1HEADER). What rpm printed is kept in the
+/// findings when it disagrees.
+pub fn rpm_checks(root: &Path, snap: &Snapshot) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match run("rpmdb", root, &["--verifydb"]) {
+        Ok(r) if r.ok() => {}
+        Ok(r) => out.push(Finding::Unopenable { detail: format!("{}: {}", r.command, rpm_err(&r)) }),
+        Err(e) => out.push(Finding::Unopenable { detail: format!("rpmdb --verifydb: {e}") }),
+    }
+    match run("rpm", root, &["-qa", "--qf", "%{SHA1HEADER} %{NEVRA}\\n"]) {
+        Ok(r) if r.ok() => {
+            let theirs: std::collections::BTreeSet<String> =
+                r.output.iter().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
+            let ours: std::collections::BTreeSet<String> = snap
+                .packages
+                .iter()
+                .filter_map(|(_, blob)| {
+                    Header::parse(blob).ok()?.string(tags::SHA1HEADER).map(|s| String::from_utf8_lossy(s).into_owned())
+                })
+                .collect();
+            for s in theirs.symmetric_difference(&ours) {
+                out.push(Finding::UnexpectedPackage {
+                    package: s.clone(),
+                    detail: if theirs.contains(s) {
+                        "rpm -qa lists it but rpmdb.sqlite's Packages does not hold it".into()
+                    } else {
+                        "in Packages but rpm -qa does not list it".into()
+                    },
+                });
+            }
+        }
+        Ok(r) => out.push(Finding::ProbeFailed { detail: rpm_err(&r).to_string() }),
+        Err(e) => out.push(Finding::ProbeFailed { detail: format!("rpm -qa: {e}") }),
+    }
+    out
+}
+
+/// `rpm --rebuilddb` in the root: rpm's own recovery.
+pub fn rebuilddb(root: &Path) -> Result<RpmRun, BackendError> {
+    let r =
+        run("rpm", root, &["--rebuilddb"]).map_err(|source| BackendError::Io { path: root.to_path_buf(), source })?;
+    if r.ok() { Ok(r) } else { Err(rpm_err(&r)) }
+}
