@@ -38,16 +38,20 @@ pub enum BackendKind {
     Bdbenv,
     /// The same with db 4.3: no failchk.
     BdbenvDb43,
+    /// Real Berkeley DB 5.3 (Debian's libdb-5.3) configured as rpm 4.16 used it.
+    Libdb,
 }
 
 impl BackendKind {
-    pub const ALL: &'static [BackendKind] = &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43];
+    pub const ALL: &'static [BackendKind] =
+        &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43, BackendKind::Libdb];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "sqlite",
             BackendKind::Bdbenv => "bdbenv",
             BackendKind::BdbenvDb43 => "bdbenv-db43",
+            BackendKind::Libdb => "libdb",
         }
     }
 
@@ -55,7 +59,7 @@ impl BackendKind {
     pub fn present(self, dir: &Path) -> bool {
         match self {
             BackendKind::Sqlite => dir.join(crate::sqlite::DB_FILE).exists(),
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => dir.join("Packages").exists(),
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => dir.join("Packages").exists(),
         }
     }
 
@@ -64,12 +68,13 @@ impl BackendKind {
         match self {
             BackendKind::Sqlite => "sqlite",
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "bdbenv",
+            BackendKind::Libdb => "libdb",
         }
     }
 
     pub fn profile(self) -> Option<crate::bdbenv::Profile> {
         match self {
-            BackendKind::Sqlite => None,
+            BackendKind::Sqlite | BackendKind::Libdb => None,
             BackendKind::Bdbenv => Some(crate::bdbenv::Profile::Db46),
             BackendKind::BdbenvDb43 => Some(crate::bdbenv::Profile::Db43),
         }
@@ -79,17 +84,30 @@ impl BackendKind {
     pub fn recovery_name(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "rebuilddb",
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "rm __db.* + rebuilddb",
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => "rm __db.* + rebuilddb",
         }
     }
 
     /// Recover a database directory: sqlite — rebuilddb; bdbenv — db_recover (panic + remove the region
-    /// files, as `rm __db.*`) then rebuilddb from Packages.
+    /// files, as `rm __db.*`) then rebuilddb from Packages; libdb — rpm's answer for a CDB environment
+    /// (db_recover needs logs): `rm __db.*`, then rebuilddb.
     pub fn recover(self, dir: &Path) -> Result<crate::rebuild::RebuildReport, BackendError> {
         if self.profile().is_some() {
             crate::bdbenv::db_recover(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
         }
+        if self == BackendKind::Libdb {
+            crate::libdb::remove_regions(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
+        }
         crate::rebuild::rebuilddb(self, self, dir)
+    }
+
+    /// Open `dir` and hold a cursor on Packages (read, or a write cursor) until the process is killed;
+    /// prints "held" once it holds it. For the environment backends (stale locks of killed processes).
+    pub fn hold(self, dir: &Path, write: bool) -> Result<std::convert::Infallible, BackendError> {
+        match self {
+            BackendKind::Libdb => crate::libdb::hold(dir, write),
+            _ => crate::bdbenv::hold(self, dir, write),
+        }
     }
 
     pub fn from_name(s: &str) -> Option<BackendKind> {
@@ -103,6 +121,9 @@ impl BackendKind {
                 "BDB-style shared environment (__db.001-003, CDB locks) as rpm 4.6+ used it, with failchk"
             }
             BackendKind::BdbenvDb43 => "the same environment as db 4.3 had it: no failchk, stale locks block for ever",
+            BackendKind::Libdb => {
+                "real Berkeley DB 5.3 as rpm 4.16 used it: CDB + mpool, is_alive + failchk, hash Packages, btree indexes"
+            }
         }
     }
 
@@ -111,7 +132,9 @@ impl BackendKind {
             BackendKind::Sqlite => Promises { atomic: true, durable: true, isolated: true },
             // Non-transactional: a kill between page writes leaves Packages and indexes out of step; what was
             // synced before the acknowledgement stays.
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => Promises { atomic: false, durable: true, isolated: false },
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => {
+                Promises { atomic: false, durable: true, isolated: false }
+            }
         }
     }
 
@@ -122,6 +145,7 @@ impl BackendKind {
                 let p = self.profile().expect("bdbenv kinds have a profile");
                 Ok(Box::new(crate::bdbenv::BdbEnv::open(dir, mode, self, p)?))
             }
+            BackendKind::Libdb => crate::libdb::open(dir, mode),
         }
     }
 
@@ -138,6 +162,15 @@ impl BackendKind {
         if let Some(p) = self.profile() {
             // Never join a possibly damaged environment to judge it: read copies of its files.
             let (mut findings, snap) = crate::bdbenv::check::offline(dir, p)?;
+            if let Some(s) = &snap {
+                findings.extend(crate::rpmdb::cross_check(s));
+            }
+            return Ok((findings, snap));
+        }
+        if self == BackendKind::Libdb {
+            // Likewise: copies of the data files read by BDB in a child under a deadline, db5.3_verify, and
+            // db5.3_stat -N on a copy of the region files.
+            let (mut findings, snap) = crate::libdb::check(dir)?;
             if let Some(s) = &snap {
                 findings.extend(crate::rpmdb::cross_check(s));
             }

