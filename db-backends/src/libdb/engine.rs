@@ -31,10 +31,27 @@ fn file_no(idx: IndexTag) -> usize {
 
 /// An error as rpm printed it: what BDB said on the way ("rpmdb: ..."), then "db5 error(N) from OP: TEXT".
 fn db_err(op: &str, e: DbError) -> BackendError {
-    let mut parts = ffi::take_messages();
+    let mut parts = condense(ffi::take_messages());
     parts.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
     let text = parts.join("; ");
     if e.is_run_recovery() { BackendError::RunRecovery(text) } else { BackendError::Env(text) }
+}
+
+/// BDB repeats itself (failchk prints a line per dead locker): drop repeats, keep the first few lines.
+fn condense(lines: Vec<String>) -> Vec<String> {
+    const KEEP: usize = 6;
+    let mut out: Vec<String> = Vec::new();
+    for l in lines {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    if out.len() > KEEP {
+        let more = out.len() - KEEP;
+        out.truncate(KEEP);
+        out.push(format!("(and {more} more messages)"));
+    }
+    out
 }
 
 /// Take an fcntl write lock on `path` (blocking), like rpm's lock files.

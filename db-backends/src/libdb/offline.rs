@@ -297,8 +297,59 @@ pub fn env_forensics(envd: &Path) -> Vec<Finding> {
     }
 }
 
-/// Parse db_stat -CA's "Locks grouped by lockers" section: a locker line names its pid and lock counts.
+/// One locker line of db_stat -CA's "Locks grouped by lockers" section, e.g.
+/// `66 dd= 0 locks held 1    write locks 1    pid/thread 2499/139921938899136 flags 0    priority 100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockerLine {
+    pub id: String,
+    pub held: u32,
+    pub writes: u32,
+    pub pid: u32,
+    pub line: String,
+}
+
+pub fn locker_lines(text: &str) -> Vec<LockerLine> {
+    let num_after = |l: &str, pat: &str| -> Option<u32> {
+        let rest = &l[l.find(pat)? + pat.len()..];
+        rest.split_whitespace().next()?.split('/').next()?.parse().ok()
+    };
+    text.lines()
+        .filter(|l| l.contains("locks held") && l.contains("pid/thread"))
+        .filter_map(|l| {
+            Some(LockerLine {
+                id: l.split_whitespace().next()?.to_string(),
+                held: num_after(l, "locks held")?,
+                writes: num_after(l, "write locks")?,
+                pid: num_after(l, "pid/thread")?,
+                line: l.split_whitespace().collect::<Vec<_>>().join(" "),
+            })
+        })
+        .collect()
+}
+
+/// Stale-lock findings from db_stat -CA's output: per dead process holding locks one finding (with a
+/// db_stat line of a write locker, if any, else of a reader).
 pub fn stale_lockers(text: &str) -> Vec<Finding> {
-    let _ = text;
-    Vec::new()
+    let mut by_pid: std::collections::BTreeMap<u32, Vec<LockerLine>> = Default::default();
+    for l in locker_lines(text) {
+        if l.held > 0 && !crate::bdbenv::is_alive(l.pid) {
+            by_pid.entry(l.pid).or_default().push(l);
+        }
+    }
+    by_pid
+        .into_iter()
+        .map(|(pid, ls)| {
+            let locks: u32 = ls.iter().map(|l| l.held).sum();
+            let writes: u32 = ls.iter().map(|l| l.writes).sum();
+            let example = ls.iter().find(|l| l.writes > 0).unwrap_or(&ls[0]);
+            Finding::StaleLock {
+                detail: format!(
+                    "dead process {pid} left {} lockers holding {locks} locks ({writes} write) \
+                     [{DB_STAT} -N -CA: \"{}\"]",
+                    ls.len(),
+                    example.line
+                ),
+            }
+        })
+        .collect()
 }
