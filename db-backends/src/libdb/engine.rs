@@ -75,6 +75,8 @@ pub struct LibdbBackend {
     dbs: Vec<Db>,
     env: Option<Env>,
     txn_lock: Option<File>,
+    /// Data files written since the last sync (only these need DB->sync's write-back and fsync).
+    dirty: Vec<bool>,
     closed: bool,
     messages: Vec<String>,
 }
@@ -122,6 +124,7 @@ impl LibdbBackend {
             dbs,
             env: Some(env),
             txn_lock: None,
+            dirty: vec![false; data_files().len()],
             closed: false,
             messages,
         })
@@ -147,6 +150,9 @@ impl LibdbBackend {
             self.messages.extend(ffi::take_messages());
         }
         let db = self.dbs.get(file).ok_or_else(|| BackendError::Other(format!("no data file #{file}")))?;
+        if write {
+            self.dirty[file] = true;
+        }
         let mut c = db.cursor(write).map_err(|e| db_err("db->cursor", e))?;
         point("libdb.cursor.open.after");
         let res = f(&mut c);
@@ -307,8 +313,11 @@ impl Backend for LibdbBackend {
         }
         // Non-transactional (CDB): "commit" is rpm's sync — every file's dirty cache pages written and fsynced.
         point("libdb.sync.before");
-        for (db, name) in self.dbs.iter().zip(data_files()) {
-            db.sync().map_err(|e| db_err(&format!("db->sync({name})"), e))?;
+        for ((db, name), dirty) in self.dbs.iter().zip(data_files()).zip(self.dirty.iter_mut()) {
+            if *dirty {
+                db.sync().map_err(|e| db_err(&format!("db->sync({name})"), e))?;
+                *dirty = false;
+            }
         }
         point("libdb.sync.after");
         self.txn_lock = None;

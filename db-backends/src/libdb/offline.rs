@@ -25,7 +25,7 @@ use std::time::Duration;
 /// How long the child may take to read every data file.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hard limit (SIGKILL) for each external tool run.
-pub const TOOL_TIMEOUT_S: u32 = 5;
+pub const TOOL_TIMEOUT_S: u32 = 3;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -221,18 +221,63 @@ fn read_data(data: &Path) -> (Vec<Vec<(Vec<u8>, Vec<u8>)>>, Vec<Finding>) {
     (files, findings)
 }
 
-/// Run `timeout -s KILL N tool args…`; (exit code or None if killed, stdout+stderr).
-fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> std::io::Result<(Option<i32>, String)> {
-    let o = Command::new("timeout")
+/// How an external tool run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolEnd {
+    Exited(i32),
+    /// `timeout -s KILL` had to kill it (blocked, e.g. on a dead owner's mutex).
+    Killed,
+    /// It printed more than [`OUTPUT_MAX`] bytes: we stopped reading and it died of SIGPIPE (a walk that
+    /// loops for ever on a damaged list prints the same lines for ever).
+    Overflow,
+}
+
+/// At most this much of a tool's output is read.
+pub const OUTPUT_MAX: usize = 1 << 20;
+
+/// Run `timeout -s KILL N tool args…` with stdout and stderr on one pipe, reading at most [`OUTPUT_MAX`].
+fn run_tool(tool: &str, args: &[&str], cwd: &Path) -> std::io::Result<(ToolEnd, String)> {
+    use std::io::Read;
+    let (rd, wr) = nix::unistd::pipe()?;
+    let wr2 = wr.try_clone()?;
+    let mut child = Command::new("timeout")
         .args(["-s", "KILL", &TOOL_TIMEOUT_S.to_string(), tool])
         .args(args)
         .current_dir(cwd)
         .env_remove("DB_HOME")
-        .output()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    // timeout(1) exits 137 when it had to SIGKILL the tool.
-    let code = o.status.code().filter(|&c| c != 137);
-    Ok((code, text))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(wr))
+        .stderr(std::process::Stdio::from(wr2))
+        .spawn()?;
+    // The tool's own deadline is timeout(1)'s; EOF comes when it exits or is killed.
+    let mut f = std::fs::File::from(rd);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1 << 16];
+    let mut overflow = false;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.len() > OUTPUT_MAX {
+                    overflow = true;
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    drop(f);
+    let status = child.wait()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let end = match status.code() {
+        _ if overflow => ToolEnd::Overflow,
+        // timeout(1) exits 137 when it had to SIGKILL the tool.
+        Some(137) | None => ToolEnd::Killed,
+        Some(c) => ToolEnd::Exited(c),
+    };
+    Ok((end, text))
 }
 
 /// `db5.3_verify` over the data file copies; findings name the file and quote the tool.
@@ -245,13 +290,7 @@ pub fn verify_files(data: &Path) -> Vec<Finding> {
     let mut args = vec!["-h", home.as_str()];
     args.extend(names.iter().copied());
     match run_tool(DB_VERIFY, &args, data) {
-        Ok((Some(0), _)) => return Vec::new(),
-        Ok((None, _)) => {
-            return vec![Finding::DataFileDamaged {
-                file: "(all)".into(),
-                detail: format!("{DB_VERIFY} did not finish within {TOOL_TIMEOUT_S} s (killed)"),
-            }];
-        }
+        Ok((ToolEnd::Exited(0), _)) => return Vec::new(),
         Ok(_) => {}
         Err(e) => {
             return vec![Finding::Unopenable { detail: format!("could not run {DB_VERIFY}: {e}") }];
@@ -260,10 +299,14 @@ pub fn verify_files(data: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
     for name in names {
         match run_tool(DB_VERIFY, &["-h", &home, name], data) {
-            Ok((Some(0), _)) => {}
-            Ok((code, text)) => {
+            Ok((ToolEnd::Exited(0), _)) => {}
+            Ok((end, text)) => {
                 let lines: Vec<&str> = text.lines().take(4).collect();
-                let end = code.map(|c| format!("exit {c}")).unwrap_or_else(|| "killed after the timeout".into());
+                let end = match end {
+                    ToolEnd::Exited(c) => format!("exit {c}"),
+                    ToolEnd::Killed => format!("killed after {TOOL_TIMEOUT_S} s"),
+                    ToolEnd::Overflow => format!("more than {OUTPUT_MAX} bytes of output"),
+                };
                 out.push(Finding::DataFileDamaged {
                     file: name.into(),
                     detail: format!("{DB_VERIFY} ({end}): {}", lines.join(" | ")),
@@ -281,20 +324,30 @@ pub fn env_forensics(envd: &Path) -> Vec<Finding> {
         return Vec::new();
     }
     let home = envd.to_string_lossy().into_owned();
+    let region = |detail: String| Finding::EnvRegion { region: "__db.001".into(), detail };
     match run_tool(DB_STAT, &["-N", "-CA", "-h", &home], envd) {
-        Ok((Some(0), text)) => stale_lockers(&text),
-        Ok((None, _)) => vec![Finding::StaleLock {
-            detail: format!("{DB_STAT} -N -CA did not finish within {TOOL_TIMEOUT_S} s on a copy of the environment (killed)"),
-        }],
-        Ok((Some(c), text)) => vec![Finding::EnvRegion {
-            region: "__db.*".into(),
-            detail: format!(
-                "{DB_STAT} -N -CA failed (exit {c}): {}",
-                text.lines().take(3).collect::<Vec<_>>().join(" | ")
-            ),
-        }],
+        Ok((ToolEnd::Exited(0), text)) => stale_lockers(&text),
+        // With -N db_stat takes no region mutex: not finishing means it walks a damaged list for ever.
+        Ok((ToolEnd::Overflow, text)) => vec![region(format!(
+            "{DB_STAT} -N -CA loops walking the lock region (over {} MiB of output; it ends with {:?})",
+            OUTPUT_MAX >> 20,
+            last_line(&text)
+        ))],
+        Ok((ToolEnd::Killed, text)) => vec![region(format!(
+            "{DB_STAT} -N -CA did not finish within {TOOL_TIMEOUT_S} s on a copy of the environment (killed; \
+             last line {:?})",
+            last_line(&text)
+        ))],
+        Ok((ToolEnd::Exited(c), text)) => vec![region(format!(
+            "{DB_STAT} -N -CA failed (exit {c}): {}",
+            text.lines().take(3).collect::<Vec<_>>().join(" | ")
+        ))],
         Err(e) => vec![Finding::Unopenable { detail: format!("could not run {DB_STAT}: {e}") }],
     }
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default()
 }
 
 /// One locker line of db_stat -CA's "Locks grouped by lockers" section, e.g.
