@@ -204,7 +204,9 @@ fn the_cross_check_finds_an_index_entry_removed_from_a_real_btree() {
     }
     let findings = KIND.verify(&dir, OpenMode::ReadOnly).unwrap();
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::MissingIndexEntry { index, key, .. } if index == "Name" && *key == victim)),
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::MissingIndexEntry { index, key, .. } if index == "Name" && *key == victim)),
         "{findings:#?}"
     );
     assert_eq!(findings.len(), 1, "only the removed entry: {findings:#?}");

@@ -9,7 +9,7 @@
 use super::ffi::{self, Cursor, Db, DbError, DbType, Env, EnvOptions};
 use super::{ENV_LOCK_FILE, TXN_LOCK_FILE};
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
-use crate::bdbenv::datafile::{pack_set, unpack_set};
+use crate::bdbenv::datafile::{KeyValue, pack_set, unpack_set};
 use crate::crash::point;
 use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
@@ -85,7 +85,9 @@ impl LibdbBackend {
     pub fn open(dir: &Path, mode: OpenMode) -> Result<LibdbBackend, BackendError> {
         let packages = dir.join("Packages");
         match mode {
-            OpenMode::Create => std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { path: dir.into(), source })?,
+            OpenMode::Create => {
+                std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { path: dir.into(), source })?
+            }
             _ if !packages.exists() => {
                 return Err(BackendError::Io {
                     path: packages,
@@ -199,7 +201,7 @@ fn del(c: &mut Cursor<'_>, key: &[u8]) -> Result<bool, BackendError> {
 }
 
 /// Every (key, value) of one cursor's file.
-fn scan(c: &mut Cursor<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+fn scan(c: &mut Cursor<'_>) -> Result<Vec<KeyValue>, BackendError> {
     let mut out = Vec::new();
     while let Some(kv) = c.next_pair().map_err(|e| db_err("dbcursor->get(DB_NEXT)", e))? {
         out.push(kv);

@@ -38,8 +38,13 @@ unsafe extern "C" {
     fn dbt_db_close(db: *mut RawDb) -> c_int;
     fn dbt_cursor(db: *mut RawDb, write: c_int, out: *mut *mut RawCursor) -> c_int;
     fn dbt_cursor_close(c: *mut RawCursor) -> c_int;
-    fn dbt_cursor_get(c: *mut RawCursor, key: *const c_void, klen: usize, data: *mut *mut c_void, dlen: *mut usize)
-    -> c_int;
+    fn dbt_cursor_get(
+        c: *mut RawCursor,
+        key: *const c_void,
+        klen: usize,
+        data: *mut *mut c_void,
+        dlen: *mut usize,
+    ) -> c_int;
     fn dbt_cursor_next(
         c: *mut RawCursor,
         key: *mut *mut c_void,
@@ -295,7 +300,7 @@ impl Cursor<'_> {
     }
 
     /// The next (key, value) pair in the file's order.
-    pub fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, DbError> {
+    pub fn next_pair(&mut self) -> Result<Option<crate::bdbenv::datafile::KeyValue>, DbError> {
         let c = self.raw()?;
         let (mut k, mut kl, mut d, mut dl) = (std::ptr::null_mut(), 0usize, std::ptr::null_mut(), 0usize);
         // SAFETY: `c` is open; all four are valid out-pointers; key and value come back malloc'd.

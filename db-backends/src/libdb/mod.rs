@@ -72,8 +72,7 @@ pub fn remove_regions(dir: &Path) -> std::io::Result<()> {
 
 /// Whether an external tool is on PATH (the forensics skip, with a reason, when it is not).
 pub fn tool_available(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
 }
 
 #[cfg(not(feature = "libdb"))]

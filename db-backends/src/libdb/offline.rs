@@ -16,6 +16,7 @@
 use super::engine::data_files;
 use super::{DB_STAT, DB_VERIFY, ffi, region_files, tool_available};
 use crate::backend::BackendError;
+use crate::bdbenv::datafile::KeyValue;
 use crate::rpmdb::{Finding, Snapshot};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -131,14 +132,13 @@ fn decode(buf: &[u8]) -> (Vec<Rec>, bool) {
         let tag = buf[at];
         at += 1;
         let rec = match tag {
-            b'F' => buf
-                .get(at..at + 4)
-                .and_then(|s| s.try_into().ok())
-                .map(|s| {
-                    at += 4;
-                    Rec::File(u32::from_ne_bytes(s) as usize)
-                }),
-            b'R' => take(buf, &mut at).map(<[u8]>::to_vec).and_then(|k| take(buf, &mut at).map(|v| Rec::Pair(k, v.to_vec()))),
+            b'F' => buf.get(at..at + 4).and_then(|s| s.try_into().ok()).map(|s| {
+                at += 4;
+                Rec::File(u32::from_ne_bytes(s) as usize)
+            }),
+            b'R' => take(buf, &mut at)
+                .map(<[u8]>::to_vec)
+                .and_then(|k| take(buf, &mut at).map(|v| Rec::Pair(k, v.to_vec()))),
             b'E' => take(buf, &mut at).map(|e| Rec::Error(String::from_utf8_lossy(e).into_owned())),
             _ => None,
         };
@@ -158,8 +158,7 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
         let path = data.join(name);
         if path.exists() {
             let res = (|| {
-                let db = ffi::Db::open(None, &path, ffi::DbType::Unknown, false, true)
-                    .map_err(|e| ("db->open", e))?;
+                let db = ffi::Db::open(None, &path, ffi::DbType::Unknown, false, true).map_err(|e| ("db->open", e))?;
                 let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
                 while let Some((k, v)) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
                     encode(&Rec::Pair(k, v), &mut buf);
@@ -184,9 +183,9 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
 }
 
 /// Read every data file copy in `data` through BDB, in a child with a deadline.
-fn read_data(data: &Path) -> (Vec<Vec<(Vec<u8>, Vec<u8>)>>, Vec<Finding>) {
+fn read_data(data: &Path) -> (Vec<Vec<KeyValue>>, Vec<Finding>) {
     let names = data_files();
-    let mut files: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); names.len()];
+    let mut files: Vec<Vec<KeyValue>> = vec![Vec::new(); names.len()];
     let mut findings = Vec::new();
     let (bytes, ended) = match ffi::run_in_child(READ_TIMEOUT, |out| reader_child(data, out)) {
         Ok(r) => r,
@@ -347,7 +346,11 @@ pub fn env_forensics(envd: &Path) -> Vec<Finding> {
 }
 
 fn last_line(text: &str) -> String {
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// One locker line of db_stat -CA's "Locks grouped by lockers" section, e.g.
