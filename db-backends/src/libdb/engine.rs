@@ -209,6 +209,60 @@ fn scan(c: &mut Cursor<'_>) -> Result<Vec<KeyValue>, BackendError> {
     Ok(out)
 }
 
+/// What [`salvage_packages`] got out of Packages.
+#[derive(Debug, Default)]
+pub struct Salvage {
+    pub rows: Vec<KeyValue>,
+    /// Header numbers whose lookup failed, with BDB's error.
+    pub bad: Vec<(u32, String)>,
+    /// Why the cursor walk stopped early, if it did.
+    pub walk_error: Option<String>,
+}
+
+/// Most header numbers probed one by one when a walk of Packages fails.
+const PROBE_MAX: u32 = 1 << 20;
+
+/// Every (key, value) of Packages, also from a damaged file: a cursor walk, and if it fails (a killed
+/// writer's half-written pages: "DB_PAGE_NOTFOUND"), point lookups of every header number up to the last one
+/// handed out (key 0) or the highest seen — what rebuilddb and the verifier need to get every readable
+/// header out, like `db_dump -r`.
+pub fn salvage_packages(db: &Db) -> Salvage {
+    let mut out = Salvage::default();
+    let walk = (|| {
+        let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
+        while let Some(kv) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
+            out.rows.push(kv);
+        }
+        Ok(())
+    })();
+    let Err((op, e)) = walk else { return out };
+    let mut msgs = condense(ffi::take_messages());
+    msgs.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+    out.walk_error = Some(msgs.join("; "));
+    let key_of = |k: &[u8]| <[u8; 4]>::try_from(k).ok().map(u32::from_ne_bytes);
+    let mut seen: std::collections::BTreeSet<u32> = out.rows.iter().filter_map(|(k, _)| key_of(k)).collect();
+    let Ok(mut c) = db.cursor(false) else { return out };
+    let last = c.get(&0u32.to_ne_bytes()).ok().flatten().and_then(|v| key_of(&v));
+    let top = last.unwrap_or(0).max(seen.last().copied().unwrap_or(0)).min(PROBE_MAX);
+    for h in 0..=top {
+        if seen.contains(&h) {
+            continue;
+        }
+        match c.get(&h.to_ne_bytes()) {
+            Ok(Some(v)) => {
+                seen.insert(h);
+                out.rows.push((h.to_ne_bytes().to_vec(), v));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = ffi::take_messages();
+                out.bad.push((h, format!("db5 error({}) from dbcursor->get: {}", e.code, e.text)));
+            }
+        }
+    }
+    out
+}
+
 impl Store for LibdbBackend {
     type Error = BackendError;
 
@@ -349,10 +403,16 @@ impl Backend for LibdbBackend {
     }
 
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
-        let rows = self.with_cursor(0, false, scan)?;
-        let mut v: Vec<u32> = rows
+        // Salvage: rebuilddb must get every readable header out of a damaged file (and name the others).
+        let s = salvage_packages(&self.dbs[0]);
+        if let Some(e) = s.walk_error {
+            self.messages.push(format!("rpmdb: Packages cannot be walked ({e}); header numbers probed one by one"));
+        }
+        let mut v: Vec<u32> = s
+            .rows
             .into_iter()
             .filter_map(|(k, _)| <[u8; 4]>::try_from(k.as_slice()).ok().map(u32::from_ne_bytes))
+            .chain(s.bad.into_iter().map(|(h, _)| h))
             .filter(|&h| h != 0)
             .collect();
         v.sort_unstable();

@@ -13,7 +13,7 @@
 //!
 //! Does not check: the buffer cache's contents, mutex states (db_stat -N does not look at them).
 
-use super::engine::data_files;
+use super::engine::{Salvage, data_files, salvage_packages};
 use super::{DB_STAT, DB_VERIFY, ffi, region_files, tool_available};
 use crate::backend::BackendError;
 use crate::bdbenv::datafile::KeyValue;
@@ -157,29 +157,62 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
         encode(&Rec::File(i), &mut buf);
         let path = data.join(name);
         if path.exists() {
-            let res = (|| {
-                let db = ffi::Db::open(None, &path, ffi::DbType::Unknown, false, true).map_err(|e| ("db->open", e))?;
-                let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
-                while let Some((k, v)) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
-                    encode(&Rec::Pair(k, v), &mut buf);
-                    if buf.len() > 1 << 16 && out.write_all(&std::mem::take(&mut buf)).is_err() {
-                        return Ok(());
+            let db = match ffi::Db::open(None, &path, ffi::DbType::Unknown, false, true) {
+                Ok(db) => db,
+                Err(e) => {
+                    let mut msg = ffi::take_messages();
+                    msg.push(format!("db5 error({}) from db->open: {}", e.code, e.text));
+                    encode(&Rec::Error(msg.join("; ")), &mut buf);
+                    if out.write_all(&std::mem::take(&mut buf)).is_err() {
+                        return 4;
                     }
+                    continue;
                 }
-                c.close().map_err(|e| ("dbcursor->close", e))?;
-                db.close().map_err(|e| ("db->close", e))
-            })();
-            if let Err((op, e)) = res {
-                let mut msg = ffi::take_messages();
-                msg.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
-                encode(&Rec::Error(msg.join("; ")), &mut buf);
+            };
+            let s = salvage_packages_or_walk(&db, i == 0);
+            for (k, v) in s.rows {
+                encode(&Rec::Pair(k, v), &mut buf);
+                if buf.len() > 1 << 16 && out.write_all(&std::mem::take(&mut buf)).is_err() {
+                    return 4;
+                }
             }
+            if let Some(e) = s.walk_error {
+                encode(&Rec::Error(e), &mut buf);
+            }
+            for (h, e) in s.bad.iter().take(8) {
+                encode(&Rec::Error(format!("header #{h}: {e}")), &mut buf);
+            }
+            if s.bad.len() > 8 {
+                encode(&Rec::Error(format!("... and {} more unreadable header numbers", s.bad.len() - 8)), &mut buf);
+            }
+            let _ = db.close();
         }
         if out.write_all(&std::mem::take(&mut buf)).is_err() {
             return 4;
         }
     }
     0
+}
+
+/// Packages is salvaged (a failed walk falls back to lookups of every header number); an index is walked.
+fn salvage_packages_or_walk(db: &ffi::Db, packages: bool) -> Salvage {
+    if packages {
+        return salvage_packages(db);
+    }
+    let mut out = Salvage::default();
+    let walk = (|| {
+        let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
+        while let Some(kv) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
+            out.rows.push(kv);
+        }
+        Ok(())
+    })();
+    if let Err((op, e)) = walk {
+        let mut msg = ffi::take_messages();
+        msg.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+        out.walk_error = Some(msg.join("; "));
+    }
+    out
 }
 
 /// Read every data file copy in `data` through BDB, in a child with a deadline.
