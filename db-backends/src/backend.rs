@@ -63,6 +63,12 @@ impl BackendKind {
         }
     }
 
+    /// Whether the engine is someone else's code (real Berkeley DB): a crash inside it under an injected
+    /// fault is the fault's effect; a crash inside one of ours is a bug.
+    pub fn is_foreign(self) -> bool {
+        self == BackendKind::Libdb
+    }
+
     /// The prefix of this backend's crash points.
     pub fn point_prefix(self) -> &'static str {
         match self {
