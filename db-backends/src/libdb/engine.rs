@@ -453,6 +453,16 @@ pub fn open(dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError
     Ok(Box::new(LibdbBackend::open(dir, mode)?))
 }
 
+/// Remove one key from an index file with BDB itself, behind the rpmdb layer's back (how the tests plant
+/// an index inconsistency in a real btree). Returns whether the key was there.
+pub fn remove_index_key(dir: &Path, index: IndexTag, key: &[u8]) -> Result<bool, BackendError> {
+    let mut db = LibdbBackend::open(dir, OpenMode::ReadWrite)?;
+    let found = db.with_cursor(file_no(index), true, |c| del(c, key))?;
+    db.dbs[file_no(index)].sync().map_err(|e| db_err("db->sync", e))?;
+    db.close_inner()?;
+    Ok(found)
+}
+
 /// Open `dir` and hold a cursor on Packages (a read cursor, or a write cursor: an IW lock) until the
 /// process is killed; prints "held" once the cursor is open. Reproduces stale locks of killed processes.
 pub fn hold(dir: &Path, write: bool) -> Result<std::convert::Infallible, BackendError> {

@@ -13,19 +13,19 @@
 //! joining its environment: data-file copies read in a child under a deadline, `db5.3_verify`,
 //! `db5.3_stat -N -CA` under `timeout -s KILL`).
 //!
-//! Built only with the `libdb` cargo feature (on by default; needs libdb5.3-dev). Without it the backend
+//! Built only with the `libdb` cargo feature (on by default; needs libdb5.3-dev; see build.rs). Without it the backend
 //! exists by name and every operation says it was not built in.
 
-#[cfg(feature = "libdb")]
+#[cfg(libdb_shim)]
 mod engine;
-#[cfg(feature = "libdb")]
+#[cfg(libdb_shim)]
 pub mod ffi;
-#[cfg(feature = "libdb")]
+#[cfg(libdb_shim)]
 pub mod offline;
 
-#[cfg(feature = "libdb")]
+#[cfg(libdb_shim)]
 pub use engine::*;
-#[cfg(feature = "libdb")]
+#[cfg(libdb_shim)]
 pub use offline::check;
 
 use std::path::Path;
@@ -39,7 +39,7 @@ pub const DB_STAT: &str = "db5.3_stat";
 pub const DB_VERIFY: &str = "db5.3_verify";
 
 /// Whether this build has the real library.
-pub const BUILT: bool = cfg!(feature = "libdb");
+pub const BUILT: bool = cfg!(libdb_shim);
 
 /// The region files of an environment in `dir` (`__db.001`, `__db.002`, …), sorted.
 pub fn region_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -75,7 +75,7 @@ pub fn tool_available(name: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
 }
 
-#[cfg(not(feature = "libdb"))]
+#[cfg(not(libdb_shim))]
 mod disabled {
     use crate::backend::{Backend, BackendError, OpenMode};
     use crate::rpmdb::{Finding, Snapshot};
@@ -93,9 +93,13 @@ mod disabled {
         Err(not_built())
     }
 
+    pub fn remove_index_key(_dir: &Path, _index: crate::rpmdb::IndexTag, _key: &[u8]) -> Result<bool, BackendError> {
+        Err(not_built())
+    }
+
     pub fn hold(_dir: &Path, _write: bool) -> Result<std::convert::Infallible, BackendError> {
         Err(not_built())
     }
 }
-#[cfg(not(feature = "libdb"))]
+#[cfg(not(libdb_shim))]
 pub use disabled::*;
