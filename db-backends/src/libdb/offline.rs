@@ -442,3 +442,46 @@ pub fn stale_lockers(text: &str) -> Vec<Finding> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_stat_locker_lines_name_pid_and_lock_counts() {
+        let text = "Locks grouped by lockers:\n\
+            Locker   Mode      Count Status  ----------------- Object ---------------\n      \
+            66 dd= 0 locks held 1    write locks 1    pid/thread 2499/139921938899136 flags 0    priority 100\n      \
+            66 IWRITE        1 HELD    0x1bee0 len:  20 data: 0ae0990000fe0000fdf6f3f05809000000000000\n";
+        let l = locker_lines(text);
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].id.as_str(), l[0].held, l[0].writes, l[0].pid), ("66", 1, 1, 2499));
+    }
+
+    #[test]
+    fn a_live_process_s_lockers_are_not_stale() {
+        let me = std::process::id();
+        let text = format!("1 dd= 0 locks held 3 write locks 1 pid/thread {me}/1 flags 0 priority 100\n");
+        assert!(stale_lockers(&text).is_empty());
+        let dead = "1 dd= 0 locks held 3 write locks 1 pid/thread 2147483000/1 flags 0 priority 100\n";
+        let f = stale_lockers(dead);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].to_string().contains("holding 3 locks (1 write)"), "{}", f[0]);
+    }
+
+    #[test]
+    fn the_reader_stream_round_trips_and_a_cut_stream_is_noticed() {
+        let mut buf = Vec::new();
+        for r in [Rec::File(0), Rec::Pair(b"k".to_vec(), vec![1, 2, 3]), Rec::Error("bad page".into()), Rec::File(3)] {
+            encode(&r, &mut buf);
+        }
+        let (recs, whole) = decode(&buf);
+        assert!(whole);
+        assert_eq!(recs.len(), 4);
+        assert!(matches!(&recs[1], Rec::Pair(k, v) if k == b"k" && v == &[1, 2, 3]));
+        assert!(matches!(&recs[2], Rec::Error(e) if e == "bad page"));
+        let (recs, whole) = decode(&buf[..buf.len() - 2]);
+        assert!(!whole, "a child killed mid-record leaves a cut stream");
+        assert_eq!(recs.len(), 3);
+    }
+}
