@@ -40,11 +40,13 @@ pub enum BackendKind {
     BdbenvDb43,
     /// The real rpm binary (Debian's rpm 4.18, sqlite rpmdb) in a scratch root.
     Rpm,
+    /// Real Berkeley DB 5.3 (Debian's libdb-5.3) configured as rpm 4.16 used it.
+    Libdb,
 }
 
 impl BackendKind {
     pub const ALL: &'static [BackendKind] =
-        &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43, BackendKind::Rpm];
+        &[BackendKind::Sqlite, BackendKind::Bdbenv, BackendKind::BdbenvDb43, BackendKind::Libdb, BackendKind::Rpm];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +54,7 @@ impl BackendKind {
             BackendKind::Bdbenv => "bdbenv",
             BackendKind::BdbenvDb43 => "bdbenv-db43",
             BackendKind::Rpm => "rpm",
+            BackendKind::Libdb => "libdb",
         }
     }
 
@@ -64,9 +67,15 @@ impl BackendKind {
     pub fn present(self, dir: &Path) -> bool {
         match self {
             BackendKind::Sqlite => dir.join(crate::sqlite::DB_FILE).exists(),
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => dir.join("Packages").exists(),
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => dir.join("Packages").exists(),
             BackendKind::Rpm => crate::rpmcli::db_dir(dir).join(crate::sqlite::DB_FILE).exists(),
         }
+    }
+
+    /// Whether the engine is someone else's code (real Berkeley DB): a crash inside it under an injected
+    /// fault is the fault's effect; a crash inside one of ours is a bug.
+    pub fn is_foreign(self) -> bool {
+        self == BackendKind::Libdb
     }
 
     /// The prefix of this backend's crash points.
@@ -76,12 +85,13 @@ impl BackendKind {
             BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "bdbenv",
             // No crash points inside a foreign binary: rpm is killed at random times.
             BackendKind::Rpm => "rpm",
+            BackendKind::Libdb => "libdb",
         }
     }
 
     pub fn profile(self) -> Option<crate::bdbenv::Profile> {
         match self {
-            BackendKind::Sqlite | BackendKind::Rpm => None,
+            BackendKind::Sqlite | BackendKind::Rpm | BackendKind::Libdb => None,
             BackendKind::Bdbenv => Some(crate::bdbenv::Profile::Db46),
             BackendKind::BdbenvDb43 => Some(crate::bdbenv::Profile::Db43),
         }
@@ -91,13 +101,14 @@ impl BackendKind {
     pub fn recovery_name(self) -> &'static str {
         match self {
             BackendKind::Sqlite => "rebuilddb",
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => "rm __db.* + rebuilddb",
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => "rm __db.* + rebuilddb",
             BackendKind::Rpm => "rpm --rebuilddb",
         }
     }
 
     /// Recover a database directory: sqlite — rebuilddb; bdbenv — db_recover (panic + remove the region
-    /// files, as `rm __db.*`) then rebuilddb from Packages.
+    /// files, as `rm __db.*`) then rebuilddb from Packages; libdb — rpm's answer for a CDB environment
+    /// (db_recover needs logs): `rm __db.*`, then rebuilddb.
     pub fn recover(self, dir: &Path) -> Result<crate::rebuild::RebuildReport, BackendError> {
         if self == BackendKind::Rpm {
             crate::rpmcli::rebuilddb(dir)?;
@@ -107,7 +118,19 @@ impl BackendKind {
         if self.profile().is_some() {
             crate::bdbenv::db_recover(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
         }
+        if self == BackendKind::Libdb {
+            crate::libdb::remove_regions(dir).map_err(|source| BackendError::Io { path: dir.to_path_buf(), source })?;
+        }
         crate::rebuild::rebuilddb(self, self, dir)
+    }
+
+    /// Open `dir` and hold a cursor on Packages (read, or a write cursor) until the process is killed;
+    /// prints "held" once it holds it. For the environment backends (stale locks of killed processes).
+    pub fn hold(self, dir: &Path, write: bool) -> Result<std::convert::Infallible, BackendError> {
+        match self {
+            BackendKind::Libdb => crate::libdb::hold(dir, write),
+            _ => crate::bdbenv::hold(self, dir, write),
+        }
     }
 
     pub fn from_name(s: &str) -> Option<BackendKind> {
@@ -124,6 +147,9 @@ impl BackendKind {
             BackendKind::Rpm => {
                 "the real rpm binary (rpm -U/-e/--rebuilddb) in a scratch root; checked in rpmdb.sqlite"
             }
+            BackendKind::Libdb => {
+                "real Berkeley DB 5.3 as rpm 4.16 used it: CDB + mpool, is_alive + failchk, hash Packages, btree indexes"
+            }
         }
     }
 
@@ -132,7 +158,9 @@ impl BackendKind {
             BackendKind::Sqlite => Promises { atomic: true, durable: true, isolated: true },
             // Non-transactional: a kill between page writes leaves Packages and indexes out of step; what was
             // synced before the acknowledgement stays.
-            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => Promises { atomic: false, durable: true, isolated: false },
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => {
+                Promises { atomic: false, durable: true, isolated: false }
+            }
             // rpm commits every package in its own sqlite transaction: a killed upgrade may leave both
             // versions, but no reader ever sees half a package.
             BackendKind::Rpm => Promises { atomic: false, durable: true, isolated: true },
@@ -147,6 +175,7 @@ impl BackendKind {
                 let p = self.profile().expect("bdbenv kinds have a profile");
                 Ok(Box::new(crate::bdbenv::BdbEnv::open(dir, mode, self, p)?))
             }
+            BackendKind::Libdb => crate::libdb::open(dir, mode),
         }
     }
 
@@ -163,6 +192,15 @@ impl BackendKind {
         if let Some(p) = self.profile() {
             // Never join a possibly damaged environment to judge it: read copies of its files.
             let (mut findings, snap) = crate::bdbenv::check::offline(dir, p)?;
+            if let Some(s) = &snap {
+                findings.extend(crate::rpmdb::cross_check(s));
+            }
+            return Ok((findings, snap));
+        }
+        if self == BackendKind::Libdb {
+            // Likewise: copies of the data files read by BDB in a child under a deadline, db5.3_verify, and
+            // db5.3_stat -N on a copy of the region files.
+            let (mut findings, snap) = crate::libdb::check(dir)?;
             if let Some(s) = &snap {
                 findings.extend(crate::rpmdb::cross_check(s));
             }

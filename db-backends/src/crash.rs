@@ -56,6 +56,22 @@ pub const ALL: &[&str] = &[
     "bdbenv.close.before",
     "rebuild.copy.after",
     "rebuild.swap.before",
+    // Appended (ids are positions in this list: existing ids stay stable).
+    "libdb.open.after",
+    "libdb.cursor.open.after",
+    "libdb.packages.put.before",
+    "libdb.packages.put.after",
+    "libdb.packages.del.before",
+    "libdb.packages.del.after",
+    "libdb.index.put.before",
+    "libdb.index.put.after",
+    "libdb.index.del.before",
+    "libdb.index.del.after",
+    "libdb.cursor.close.before",
+    "libdb.cursor.close.after",
+    "libdb.sync.before",
+    "libdb.sync.after",
+    "libdb.close.before",
 ];
 
 /// The points whose name starts with `prefix` (e.g. a backend name followed by a dot).

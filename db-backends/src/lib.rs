@@ -2,11 +2,13 @@
 //!
 //! `rpmdb` is the layer every backend shares (headers, index semantics, cross-check); `backend` is the trait
 //! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb;
-//! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `rebuild` is `--rebuilddb`; `rpmcli` drives the real rpm binary as a target.
+//! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `libdb` the real Berkeley DB 5.3;
+//! `rpmcli` drives the real rpm binary; `rebuild` is `--rebuilddb`.
 
 pub mod backend;
 pub mod bdbenv;
 pub mod crash;
+pub mod libdb;
 pub mod planted;
 pub mod rebuild;
 pub mod rpmcli;

@@ -119,7 +119,7 @@ enum Cmd {
         #[arg(long)]
         allow_system_db: bool,
     },
-    /// Open a bdbenv database and hold a cursor lock on Packages until killed (reproduces stale locks).
+    /// Open a bdbenv or libdb database and hold a cursor lock on Packages until killed (reproduces stale locks).
     #[command(hide = true, name = "__hold")]
     Hold {
         #[arg(long, default_value = "bdbenv")]
@@ -436,7 +436,7 @@ fn main() -> ExitCode {
                 eprintln!("error: unknown backend {backend:?}");
                 return ExitCode::from(exit_codes::USAGE as u8);
             };
-            match dbtorture_backends::bdbenv::hold(kind, &dir, write) {
+            match kind.hold(&dir, write) {
                 Ok(never) => match never {},
                 Err(e) => {
                     eprintln!("error: {e}");

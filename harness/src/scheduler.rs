@@ -571,6 +571,20 @@ impl<'a> Scheduler<'a> {
                 }
                 WaitStatus::Exited(_, 0) => {}
                 WaitStatus::Exited(_, _) => {} // its error message is already a finding
+                // A real engine (code not ours) that dies of a memory fault after we wrote a stale page into
+                // its shared region: the fault's effect on the engine, not a harness error.
+                WaitStatus::Signaled(_, sig @ (Signal::SIGSEGV | Signal::SIGBUS), _)
+                    if kind.is_foreign() && stale.as_ref().is_some_and(StaleState::written) =>
+                {
+                    got.findings.push(Finding::EnvironmentError {
+                        by: format!("{} {}", l.role.name(), l.index),
+                        message: format!(
+                            "died of {sig} inside {} after a stale page of its region (last crash point {:?})",
+                            kind.name(),
+                            crumb.last
+                        ),
+                    })
+                }
                 other => got.findings.push(Finding::WorkerCrashed {
                     worker: l.index,
                     role: l.role.name().into(),
@@ -1089,6 +1103,8 @@ struct StaleState {
     restore_point: (u32, u32),
     snap: Option<crate::fault::stale::Snapshot>,
     done: bool,
+    /// A changed page was actually written back stale.
+    wrote: bool,
 }
 
 impl StaleState {
@@ -1116,6 +1132,7 @@ impl StaleState {
             restore_point,
             snap: None,
             done: false,
+            wrote: false,
         })
     }
 
@@ -1135,6 +1152,11 @@ impl StaleState {
                 self.restore_ms.as_millis()
             ),
         }
+    }
+
+    /// Whether a stale page was written back this cycle.
+    fn written(&self) -> bool {
+        self.wrote
     }
 
     fn next_deadline(&self) -> Option<Duration> {
@@ -1164,6 +1186,7 @@ impl StaleState {
         let Some(snap) = &self.snap else { return };
         let detail = match crate::fault::stale::restore_changed_page(snap, rng) {
             Ok(Some(w)) => {
+                self.wrote = true;
                 let what = if self.file == dbtorture_backends::bdbenv::LOCK_FILE {
                     crate::fault::stale::describe_lock_page(&snap.bytes, w.page)
                 } else {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# What the build and the tests need from Debian, installed with apt when missing (as root, or with sudo):
+#   rpm           Debian's rpm 4.18, for the compatibility tests
+#   libdb5.3-dev  Berkeley DB 5.3 headers and library: the `libdb` backend is built against them (cargo
+#                 feature `libdb`, on by default), so this must run before any cargo build, clippy included
+#   db5.3-util    db5.3_stat / db5.3_verify, the libdb backend's forensics
+#   libxml2-utils xmllint, to validate junit.xml against reports/schema/junit.xsd
+#   chromium      to render report.html headless in the report tests
+set -euo pipefail
+
+need=()
+command -v rpm >/dev/null 2>&1 || need+=(rpm)
+[ -f /usr/include/db.h ] || need+=(libdb5.3-dev)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+{ command -v db5.3_stat >/dev/null 2>&1 && command -v db5.3_verify >/dev/null 2>&1; } || need+=(db5.3-util)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "ci/deps.sh: installing ${need[*]} with apt"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

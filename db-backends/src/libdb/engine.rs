@@ -1,0 +1,477 @@
+//! The backend over real Berkeley DB 5.3: rpm 4.16's environment set-up and cursor discipline, the rpmdb
+//! layer's [`Store`] (Packages and index sets through CDB cursors, with crash points between the calls),
+//! rpm's transaction lock and sync-on-commit.
+//!
+//! Why cursors everywhere: in CDB every cursor is a locker with an R or IW lock on its file, upgraded to W
+//! around each put/del — exactly the locks a killed process leaves behind for failchk to judge. One cursor
+//! per operation (never a read cursor open while the same process writes: that self-deadlocks in CDB).
+
+use super::ffi::{self, Cursor, Db, DbError, DbType, Env, EnvOptions};
+use super::{ENV_LOCK_FILE, TXN_LOCK_FILE};
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::bdbenv::datafile::{KeyValue, pack_set, unpack_set};
+use crate::crash::point;
+use crate::rpmdb::tags::INDEXES;
+use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// Thread slots in the environment (each worker, reader, probe and rebuild is one process).
+pub const THREAD_COUNT: u32 = 64;
+
+/// Data file names, by file number: Packages, then the indexes in rpm's order (as bdbenv and sqlite).
+pub fn data_files() -> Vec<&'static str> {
+    std::iter::once("Packages").chain(INDEXES.iter().map(|i| i.name())).collect()
+}
+
+fn file_no(idx: IndexTag) -> usize {
+    1 + INDEXES.iter().position(|&i| i == idx).expect("known index")
+}
+
+/// An error as rpm printed it: what BDB said on the way ("rpmdb: ..."), then "db5 error(N) from OP: TEXT".
+fn db_err(op: &str, e: DbError) -> BackendError {
+    let mut parts = condense(ffi::take_messages());
+    parts.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+    let text = parts.join("; ");
+    if e.is_run_recovery() { BackendError::RunRecovery(text) } else { BackendError::Env(text) }
+}
+
+/// BDB repeats itself (failchk prints a line per dead locker): drop repeats, keep the first few lines.
+fn condense(lines: Vec<String>) -> Vec<String> {
+    const KEEP: usize = 6;
+    let mut out: Vec<String> = Vec::new();
+    for l in lines {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    if out.len() > KEEP {
+        let more = out.len() - KEEP;
+        out.truncate(KEEP);
+        out.push(format!("(and {more} more messages)"));
+    }
+    out
+}
+
+/// Take an fcntl write lock on `path` (blocking), like rpm's lock files.
+fn fcntl_lock(path: &Path) -> Result<File, BackendError> {
+    let io = |source| BackendError::Io { path: path.to_path_buf(), source };
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+    let fl = libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
+    loop {
+        match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
+            Ok(_) => return Ok(f),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(BackendError::Io { path: path.to_path_buf(), source: e.into() }),
+        }
+    }
+}
+
+pub struct LibdbBackend {
+    dir: PathBuf,
+    writable: bool,
+    /// Packages, then the indexes (dropped before the environment).
+    dbs: Vec<Db>,
+    env: Option<Env>,
+    txn_lock: Option<File>,
+    /// Data files written since the last sync (only these need DB->sync's write-back and fsync).
+    dirty: Vec<bool>,
+    closed: bool,
+    messages: Vec<String>,
+}
+
+impl LibdbBackend {
+    pub fn open(dir: &Path, mode: OpenMode) -> Result<LibdbBackend, BackendError> {
+        let packages = dir.join("Packages");
+        match mode {
+            OpenMode::Create => {
+                std::fs::create_dir_all(dir).map_err(|source| BackendError::Io { path: dir.into(), source })?
+            }
+            _ if !packages.exists() => {
+                return Err(BackendError::Io {
+                    path: packages,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Packages file in this directory"),
+                });
+            }
+            _ => {}
+        }
+        let _ = ffi::take_messages();
+        let mut messages = Vec::new();
+        let env = {
+            // rpm ≥ 4.12: environment open (with its failchk) serialised by an fcntl lock.
+            let _env_lock = fcntl_lock(&dir.join(ENV_LOCK_FILE))?;
+            // rpm opens its environment with DB_CREATE, also for queries.
+            let env = Env::open(dir, EnvOptions { create: true, failchk_on_open: false, thread_count: THREAD_COUNT })
+                .map_err(|e| db_err("dbenv->open", e))?;
+            // rpm 4.16 (db3.c): failchk right after opening a shared environment.
+            env.failchk().map_err(|e| db_err("dbenv->failchk", e))?;
+            messages.extend(ffi::take_messages());
+            env
+        };
+        let writable = mode != OpenMode::ReadOnly;
+        let mut dbs = Vec::new();
+        for (i, name) in data_files().into_iter().enumerate() {
+            let ty = if i == 0 { DbType::Hash } else { DbType::Btree };
+            let exists = dir.join(name).exists();
+            let db = Db::open(Some(&env), Path::new(name), ty, !exists && writable, !writable)
+                .map_err(|e| db_err(&format!("db->open({name})"), e))?;
+            dbs.push(db);
+        }
+        messages.extend(ffi::take_messages());
+        point("libdb.open.after");
+        Ok(LibdbBackend {
+            dir: dir.to_path_buf(),
+            writable,
+            dbs,
+            env: Some(env),
+            txn_lock: None,
+            dirty: vec![false; data_files().len()],
+            closed: false,
+            messages,
+        })
+    }
+
+    fn env(&self) -> Result<&Env, BackendError> {
+        self.env.as_ref().ok_or_else(|| BackendError::Other("environment is closed".into()))
+    }
+
+    /// Run `f` under one cursor on data file `file`: a read cursor, or (rpm ≥ 4.12) failchk and then a
+    /// write cursor. The cursor is closed (its lock released) whatever `f` returns.
+    fn with_cursor<T>(
+        &mut self,
+        file: usize,
+        write: bool,
+        f: impl FnOnce(&mut Cursor<'_>) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        if write && !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        if write {
+            self.env()?.failchk().map_err(|e| db_err("dbenv->failchk", e))?;
+            self.messages.extend(ffi::take_messages());
+        }
+        let db = self.dbs.get(file).ok_or_else(|| BackendError::Other(format!("no data file #{file}")))?;
+        if write {
+            self.dirty[file] = true;
+        }
+        let mut c = db.cursor(write).map_err(|e| db_err("db->cursor", e))?;
+        point("libdb.cursor.open.after");
+        let res = f(&mut c);
+        point("libdb.cursor.close.before");
+        let closed = c.close().map_err(|e| db_err("dbcursor->close", e));
+        point("libdb.cursor.close.after");
+        let out = res?;
+        closed?;
+        Ok(out)
+    }
+
+    fn close_inner(&mut self) -> Result<(), BackendError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        point("libdb.close.before");
+        let mut errors = Vec::new();
+        for (db, name) in std::mem::take(&mut self.dbs).into_iter().zip(data_files()) {
+            if let Err(e) = db.close() {
+                errors.push(db_err(&format!("db->close({name})"), e).to_string());
+            }
+        }
+        if let Some(env) = self.env.take()
+            && let Err(e) = env.close()
+        {
+            errors.push(db_err("dbenv->close", e).to_string());
+        }
+        self.txn_lock = None;
+        if errors.is_empty() { Ok(()) } else { Err(BackendError::Env(errors.join("; "))) }
+    }
+}
+
+fn get(c: &mut Cursor<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+    c.get(key).map_err(|e| db_err("dbcursor->get", e))
+}
+
+fn put(c: &mut Cursor<'_>, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
+    c.put(key, value).map_err(|e| db_err("dbcursor->put", e))
+}
+
+fn del(c: &mut Cursor<'_>, key: &[u8]) -> Result<bool, BackendError> {
+    c.del(key).map_err(|e| db_err("dbcursor->del", e))
+}
+
+/// Every (key, value) of one cursor's file.
+fn scan(c: &mut Cursor<'_>) -> Result<Vec<KeyValue>, BackendError> {
+    let mut out = Vec::new();
+    while let Some(kv) = c.next_pair().map_err(|e| db_err("dbcursor->get(DB_NEXT)", e))? {
+        out.push(kv);
+    }
+    Ok(out)
+}
+
+/// What [`salvage_packages`] got out of Packages.
+#[derive(Debug, Default)]
+pub struct Salvage {
+    pub rows: Vec<KeyValue>,
+    /// Header numbers whose lookup failed, with BDB's error.
+    pub bad: Vec<(u32, String)>,
+    /// Why the cursor walk stopped early, if it did.
+    pub walk_error: Option<String>,
+}
+
+/// Most header numbers probed one by one when a walk of Packages fails.
+const PROBE_MAX: u32 = 1 << 20;
+
+/// Every (key, value) of Packages, also from a damaged file: a cursor walk, and if it fails (a killed
+/// writer's half-written pages: "DB_PAGE_NOTFOUND"), point lookups of every header number up to the last one
+/// handed out (key 0) or the highest seen — what rebuilddb and the verifier need to get every readable
+/// header out, like `db_dump -r`.
+pub fn salvage_packages(db: &Db) -> Salvage {
+    let mut out = Salvage::default();
+    let walk = (|| {
+        let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
+        while let Some(kv) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
+            out.rows.push(kv);
+        }
+        Ok(())
+    })();
+    let Err((op, e)) = walk else { return out };
+    let mut msgs = condense(ffi::take_messages());
+    msgs.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+    out.walk_error = Some(msgs.join("; "));
+    let key_of = |k: &[u8]| <[u8; 4]>::try_from(k).ok().map(u32::from_ne_bytes);
+    let mut seen: std::collections::BTreeSet<u32> = out.rows.iter().filter_map(|(k, _)| key_of(k)).collect();
+    let Ok(mut c) = db.cursor(false) else { return out };
+    let last = c.get(&0u32.to_ne_bytes()).ok().flatten().and_then(|v| key_of(&v));
+    let top = last.unwrap_or(0).max(seen.last().copied().unwrap_or(0)).min(PROBE_MAX);
+    for h in 0..=top {
+        if seen.contains(&h) {
+            continue;
+        }
+        match c.get(&h.to_ne_bytes()) {
+            Ok(Some(v)) => {
+                seen.insert(h);
+                out.rows.push((h.to_ne_bytes().to_vec(), v));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = ffi::take_messages();
+                out.bad.push((h, format!("db5 error({}) from dbcursor->get: {}", e.code, e.text)));
+            }
+        }
+    }
+    out
+}
+
+impl Store for LibdbBackend {
+    type Error = BackendError;
+
+    fn put_package(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+        self.with_cursor(0, true, |c| {
+            // Key 0 holds the last header number handed out: read, add one, write back (rpm's pkgInstance).
+            let last = get(c, &0u32.to_ne_bytes())?.and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok());
+            let hnum = last.map(u32::from_ne_bytes).unwrap_or(0) + 1;
+            put(c, &0u32.to_ne_bytes(), &hnum.to_ne_bytes())?;
+            point("libdb.packages.put.before");
+            // Header numbers are host byte order, as rpm's BDB backend stored them.
+            put(c, &hnum.to_ne_bytes(), blob)?;
+            point("libdb.packages.put.after");
+            Ok(hnum)
+        })
+    }
+
+    fn del_package(&mut self, hnum: u32) -> Result<(), BackendError> {
+        self.with_cursor(0, true, |c| {
+            point("libdb.packages.del.before");
+            del(c, &hnum.to_ne_bytes())?;
+            point("libdb.packages.del.after");
+            Ok(())
+        })
+    }
+
+    fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
+        self.get(hnum)
+    }
+
+    fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
+        self.with_cursor(file_no(idx), true, |c| {
+            // Entries come grouped by key; each key's set is read, extended and written back whole.
+            for group in entries.chunk_by(|a, b| a.key == b.key) {
+                let key = &group[0].key;
+                let mut set = get(c, key)?.and_then(|v| unpack_set(&v)).unwrap_or_default();
+                set.extend(group.iter().map(|e| (hnum, e.tagnum)));
+                set.sort_unstable();
+                point("libdb.index.put.before");
+                put(c, key, &pack_set(&set))?;
+                point("libdb.index.put.after");
+            }
+            Ok(())
+        })
+    }
+
+    fn index_remove(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
+        self.with_cursor(file_no(idx), true, |c| {
+            for e in entries {
+                let Some(v) = get(c, &e.key)? else { continue };
+                let mut set = unpack_set(&v).unwrap_or_default();
+                set.retain(|&(h, t)| !(h == hnum && t == e.tagnum));
+                point("libdb.index.del.before");
+                // An empty set deletes the key, as rpm does.
+                if set.is_empty() {
+                    del(c, &e.key)?;
+                } else {
+                    put(c, &e.key, &pack_set(&set))?;
+                }
+                point("libdb.index.del.after");
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Backend for LibdbBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Libdb
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn begin(&mut self) -> Result<(), BackendError> {
+        if !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        if self.txn_lock.is_some() {
+            return Err(BackendError::TransactionActive);
+        }
+        self.txn_lock = Some(fcntl_lock(&self.dir.join(TXN_LOCK_FILE))?);
+        Ok(())
+    }
+
+    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+        if self.txn_lock.is_none() {
+            return Err(BackendError::NoTransaction);
+        }
+        Ok(crate::rpmdb::add_header(self, blob)?)
+    }
+
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
+        if self.txn_lock.is_none() {
+            return Err(BackendError::NoTransaction);
+        }
+        Ok(crate::rpmdb::remove_header(self, hnum)?)
+    }
+
+    fn commit(&mut self) -> Result<(), BackendError> {
+        if self.txn_lock.is_none() {
+            return Err(BackendError::NoTransaction);
+        }
+        // Non-transactional (CDB): "commit" is rpm's sync — every file's dirty cache pages written and fsynced.
+        point("libdb.sync.before");
+        for ((db, name), dirty) in self.dbs.iter().zip(data_files()).zip(self.dirty.iter_mut()) {
+            if *dirty {
+                db.sync().map_err(|e| db_err(&format!("db->sync({name})"), e))?;
+                *dirty = false;
+            }
+        }
+        point("libdb.sync.after");
+        self.txn_lock = None;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), BackendError> {
+        // Nothing can be undone without transactions; only the lock is released.
+        self.txn_lock = None;
+        Ok(())
+    }
+
+    fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
+        self.with_cursor(0, false, |c| get(c, &hnum.to_ne_bytes()))
+    }
+
+    fn lookup(&mut self, idx: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
+        self.with_cursor(file_no(idx), false, |c| Ok(get(c, key)?.and_then(|v| unpack_set(&v)).unwrap_or_default()))
+    }
+
+    fn begin_read(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn end_read(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
+        // Salvage: rebuilddb must get every readable header out of a damaged file (and name the others).
+        let s = salvage_packages(&self.dbs[0]);
+        if let Some(e) = s.walk_error {
+            self.messages.push(format!("rpmdb: Packages cannot be walked ({e}); header numbers probed one by one"));
+        }
+        let mut v: Vec<u32> = s
+            .rows
+            .into_iter()
+            .filter_map(|(k, _)| <[u8; 4]>::try_from(k.as_slice()).ok().map(u32::from_ne_bytes))
+            .chain(s.bad.into_iter().map(|(h, _)| h))
+            .filter(|&h| h != 0)
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError> {
+        let mut files = Vec::new();
+        for file in 0..self.dbs.len() {
+            files.push(self.with_cursor(file, false, scan)?);
+        }
+        Ok(crate::bdbenv::check::snapshot_from(files, findings))
+    }
+
+    fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError> {
+        // Judged offline (never through a joined environment): see `super::offline`.
+        Ok(Vec::new())
+    }
+
+    fn close(mut self: Box<Self>) -> Result<(), BackendError> {
+        self.close_inner()
+    }
+
+    fn take_messages(&mut self) -> Vec<String> {
+        let mut v = std::mem::take(&mut self.messages);
+        v.extend(ffi::take_messages());
+        v
+    }
+}
+
+impl Drop for LibdbBackend {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}
+
+pub fn open(dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(LibdbBackend::open(dir, mode)?))
+}
+
+/// Remove one key from an index file with BDB itself, behind the rpmdb layer's back (how the tests plant
+/// an index inconsistency in a real btree). Returns whether the key was there.
+pub fn remove_index_key(dir: &Path, index: IndexTag, key: &[u8]) -> Result<bool, BackendError> {
+    let mut db = LibdbBackend::open(dir, OpenMode::ReadWrite)?;
+    let found = db.with_cursor(file_no(index), true, |c| del(c, key))?;
+    db.dbs[file_no(index)].sync().map_err(|e| db_err("db->sync", e))?;
+    db.close_inner()?;
+    Ok(found)
+}
+
+/// Open `dir` and hold a cursor on Packages (a read cursor, or a write cursor: an IW lock) until the
+/// process is killed; prints "held" once the cursor is open. Reproduces stale locks of killed processes.
+pub fn hold(dir: &Path, write: bool) -> Result<std::convert::Infallible, BackendError> {
+    let db = LibdbBackend::open(dir, OpenMode::ReadWrite)?;
+    let _cursor = db.dbs[0].cursor(write).map_err(|e| db_err("db->cursor", e))?;
+    println!("held");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
