@@ -81,16 +81,16 @@ impl RpmRun {
     }
 }
 
-/// Run `program` (rpm or rpmdb) with `--root root --dbpath /var/lib/rpm` and `args`. The child dies with the
-/// calling process (PR_SET_PDEATHSIG): a SIGKILLed worker takes its rpm with it, like a killed rpm.
-pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<RpmRun> {
+/// `program` (rpm or rpmdb) with `--root root --dbpath /var/lib/rpm` and `args`. The child dies with the
+/// process that starts it (PR_SET_PDEATHSIG): a SIGKILLed worker takes its rpm with it, like a killed rpm.
+pub fn command(program: &str, root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm"]);
     // Only rpm's install/erase modes know it (rpm hands --initdb/--rebuilddb to rpmdb, which does not).
     if program == "rpm" && args.iter().any(|a| matches!(*a, "-U" | "-i" | "-e")) {
         cmd.args(debian_flag());
     }
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
     // async-signal-safe; it touches no memory of the parent.
     unsafe {
@@ -101,6 +101,13 @@ pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<RpmRun>
             Ok(())
         });
     }
+    cmd
+}
+
+/// Run [`command`] to its end and collect what it printed.
+pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<RpmRun> {
+    let mut cmd = command(program, root, args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let command = format!("{program} --root {} --dbpath /var/lib/rpm {}", root.display(), args.join(" "));
     let mut child = cmd.spawn()?;
     let mut forwarded = false;
@@ -214,6 +221,8 @@ impl RpmCli {
                 continue;
             }
             self.messages.extend(r.output.iter().map(|l| format!("rpm: {l}")));
+            // Read what rpm left through a fresh connection: rpm may have replaced the file.
+            self.read = None;
             return if r.ok() { Ok(()) } else { Err(rpm_err(&r)) };
         }
     }

@@ -168,6 +168,9 @@ impl<'a> Scheduler<'a> {
         let old_mask = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).context("sigprocmask")?;
         let signals =
             SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+        // Processes a killed worker started (the rpm binary) are re-parented to the scheduler, which waits
+        // for them before it judges: nothing may still write while the database is checked.
+        sys::become_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
         let w = &scenario.workload;
         let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
             .context("building the package pool")?;
@@ -525,6 +528,7 @@ impl<'a> Scheduler<'a> {
             let _ = kill(b, Signal::SIGKILL);
             let _ = waitpid(b, None);
         }
+        sys::reap_orphans(Duration::from_secs(10));
         let mem = match (&self.memcg, mem_before) {
             (Some(cg), Some(before)) => {
                 let d = cg.events().delta(&before);
@@ -855,6 +859,13 @@ impl<'a> Scheduler<'a> {
         let t_fork = Instant::now();
         let pid = sys::fork_child(move || {
             crashpoint::install(&shared.child_static()[..crashpoint::SLOT_WORDS]);
+            // The real rpm rebuilds its own database: this child becomes `rpm --rebuilddb`, so the kill hits rpm.
+            if from == BackendKind::Rpm && to == BackendKind::Rpm {
+                use std::os::unix::process::CommandExt;
+                let err = dbtorture_backends::rpmcli::command("rpm", d, &["--rebuilddb"]).exec();
+                eprintln!("exec rpm --rebuilddb: {err}");
+                return worker::exit::BACKEND_ERROR;
+            }
             match dbtorture_backends::rebuild::rebuilddb(from, to, d) {
                 Ok(_) => 0,
                 Err(_) => worker::exit::BACKEND_ERROR,
@@ -891,6 +902,7 @@ impl<'a> Scheduler<'a> {
             }
             std::thread::sleep(Duration::from_micros(200));
         };
+        sys::reap_orphans(Duration::from_secs(10));
         let crumb = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
         let point_hits = point_hits(&words[..crashpoint::SLOT_WORDS]);
         obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: 0, status: format!("{status:?}") });

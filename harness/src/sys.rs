@@ -56,6 +56,50 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, ForkError> {
     }
 }
 
+/// Make this process the reaper of its descendants' orphans (PR_SET_CHILD_SUBREAPER).
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Wait for every remaining child (orphans re-parented here, e.g. an rpm whose worker was killed: it got
+/// SIGKILL from PR_SET_PDEATHSIG and is on its way out). Call only when no child of ours should be alive.
+/// After `limit`, SIGKILL what is left and keep waiting: the caller must not go on while one still writes.
+pub fn reap_orphans(limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    let mut killed = false;
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                if !killed && start.elapsed() >= limit {
+                    for pid in children() {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    }
+                    killed = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(_) => {}
+            Err(_) => return, // ECHILD: none left
+        }
+    }
+}
+
+/// Children of this process, from /proc.
+fn children() -> Vec<Pid> {
+    let me = nix::unistd::getpid().as_raw();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|st| {
+                // pid (comm) state ppid …: comm may hold spaces, so split after the last ')'.
+                st.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(me)
+            })
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
 /// End this (child) process at once: no atexit handlers, no flushing of stdio buffers copied from the parent.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions; it never returns.

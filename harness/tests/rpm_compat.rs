@@ -298,3 +298,25 @@ fn rpm_target_scenario_runs_clean() {
     assert!(s["kills"].as_u64().unwrap() >= 5, "{s}");
     assert!(s["commits"].as_u64().unwrap() >= 10, "rpm must have acknowledged transactions: {s}");
 }
+
+/// The real `rpm --rebuilddb` SIGKILLed at random moments: the database in place stays whole and operable.
+#[test]
+fn killed_real_rpm_rebuilddb_leaves_a_whole_database() {
+    if !rpm_available() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = dbtorture()
+        .current_dir(&root)
+        .args(["run", "scenarios/rpm-rebuilddb.toml", "--cycles", "5", "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["outcomes"]["rpm"]["clean"], 5, "{s}");
+    assert!(s["kills"].as_u64().unwrap() >= 3, "{s}");
+}
