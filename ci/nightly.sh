@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-# rpm is not needed to run scenarios, only for the compatibility tests; nothing to install here.
+# The build links Berkeley DB 5.3 and the rpm/libdb targets need their tools: install what is missing.
+ci/deps.sh
 cargo build --release --quiet
 bin=target/release/dbtorture
 
