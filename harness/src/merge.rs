@@ -34,7 +34,9 @@ fn names(dirs: &[PathBuf]) -> Vec<String> {
 
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
     for d in dirs {
-        if d.canonicalize().ok() == out.canonicalize().ok() {
+        if let (Ok(a), Ok(b)) = (d.canonicalize(), out.canonicalize())
+            && a == b
+        {
             bail!("{}: --out must not be one of the inputs", d.display());
         }
         if !d.join("events.jsonl").exists() {

@@ -141,6 +141,10 @@ fn shards_merged_equal_one_unsharded_run() {
     let o = bin().arg("merge").args([&dirs[0], &dirs[0]]).arg("--out").arg(tmp.path().join("dup")).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("same cycles"), "{}", text(&o));
+    // A directory that is not a run's output is named as such.
+    let o = bin().arg("merge").arg(tmp.path().join("nowhere")).arg("--out").arg(tmp.path().join("x")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no events.jsonl"), "{}", text(&o));
 }
 
 #[test]
