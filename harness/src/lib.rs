@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod exit_codes;
 pub mod fault;
 pub mod oracle;
+pub mod qemu;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;
