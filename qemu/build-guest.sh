@@ -86,7 +86,7 @@ if [ ! -f "$CACHE/kernel.deb" ]; then
   [ -n "$pkg" ] || die "cannot resolve linux-image-rpi:armel (is the armel architecture in your apt sources?)"
   pkg=${pkg%:armel}
   log "downloading $pkg:armel"
-  rm -rf "$CACHE/dl" && mkdir -p "$CACHE/dl"
+  rm -rf "$CACHE/dl" && mkdir -p "$CACHE/dl" && chmod 777 "$CACHE/dl"  # apt-get download drops to _apt
   (cd "$CACHE/dl" && apt-get download -q "$pkg:armel" >/dev/null) || die "apt-get download $pkg:armel failed"
   mv "$CACHE"/dl/*.deb "$CACHE/kernel.deb"
   rm -rf "$CACHE/kernel-root"
