@@ -206,6 +206,8 @@ struct Watch {
     init_at: Option<f64>,
     ready_at: Option<f64>,
     first_cycle_at: Option<f64>,
+    /// The first finding of each kind (time to first detection) and its text.
+    first_findings: std::collections::BTreeMap<String, results::FirstFinding>,
     cycles: u64,
     unexpected: u64,
     /// The sentinel came and the kernel said "reboot: Power down". On machines qemu gives no power-off
@@ -234,6 +236,15 @@ impl Watch {
                         if !quiet {
                             eprintln!("[qemu {t:6.1}s] first cycle started");
                         }
+                    }
+                    RunEvent::Finding { cycle, backend, finding, .. }
+                        if !self.first_findings.contains_key(&finding.kind) =>
+                    {
+                        let text = format!("cycle {cycle} {backend}: {}", finding.message);
+                        if !quiet {
+                            eprintln!("[qemu {t:6.1}s] first {} finding: {text}", finding.kind);
+                        }
+                        self.first_findings.insert(finding.kind.clone(), results::FirstFinding { at_s: t, text });
                     }
                     RunEvent::CycleEnd { cycle, backend, outcome, expected, duration_ms, .. } => {
                         self.cycles += 1;
@@ -474,6 +485,7 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         boot_to_init_s: watch.init_at,
         boot_to_ready_s: watch.ready_at,
         boot_to_first_cycle_s: watch.first_cycle_at,
+        first_findings: watch.first_findings.clone(),
         wall_s,
         guest_uptime_s: watch.done.map(|d| d.1),
         cycles_per_min: results::cycles_per_min(&events),

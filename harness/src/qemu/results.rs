@@ -71,6 +71,13 @@ pub struct TroubleLine {
     pub line: String,
 }
 
+/// When a kind of finding first appeared: host wall clock from starting qemu, and what it said.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstFinding {
+    pub at_s: f64,
+    pub text: String,
+}
+
 /// guest.json
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestInfo {
@@ -88,6 +95,8 @@ pub struct GuestInfo {
     pub boot_to_init_s: Option<f64>,
     pub boot_to_ready_s: Option<f64>,
     pub boot_to_first_cycle_s: Option<f64>,
+    /// Finding kind → the first one (time to first detection).
+    pub first_findings: BTreeMap<String, FirstFinding>,
     pub wall_s: f64,
     /// Guest uptime at the sentinel.
     pub guest_uptime_s: Option<f64>,
