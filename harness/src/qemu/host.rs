@@ -524,4 +524,24 @@ mod tests {
         assert_eq!(guest_scenario_path(Path::new("/tmp/x/my.toml")), "scenarios/my.toml");
         assert_eq!(guest_scenario_path(Path::new("../s/my.toml")), "scenarios/my.toml");
     }
+
+    #[test]
+    fn the_panic_of_a_machine_without_power_off_is_not_a_crash_but_one_before_the_sentinel_is() {
+        let power_off = [
+            "@@dbtorture done exit=0 uptime=7.25",
+            "[    7.292974] reboot: Power down",
+            "[    7.296273] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000",
+        ];
+        let mut w = Watch::default();
+        for l in power_off {
+            w.line(l, 1.0, true);
+        }
+        assert_eq!((w.done, w.worst()), (Some((0, 7.25)), None));
+        let mut w = Watch::default();
+        for l in &power_off[1..] {
+            w.line(l, 1.0, true);
+        }
+        assert_eq!((w.done, w.worst()), (None, Some(KernelTrouble::Panic)));
+        assert_eq!(ExitReason::decide(None, w.worst(), false, false), ExitReason::KernelPanic);
+    }
 }
