@@ -14,6 +14,8 @@ use crate::exit_codes;
 use crate::scenario::{Scenario, parse_duration};
 use anyhow::{Context, Result, bail};
 use dbtorture_reports::{RunEvent, Summary, write_json_atomic};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -345,6 +347,15 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         c.args(&qemu_cmd[1..]);
         c
     };
+    // Ctrl-C/SIGTERM: stop qemu, still bring back what the guest wrote (an interrupted run keeps its report).
+    // Blocked before the console threads exist, so only this thread's signalfd sees them; std's Command
+    // gives qemu an empty signal mask again.
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGINT);
+    sigs.add(Signal::SIGTERM);
+    sigs.thread_block().context("blocking SIGINT/SIGTERM")?;
+    let signals = SignalFd::with_flags(&sigs, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+    let mut interrupted = false;
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -371,6 +382,12 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
             if timed_out {
                 eprintln!("[qemu {:6.1}s] wall-clock timeout: killing qemu", started.elapsed().as_secs_f64());
             }
+            let _ = child.kill();
+            status = child.wait().ok();
+        }
+        if status.is_none() && matches!(signals.read_signal(), Ok(Some(_))) {
+            eprintln!("[qemu {:6.1}s] interrupted: stopping qemu", started.elapsed().as_secs_f64());
+            interrupted = true;
             let _ = child.kill();
             status = child.wait().ok();
         }
@@ -417,13 +434,19 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         let _ = console_log.write_all(&qemu_stderr);
     }
     drop(console_log);
-    if watch.init_at.is_none() && !status.success() && watch.done.is_none() && !timed_out {
+    if watch.init_at.is_none() && !status.success() && watch.done.is_none() && !timed_out && !interrupted {
         eprintln!("{}", String::from_utf8_lossy(&qemu_stderr).trim());
         bail!("{} exited with {status} before the guest started (see {})", a.qemu, out.join("console.log").display());
     }
 
     // Results: the SD image is authoritative; the console's framed events are the fallback.
-    let reason = ExitReason::decide(watch.done.map(|d| d.0), watch.worst(), timed_out, !watch.guest_errors.is_empty());
+    let reason = ExitReason::decide(
+        watch.done.map(|d| d.0),
+        watch.worst(),
+        timed_out,
+        !watch.guest_errors.is_empty(),
+        interrupted,
+    );
     let read_dir = out.join(".sd-read");
     let _ = std::fs::remove_dir_all(&read_dir);
     std::fs::create_dir_all(&read_dir)?;
@@ -542,6 +565,6 @@ mod tests {
             w.line(l, 1.0, true);
         }
         assert_eq!((w.done, w.worst()), (None, Some(KernelTrouble::Panic)));
-        assert_eq!(ExitReason::decide(None, w.worst(), false, false), ExitReason::KernelPanic);
+        assert_eq!(ExitReason::decide(None, w.worst(), false, false, false), ExitReason::KernelPanic);
     }
 }

@@ -27,13 +27,15 @@ pub enum ExitReason {
     NoSentinel,
     /// `/init` reported it could not set up or run the job.
     GuestError,
+    /// SIGINT/SIGTERM on the host: qemu was stopped; what the guest had written is kept.
+    Interrupted,
 }
 
 impl ExitReason {
     /// The outcome name recorded in summary.json for the cycle the guest was in (none when completed).
     pub fn outcome_name(self) -> Option<&'static str> {
         match self {
-            ExitReason::Completed => None,
+            ExitReason::Completed | ExitReason::Interrupted => None,
             ExitReason::KernelPanic => Some("guest-kernel-panic"),
             ExitReason::KernelOops => Some("guest-kernel-oops"),
             ExitReason::Timeout => Some("guest-timeout"),
@@ -48,14 +50,22 @@ impl ExitReason {
             ExitReason::KernelPanic | ExitReason::KernelOops => exit_codes::GUEST_KERNEL,
             ExitReason::Timeout | ExitReason::NoSentinel => exit_codes::GUEST_LOST,
             ExitReason::GuestError => exit_codes::HARNESS,
+            ExitReason::Interrupted => exit_codes::INTERRUPTED,
         }
     }
 
     /// Decide from what the console showed.
-    pub fn decide(sentinel: Option<i32>, worst: Option<KernelTrouble>, timed_out: bool, guest_error: bool) -> Self {
+    pub fn decide(
+        sentinel: Option<i32>,
+        worst: Option<KernelTrouble>,
+        timed_out: bool,
+        guest_error: bool,
+        interrupted: bool,
+    ) -> Self {
         match (worst, sentinel) {
             (Some(KernelTrouble::Panic), _) => ExitReason::KernelPanic,
             (Some(KernelTrouble::Oops), _) => ExitReason::KernelOops,
+            (_, None) if interrupted => ExitReason::Interrupted,
             _ if timed_out => ExitReason::Timeout,
             (_, Some(_)) if guest_error => ExitReason::GuestError,
             (_, Some(_)) => ExitReason::Completed,
@@ -180,8 +190,13 @@ pub fn summary_from_events(events: &[RunEvent], replay: String) -> Option<Summar
 }
 
 /// Record a guest that did not complete as one unexpected outcome of the cycle it was in (or, if no cycle
-/// was running, of the last backend seen). Completed runs are left as the guest wrote them.
+/// was running, of the last backend seen). Completed runs are left as the guest wrote them; an interrupted
+/// one is marked interrupted, as an interrupted x86 run is.
 pub fn apply_exit_reason(s: &mut Summary, reason: ExitReason, events: &[RunEvent]) {
+    if reason == ExitReason::Interrupted {
+        s.interrupted = true;
+        return;
+    }
     let Some(name) = reason.outcome_name() else { return };
     let mut running: Option<&str> = None;
     let mut last: Option<&str> = None;
@@ -284,13 +299,16 @@ mod tests {
     #[test]
     fn the_worst_thing_seen_decides_the_exit_reason() {
         use KernelTrouble::*;
-        assert_eq!(ExitReason::decide(Some(0), None, false, false), ExitReason::Completed);
-        assert_eq!(ExitReason::decide(Some(0), Some(Warning), false, false), ExitReason::Completed);
-        assert_eq!(ExitReason::decide(Some(0), Some(Oops), false, false), ExitReason::KernelOops);
-        assert_eq!(ExitReason::decide(None, Some(Panic), true, false), ExitReason::KernelPanic);
-        assert_eq!(ExitReason::decide(None, None, true, false), ExitReason::Timeout);
-        assert_eq!(ExitReason::decide(None, None, false, false), ExitReason::NoSentinel);
-        assert_eq!(ExitReason::decide(Some(3), None, false, true), ExitReason::GuestError);
+        assert_eq!(ExitReason::decide(Some(0), None, false, false, false), ExitReason::Completed);
+        assert_eq!(ExitReason::decide(Some(0), Some(Warning), false, false, false), ExitReason::Completed);
+        assert_eq!(ExitReason::decide(Some(0), Some(Oops), false, false, false), ExitReason::KernelOops);
+        assert_eq!(ExitReason::decide(None, Some(Panic), true, false, true), ExitReason::KernelPanic);
+        assert_eq!(ExitReason::decide(None, None, true, false, false), ExitReason::Timeout);
+        assert_eq!(ExitReason::decide(None, None, false, false, false), ExitReason::NoSentinel);
+        assert_eq!(ExitReason::decide(Some(3), None, false, true, false), ExitReason::GuestError);
+        assert_eq!(ExitReason::decide(None, None, false, false, true), ExitReason::Interrupted);
+        assert_eq!(ExitReason::decide(Some(0), None, false, false, true), ExitReason::Completed);
+        assert_eq!(ExitReason::Interrupted.exit_code(None), exit_codes::INTERRUPTED);
         assert_eq!(ExitReason::Completed.exit_code(Some(1)), 1);
         assert_eq!(ExitReason::KernelPanic.exit_code(Some(0)), exit_codes::GUEST_KERNEL);
         assert_eq!(ExitReason::Timeout.exit_code(None), exit_codes::GUEST_LOST);
