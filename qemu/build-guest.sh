@@ -16,7 +16,7 @@ GUEST=$CACHE/guest
 TARGET=armv5te-unknown-linux-gnueabi
 SD_SIZE=${SD_SIZE:-512M}
 
-log() { echo "build-guest: $*" >&2; }
+log() { echo "build-guest: [${SECONDS}s] $*" >&2; }
 die() { echo "build-guest: error: $*" >&2; exit 1; }
 
 SUDO=""
