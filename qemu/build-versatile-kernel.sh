@@ -44,7 +44,7 @@ K=(make -C "$SRC" ARCH=arm CROSS_COMPILE=arm-linux-gnueabi- -j"$(nproc)")
 "${K[@]}" -s versatile_defconfig
 "$SRC"/scripts/config --file "$SRC/.config" \
   -e AEABI -e BLK_DEV_INITRD -e RD_GZIP -e DEVTMPFS -e EXT4_FS -e TMPFS \
-  -e MMC -e MMC_BLOCK -e MMC_ARMMMCI -e PCI -e SCSI -e BLK_DEV_SD -e SCSI_SYM53C8XX_2 \
+  -e MMC -e MMC_BLOCK -e MMC_ARMMMCI -e PCI -e PCI_VERSATILE -e SCSI -e BLK_DEV_SD -e SCSI_SYM53C8XX_2 \
   -e CGROUPS -e MEMCG -e PROC_FS -e SYSFS -e PRINTK_TIME -d MODULES
 "${K[@]}" -s olddefconfig
 log "building zImage and dtbs (this takes a while)"

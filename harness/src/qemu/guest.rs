@@ -201,6 +201,9 @@ fn set_up_and_run() -> Result<i32, String> {
 /// Insert the modules listed in `dir/order` (in that order); a module the kernel already has is fine,
 /// and failures are only noted: a user's kernel may have ext4 built in.
 fn load_modules(dir: &Path) {
+    if !Path::new("/proc/modules").exists() {
+        return; // a kernel without module support (everything built in)
+    }
     let Ok(order) = std::fs::read_to_string(dir.join("order")) else { return };
     for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let path = dir.join(name);

@@ -265,7 +265,11 @@ impl Watch {
                 }
                 self.events.push(*ev);
             }
-            None if self.done.is_some() && line.contains("reboot: Power down") => self.powered_off = true,
+            None if self.done.is_some()
+                && (line.contains("reboot: Power down") || line.contains("reboot: System halted")) =>
+            {
+                self.powered_off = true
+            }
             None if self.powered_off => {}
             None => {
                 if let Some(kind) = kernel_trouble(line) {
@@ -399,10 +403,15 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
                 let _ = console_log.write_all(&b);
                 let t = started.elapsed().as_secs_f64();
                 for l in lines.push(&b) {
-                    let before = (watch.done.is_some(), watch.worst());
+                    let before = (watch.done.is_some(), watch.worst(), watch.powered_off);
                     watch.line(&l, t, a.quiet);
+                    // Synced and unmounted before the sentinel: on machines that only halt (versatilepb),
+                    // qemu is stopped once the kernel says so.
+                    if watch.powered_off && !before.2 {
+                        deadline = deadline.min(Instant::now() + Duration::from_secs(2));
+                    }
                     // After the sentinel or a panic qemu should exit by itself; give it a grace period.
-                    if (watch.done.is_some(), watch.worst()) != before
+                    if (watch.done.is_some(), watch.worst()) != (before.0, before.1)
                         && (watch.done.is_some() || watch.worst() == Some(KernelTrouble::Panic))
                     {
                         deadline = deadline.min(Instant::now() + Duration::from_secs(20));
