@@ -10,3 +10,7 @@ pub const USAGE: i32 = 2;
 pub const HARNESS: i32 = 3;
 /// Interrupted by SIGINT/SIGTERM; reports for the cycles done were written.
 pub const INTERRUPTED: i32 = 130;
+/// `qemu`: the guest kernel oopsed or panicked (recorded in summary.json and guest.json).
+pub const GUEST_KERNEL: i32 = 4;
+/// `qemu`: the guest never reported back (wall-clock timeout, or qemu exited without the sentinel).
+pub const GUEST_LOST: i32 = 5;

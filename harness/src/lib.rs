@@ -11,6 +11,7 @@ pub mod exit_codes;
 pub mod fault;
 pub mod merge;
 pub mod oracle;
+pub mod qemu;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;

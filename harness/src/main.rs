@@ -136,6 +136,9 @@ enum Cmd {
         #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
         budget: std::time::Duration,
     },
+    /// Boot an armv5tel guest under qemu-system-arm and run a scenario inside it (artifacts from
+    /// qemu/build-guest.sh); the out directory is shaped like `run --out`'s, plus console.log and guest.json.
+    Qemu(Box<dbtorture::qemu::QemuArgs>),
     /// Measure harness overhead, kills/s and full-verify time (prints figures).
     Bench {
         /// Which figure: overhead, smoke, verify-fedora, or all.
@@ -172,6 +175,10 @@ fn is_system_db(p: &Path) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Started as the qemu guest's /init (pid 1, no arguments): set the guest up, run the job, power off.
+    if dbtorture::qemu::guest::is_guest_init() {
+        dbtorture::qemu::guest::init_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -450,6 +457,13 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(exit_codes::HARNESS as u8)
+            }
+        },
+        Cmd::Qemu(args) => match dbtorture::qemu::run(&args) {
+            Ok(code) => ExitCode::from(code as u8),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit_codes::USAGE as u8)
             }
         },
         Cmd::Bench { what, scenario } => match dbtorture::bench::run_bench(&what, &scenario).context("bench") {

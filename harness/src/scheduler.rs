@@ -1035,7 +1035,7 @@ fn finish(res: CycleResult, obs: &mut dyn Observer) -> CycleResult {
 }
 
 /// Crash point hits of all workers' slots, summed: (point, hits).
-fn point_hits(words: &[std::sync::atomic::AtomicU64]) -> Vec<(&'static str, u64)> {
+fn point_hits(words: &[crate::sys::AtomicU64]) -> Vec<(&'static str, u64)> {
     let mut sum: BTreeMap<u32, u64> = BTreeMap::new();
     for slot in words.chunks(crashpoint::SLOT_WORDS) {
         for (id, h) in crashpoint::hits(slot) {
@@ -1074,12 +1074,7 @@ fn describe(plans: &[plan::WorkerPlan]) -> String {
 
 /// Reap what changed. A worker stopped at its armed crash point is SIGKILLed right there — unless it is the
 /// stale-page injector's paused writer, whose index is returned for the injector to handle.
-fn reap(
-    live: &mut [Live],
-    words: &[std::sync::atomic::AtomicU64],
-    t0: Instant,
-    stale_worker: Option<usize>,
-) -> Vec<usize> {
+fn reap(live: &mut [Live], words: &[crate::sys::AtomicU64], t0: Instant, stale_worker: Option<usize>) -> Vec<usize> {
     let mut paused = Vec::new();
     for (i, l) in live.iter_mut().enumerate().filter(|(_, l)| l.status.is_none()) {
         match waitpid(l.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
@@ -1241,7 +1236,7 @@ impl StaleState {
     fn on_stop(
         &mut self,
         l: &Live,
-        slot: &[std::sync::atomic::AtomicU64],
+        slot: &[crate::sys::AtomicU64],
         dir: &Path,
         rng: &mut ChaCha8Rng,
         cycle: u64,

@@ -10,7 +10,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{ForkResult, Pid};
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+
+/// 64-bit atomics for the memory shared with the workers: std's where the target has them; on ARMv5TE
+/// (armel, the qemu guest: no 64-bit atomic instructions) portable-atomic's, which uses the kernel's
+/// `__kuser_cmpxchg64` helper — lock-free, so still atomic between processes.
+#[cfg(not(target_has_atomic = "64"))]
+pub use portable_atomic::AtomicU64;
+#[cfg(target_has_atomic = "64")]
+pub use std::sync::atomic::AtomicU64;
 
 /// Number of threads of this process, from /proc/self/status (Linux).
 pub fn thread_count() -> usize {

@@ -318,5 +318,5 @@ fn killed_real_rpm_rebuilddb_leaves_a_whole_database() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["outcomes"]["rpm"]["clean"], 5, "{s}");
-    assert!(s["kills"].as_u64().unwrap() >= 3, "{s}");
+    assert!(s["kills"].as_u64().unwrap() >= 2, "rpm --rebuilddb must have been killed mid-way: {s}");
 }

@@ -101,6 +101,20 @@ pub fn junit(s: &Summary) -> Report {
             case.set_classname(classname.as_str());
             suite.add_test_case(case);
         }
+        // Outcomes no check owns (e.g. a guest kernel panic under qemu, "guest-kernel-panic"): one failing
+        // test case each, named by the outcome.
+        for (name, n) in &totals.unexpected_outcomes {
+            if CHECKS.iter().any(|(_, o, _)| o.name() == name) {
+                continue;
+            }
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_message(format!("{n} cycles ended {name}"));
+            st.set_type(name.as_str());
+            st.set_description(format!("run again: {}\n", s.replay));
+            let mut case = TestCase::new(name.as_str(), st);
+            case.set_classname(classname.as_str());
+            suite.add_test_case(case);
+        }
     }
     report.add_test_suite(suite);
     report

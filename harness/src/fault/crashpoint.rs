@@ -3,9 +3,10 @@
 //!
 //! Slot layout (64-bit words, one slot per worker): see the `W_*` constants.
 
+use crate::sys::AtomicU64;
 use nix::sys::signal::{Signal, raise};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Eight control words, then one hit counter per crash point.
 pub const SLOT_WORDS: usize = 8 + HIT_WORDS;
@@ -131,9 +132,9 @@ pub fn arm_at(slot: &[AtomicU64], point: Option<(u32, u32)>, after: bool) {
     }
 }
 
-static TARGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static NTH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static TARGET: AtomicU64 = AtomicU64::new(0);
+static NTH: AtomicU64 = AtomicU64::new(0);
+static HITS: AtomicU64 = AtomicU64::new(0);
 
 fn env_hook(id: u32) {
     if TARGET.load(Ordering::Acquire) == u64::from(id) + 1 {

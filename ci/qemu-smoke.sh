@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The qemu ARM guest check: build the guest (qemu/build-guest.sh — apt, the armv5te cross build, Debian's
+# armel kernel, initramfs, SD template; a ~1 s no-op when nothing changed), boot it and run
+# scenarios/qemu-smoke.toml inside it (24 cycles on each backend), then check the out directory the way
+# any run's is checked. `.ci/run` calls it; the nightly job calls it with `--soak 30m` to add the armv5tel
+# soak (scenarios/qemu-soak.toml, memory pressure in the guest's cgroup v2 inside mem=160M).
+# Usage: ci/qemu-smoke.sh [--soak DURATION]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+soak=""
+if [ "${1:-}" = "--soak" ]; then soak=${2:?--soak needs a duration, e.g. 30m}; fi
+
+qemu/build-guest.sh
+cargo build --release -q
+
+check() { # out-dir cycles-expected-or-0
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+out, want = sys.argv[1], int(sys.argv[2])
+s = json.load(open(f"{out}/summary.json"))
+g = json.load(open(f"{out}/guest.json"))
+print(f"{out}: guest {g['exit_reason']}, boot to first cycle {g['boot_to_first_cycle_s']:.1f}s, "
+      f"{s['cycles']} cycles, {s['kills']} kills, outcomes {s['outcomes']}, unexpected {s['unexpected']}, "
+      f"cycles/min {({b: round(c, 1) for b, c in g['cycles_per_min'].items()})}")
+ok = g["exit_reason"] == "completed" and s["unexpected"] == 0 and (want == 0 or s["cycles"] == want)
+sys.exit(0 if ok else 1)
+PY
+}
+
+# Boot + a few dozen cycles on each backend (~1.5 min).
+target/release/dbtorture qemu --scenario scenarios/qemu-smoke.toml -q --out target/ci-qemu-smoke
+check target/ci-qemu-smoke 48
+
+if [ -n "$soak" ]; then
+  target/release/dbtorture qemu --scenario scenarios/qemu-soak.toml --mem 160M --duration "$soak" -q \
+    --out target/ci-qemu-soak
+  check target/ci-qemu-soak 0
+fi

@@ -1,0 +1,20 @@
+//! `dbtorture qemu`: the same scenarios and seeds inside an armv5tel guest under qemu system emulation.
+//!
+//! Why in the harness and not a script: the host must parse the guest's console as it streams (progress,
+//! kernel oops/panic), enforce a wall-clock timeout, and turn whatever came back into the out directory of
+//! an x86 run — the same summary.json, events.jsonl and bundles — which needs the report types. The guest
+//! side is this same binary, cross-built by `qemu/build-guest.sh` and started as the guest's `/init`.
+//!
+//! - [`console`]: the framed serial-line protocol and the kernel-trouble recogniser (both sides).
+//! - [`guest`]: pid 1 in the guest — set-up, the run as a child, reaping, sentinel, power-off.
+//! - [`disk`]: the SD card image — job in, results out, with debugfs.
+//! - [`host`]: booting qemu, streaming the console, the timeout.
+//! - [`results`]: guest.json, and the summary of a guest that died.
+
+pub mod console;
+pub mod disk;
+pub mod guest;
+pub mod host;
+pub mod results;
+
+pub use host::{QemuArgs, run};

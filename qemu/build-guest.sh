@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds everything `dbtorture qemu` boots, from Debian packages only (see qemu/README.md):
+#   qemu/.cache/guest/vmlinuz          Debian's armel Raspberry Pi kernel (runs on qemu -M raspi0)
+#   qemu/.cache/guest/guest.dtb        its bcm2835-rpi-zero device tree, with an rng-seed added
+#   qemu/.cache/guest/initrd.cpio.gz   /init = a static armv5te dbtorture, plus the ext4 modules
+#   qemu/.cache/guest/sd-template.img  a blank 512 MiB ext4 SD image (each run gets a copy)
+#   qemu/.cache/guest/guest.env        what was built (kernel version, binary checksum)
+# Why a script and not the harness: it needs root for apt, a second (Debian) Rust toolchain and a foreign
+# architecture, none of which belong in the test binary. Idempotent: a rerun with unchanged inputs only
+# re-checks (cargo's own no-op build included) and rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=$ROOT/qemu/.cache
+GUEST=$CACHE/guest
+TARGET=armv5te-unknown-linux-gnueabi
+SD_SIZE=${SD_SIZE:-512M}
+
+log() { echo "build-guest: [${SECONDS}s] $*" >&2; }
+die() { echo "build-guest: error: $*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || die "run as root (apt, mknod) or install sudo"
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p "$CACHE" "$GUEST"
+
+# --- 1. host packages --------------------------------------------------------------------------------------
+# rustc-web + rust-web-src: Debian's rustc 1.96 and the exactly matching std source that -Zbuild-std needs.
+HOST_PKGS=(rustc-web cargo-web rust-web-src gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm
+  device-tree-compiler e2fsprogs cpio gzip xz-utils)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+updated=0
+apt_update() {
+  if [ $updated -eq 0 ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq || die "apt-get update failed"
+    updated=1
+  fi
+}
+missing=()
+for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_update
+  for p in "${missing[@]}"; do
+    apt-cache show "$p" >/dev/null 2>&1 || die "apt has no package '$p' (needed: ${HOST_PKGS[*]}); check your apt sources (Debian 12+)"
+  done
+  log "installing ${missing[*]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+fi
+# The std source must match the compiler exactly (a 1.95 or 1.97 compiler fails against the 1.96 source).
+v_rustc=$(dpkg-query -W -f='${Version}' rustc-web)
+v_src=$(dpkg-query -W -f='${Version}' rust-web-src)
+[ "$v_rustc" = "$v_src" ] || die "rustc-web $v_rustc and rust-web-src $v_src differ; install both at one version: apt-get install rustc-web=$v_src"
+
+# --- 2. the static armv5te dbtorture ------------------------------------------------------------------------
+log "cross-building dbtorture for $TARGET (Debian rustc $(/usr/bin/rustc --version | cut -d' ' -f2))"
+(
+  export PATH=/usr/bin:/bin:/usr/sbin:/sbin RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+  unset RUSTUP_TOOLCHAIN CARGO_TARGET_DIR
+  export CARGO_TARGET_ARMV5TE_UNKNOWN_LINUX_GNUEABI_LINKER=arm-linux-gnueabi-gcc
+  export CC_armv5te_unknown_linux_gnueabi=arm-linux-gnueabi-gcc AR_armv5te_unknown_linux_gnueabi=arm-linux-gnueabi-ar
+  export CARGO_TARGET_ARMV5TE_UNKNOWN_LINUX_GNUEABI_RUSTFLAGS="-C target-feature=+crt-static"
+  # Small and quick to build: no debug info in the guest binary (the workspace's release profile has some).
+  export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true
+  # Without the real Berkeley DB backend (cargo feature libdb): no armel libdb-5.3 to link against, and the
+  # guest's scenarios run our own backends.
+  /usr/bin/cargo build --release -q -Zbuild-std=std,panic_abort --target $TARGET -p dbtorture \
+    --no-default-features --target-dir "$CACHE/target"
+) || die "cross build failed (see above)"
+BIN=$CACHE/target/$TARGET/release/dbtorture
+[ -x "$BIN" ] || die "no binary at $BIN"
+file_out=$(od -An -tx1 -j18 -N2 "$BIN" | tr -d ' ')
+[ "$file_out" = "2800" ] || die "$BIN is not an ARM ELF (e_machine $file_out)"
+
+# --- 3. Debian's armel rpi kernel, dtb and the ext4 modules ------------------------------------------------
+dpkg --print-foreign-architectures | grep -qx armel || {
+  log "adding the armel architecture"
+  $SUDO dpkg --add-architecture armel
+  updated=0
+}
+if [ ! -f "$CACHE/kernel.deb" ]; then
+  apt_update
+  pkg=$(apt-cache depends linux-image-rpi:armel 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$pkg" ] || die "cannot resolve linux-image-rpi:armel (is the armel architecture in your apt sources?)"
+  pkg=${pkg%:armel}
+  log "downloading $pkg:armel"
+  rm -rf "$CACHE/dl" && mkdir -p "$CACHE/dl" && chmod 777 "$CACHE/dl"  # apt-get download drops to _apt
+  (cd "$CACHE/dl" && apt-get download -q "$pkg:armel" >/dev/null) || die "apt-get download $pkg:armel failed"
+  mv "$CACHE"/dl/*.deb "$CACHE/kernel.deb"
+  rm -rf "$CACHE/kernel-root"
+fi
+if [ ! -d "$CACHE/kernel-root" ]; then
+  dpkg -x "$CACHE/kernel.deb" "$CACHE/kernel-root.tmp"
+  mv "$CACHE/kernel-root.tmp" "$CACHE/kernel-root"
+fi
+KR=$CACHE/kernel-root
+vmlinuz=$(ls "$KR"/boot/vmlinuz-* | head -1)
+kver=${vmlinuz##*/vmlinuz-}
+dtb_src=$(ls "$KR"/usr/lib/linux-image-"$kver"/bcm2835-rpi-zero.dtb 2>/dev/null | head -1)
+[ -n "$dtb_src" ] || die "no bcm2835-rpi-zero.dtb in the kernel package"
+cp -u "$vmlinuz" "$GUEST/vmlinuz"
+if [ ! -f "$GUEST/guest.dtb" ] || [ "$dtb_src" -nt "$GUEST/guest.dtb" ]; then
+  # qemu provides no rng-seed: without one the guest's first getrandom() blocks ~6 s.
+  cp "$dtb_src" "$GUEST/guest.dtb.tmp"
+  # shellcheck disable=SC2046
+  fdtput -t bx "$GUEST/guest.dtb.tmp" /chosen rng-seed $(od -An -tx1 -N64 /dev/urandom)
+  mv "$GUEST/guest.dtb.tmp" "$GUEST/guest.dtb"
+fi
+
+# --- 4. the initramfs: /init = dbtorture, /dev/console, /lib/modules/*.ko + order --------------------------
+MODS=(lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4)
+INITRD=$GUEST/initrd.cpio.gz
+if [ ! -f "$INITRD" ] || [ "$BIN" -nt "$INITRD" ] || [ "$CACHE/kernel.deb" -nt "$INITRD" ] || [ "$0" -nt "$INITRD" ]; then
+  log "packing the initramfs"
+  IR=$CACHE/initramfs
+  rm -rf "$IR" && mkdir -p "$IR"/{dev,proc,sys,tmp,sd,lib/modules}
+  cp "$BIN" "$IR/init"
+  $SUDO mknod -m 600 "$IR/dev/console" c 5 1 || die "mknod /dev/console needs root"
+  : >"$IR/lib/modules/order"
+  for m in "${MODS[@]}"; do
+    base=$KR/lib/modules/$kver/kernel/$m
+    name=${m##*/}.ko
+    if [ -f "$base.ko" ]; then cp "$base.ko" "$IR/lib/modules/$name"
+    elif [ -f "$base.ko.xz" ]; then xz -dc "$base.ko.xz" >"$IR/lib/modules/$name"
+    else die "module $m not found under $KR/lib/modules/$kver"; fi
+    echo "$name" >>"$IR/lib/modules/order"
+  done
+  (cd "$IR" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) >"$INITRD.tmp"
+  mv "$INITRD.tmp" "$INITRD"
+fi
+
+# --- 5. the SD template: ext4, inode tables initialised now (not by the slow guest) -----------------------
+if [ ! -f "$GUEST/sd-template.img" ]; then
+  log "creating the $SD_SIZE SD template"
+  rm -f "$GUEST/sd.tmp"
+  truncate -s "$SD_SIZE" "$GUEST/sd.tmp"
+  mkfs.ext4 -q -F -L dbtorture -E lazy_itable_init=0,lazy_journal_init=0 "$GUEST/sd.tmp"
+  mv "$GUEST/sd.tmp" "$GUEST/sd-template.img"
+fi
+
+cat >"$GUEST/guest.env.tmp" <<EOF
+kernel=$kver
+kernel_deb=$(dpkg-deb -f "$CACHE/kernel.deb" Package)_$(dpkg-deb -f "$CACHE/kernel.deb" Version)
+machine=raspi0
+rustc=$(/usr/bin/rustc --version)
+binary_sha256=$(sha256sum "$BIN" | cut -d' ' -f1)
+EOF
+mv "$GUEST/guest.env.tmp" "$GUEST/guest.env"
+log "ready in $GUEST (kernel $kver, initrd $(du -h "$INITRD" | cut -f1))"
