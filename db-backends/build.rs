@@ -1,10 +1,10 @@
 //! Builds the C shim over Berkeley DB 5.3 (`src/libdb/shim.c`) and links libdb-5.3, when the `libdb`
 //! feature is on (the default), and sets `cfg(libdb_shim)`, which gates the backend's code.
 //!
-//! It needs Debian's `libdb5.3-dev` for the target (`ci/deps.sh` installs it). A native build without it
-//! fails with that hint (or build with `--no-default-features`); a cross build without the target's headers
-//! (e.g. armv5te without the armel package) warns and goes on without the libdb backend, which then reports
-//! that it was not built in.
+//! It needs Debian's `libdb5.3-dev` for the target (`ci/deps.sh` installs it). Without it the build warns
+//! and goes on without the libdb backend, which then says it was not built in and how to get it: the main
+//! job (`cargo run --release -- run scenarios/smoke.toml`) must work on a fresh machine. `ci/deps.sh` runs
+//! before every CI build, and under CI the libdb tests fail instead of skipping.
 
 fn main() {
     println!("cargo:rerun-if-changed=src/libdb/shim.c");
@@ -20,14 +20,11 @@ fn main() {
             println!("cargo:rustc-link-lib=db-5.3");
             println!("cargo:rustc-cfg=libdb_shim");
         }
-        Err(e) if std::env::var("TARGET").ok() != std::env::var("HOST").ok() => {
+        Err(e) => {
             println!(
-                "cargo:warning=building without the libdb backend: no Berkeley DB 5.3 headers for this target ({e})"
+                "cargo:warning=building without the libdb backend: no Berkeley DB 5.3 headers for this target \
+                 (Debian: apt-get install libdb5.3-dev, or ci/deps.sh): {e}"
             );
         }
-        Err(e) => panic!(
-            "the `libdb` feature needs Berkeley DB 5.3's headers (Debian: apt-get install libdb5.3-dev), \
-             or build with --no-default-features: {e}"
-        ),
     }
 }

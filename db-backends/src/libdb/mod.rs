@@ -13,8 +13,8 @@
 //! joining its environment: data-file copies read in a child under a deadline, `db5.3_verify`,
 //! `db5.3_stat -N -CA` under `timeout -s KILL`).
 //!
-//! Built only with the `libdb` cargo feature (on by default; needs libdb5.3-dev; see build.rs). Without it the backend
-//! exists by name and every operation says it was not built in.
+//! Built only with the `libdb` cargo feature (on by default) where libdb5.3-dev is installed (see build.rs).
+//! Without it the backend exists by name and every operation says it was not built in, and how to fix that.
 
 #[cfg(libdb_shim)]
 mod engine;
@@ -82,7 +82,11 @@ mod disabled {
     use std::path::Path;
 
     fn not_built() -> BackendError {
-        BackendError::Other("this dbtorture was built without the `libdb` feature (needs libdb5.3-dev)".into())
+        BackendError::Other(
+            "this dbtorture was built without the libdb backend: install Berkeley DB 5.3's headers \
+             (apt-get install libdb5.3-dev, or ci/deps.sh) and rebuild"
+                .into(),
+        )
     }
 
     pub fn open(_dir: &Path, _mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
