@@ -3,7 +3,7 @@
 //! `rpmdb` is the layer every backend shares (headers, index semantics, cross-check); `backend` is the trait
 //! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb;
 //! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `libdb` the real Berkeley DB 5.3;
-//! `rpmcli` drives the real rpm binary; `rebuild` is `--rebuilddb`.
+//! `rpmcli` drives the real rpm binary; `rebuild` is `--rebuilddb`; `tool` runs foreign programs safely.
 
 pub mod backend;
 pub mod bdbenv;
@@ -14,5 +14,6 @@ pub mod rebuild;
 pub mod rpmcli;
 pub mod rpmdb;
 pub mod sqlite;
+pub mod tool;
 
 pub use backend::{Backend, BackendError, BackendKind, OpenMode, Promises};

@@ -12,13 +12,10 @@
 //! files rpm installs, and `pkgs/SHA1HEADER.rpm`: the workload's packages, written by the scheduler.
 //! Never the system's: the root is a scratch directory of the run.
 
-#![allow(unsafe_code)]
-
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
 use crate::rpmdb::{Finding, Header, IndexTag, Snapshot, tags};
 use crate::sqlite::SqliteBackend;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+use crate::tool::{self, ToolRun};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -66,23 +63,11 @@ pub fn available() -> bool {
     Command::new("rpm").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
-/// What one rpm command did.
-#[derive(Debug, Clone)]
-pub struct RpmRun {
-    pub command: String,
-    pub status: Option<i32>,
-    /// stdout and stderr, lines in order of the streams (stderr last).
-    pub output: Vec<String>,
-}
+/// How long one rpm command may take: a worker's rpm is killed by the cycle timeout long before; these
+/// bound the scheduler's own rpm runs (checks, recovery), which must never stop a run.
+const RPM_DEADLINE: Duration = Duration::from_secs(300);
 
-impl RpmRun {
-    pub fn ok(&self) -> bool {
-        self.status == Some(0)
-    }
-}
-
-/// `program` (rpm or rpmdb) with `--root root --dbpath /var/lib/rpm` and `args`. The child dies with the
-/// process that starts it (PR_SET_PDEATHSIG): a SIGKILLed worker takes its rpm with it, like a killed rpm.
+/// `program` (rpm or rpmdb) with `--root root --dbpath /var/lib/rpm` and `args`.
 pub fn command(program: &str, root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg("--root").arg(root).args(["--dbpath", "/var/lib/rpm"]);
@@ -91,55 +76,20 @@ pub fn command(program: &str, root: &Path, args: &[&str]) -> Command {
         cmd.args(debian_flag());
     }
     cmd.args(args);
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
-    // async-signal-safe; it touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     cmd
 }
 
-/// Run [`command`] to its end and collect what it printed.
-pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<RpmRun> {
-    let mut cmd = command(program, root, args);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let command = format!("{program} --root {} --dbpath /var/lib/rpm {}", root.display(), args.join(" "));
-    let mut child = cmd.spawn()?;
-    let mut forwarded = false;
-    // Poll rather than block: a Ctrl-C of the worker must reach rpm while it runs.
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if !forwarded && INTERRUPT.get().is_some_and(|f| f()) {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
-            forwarded = true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let mut text = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut text);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut text);
-    }
-    let output = text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
-    Ok(RpmRun { command, status: status.code(), output })
+/// Run [`command`] (dying with this process, bounded in time and output, Ctrl-C forwarded).
+pub fn run(program: &str, root: &Path, args: &[&str]) -> std::io::Result<ToolRun> {
+    tool::run(command(program, root, args), RPM_DEADLINE, INTERRUPT.get().copied())
 }
 
-fn rpm_err(r: &RpmRun) -> BackendError {
+fn rpm_err(program: &str, args: &[&str], r: &ToolRun) -> BackendError {
     BackendError::Other(format!(
-        "`{}` exited {}: {}",
-        r.command,
-        r.status.map(|s| s.to_string()).unwrap_or_else(|| "by a signal".into()),
-        r.output.join(" | ")
+        "`{program} {}` {}: {}",
+        args.join(" "),
+        r.describe(),
+        r.lines().collect::<Vec<_>>().join(" | ")
     ))
 }
 
@@ -150,8 +100,10 @@ const WRITE_FLAGS: &[&str] = &["--nodeps", "--noscripts", "--notriggers"];
 /// "upgrade" may go to an older version (the workload picks any other version of a name).
 const INSTALL_FLAGS: &[&str] = &["--ignorearch", "--ignoreos", "--replacefiles", "--oldpackage"];
 /// rpm does not wait for another rpm's transaction lock: it fails at once, before changing anything, with
-/// "can't create transaction lock". Two writers of one root meet it all the time; retry, as a user would.
-const LOCK_BUSY: &str = "can't create transaction lock";
+/// "can't create transaction lock on … (Resource temporarily unavailable)". Two writers of one root meet it
+/// all the time; retry, as a user would — for a while (other reasons, e.g. EACCES, are not retried).
+const LOCK_BUSY: [&str; 2] = ["can't create transaction lock", "Resource temporarily unavailable"];
+const LOCK_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// An rpm root driven through the rpm binary.
 pub struct RpmCli {
@@ -176,9 +128,9 @@ impl RpmCli {
                 if !db_dir(root).join(crate::sqlite::DB_FILE).exists() {
                     let r = run("rpm", root, &["--initdb"]).map_err(io)?;
                     if !r.ok() {
-                        return Err(rpm_err(&r));
+                        return Err(rpm_err("rpm", &["--initdb"], &r));
                     }
-                    messages.extend(r.output);
+                    messages.extend(r.lines().map(String::from));
                 }
             }
             OpenMode::ReadWrite | OpenMode::ReadOnly => {
@@ -211,19 +163,20 @@ impl RpmCli {
 
     fn rpm(&mut self, args: &[&str]) -> Result<(), BackendError> {
         let mut wait = Duration::from_millis(2);
+        let start = std::time::Instant::now();
         loop {
             let r =
                 run("rpm", &self.root, args).map_err(|source| BackendError::Io { path: self.root.clone(), source })?;
-            let busy = !r.ok() && r.output.iter().any(|l| l.contains(LOCK_BUSY));
-            if busy && !INTERRUPT.get().is_some_and(|f| f()) {
+            let busy = !r.ok() && r.stderr.lines().any(|l| LOCK_BUSY.iter().all(|p| l.contains(p)));
+            if busy && start.elapsed() < LOCK_RETRY_FOR && !INTERRUPT.get().is_some_and(|f| f()) {
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(Duration::from_millis(50));
                 continue;
             }
-            self.messages.extend(r.output.iter().map(|l| format!("rpm: {l}")));
+            self.messages.extend(r.lines().map(|l| format!("rpm: {l}")));
             // Read what rpm left through a fresh connection: rpm may have replaced the file.
             self.read = None;
-            return if r.ok() { Ok(()) } else { Err(rpm_err(&r)) };
+            return if r.ok() { Ok(()) } else { Err(rpm_err("rpm", args, &r)) };
         }
     }
 }
@@ -375,20 +328,27 @@ impl Backend for RpmCli {
 /// findings when it disagrees.
 pub fn rpm_checks(root: &Path, snap: &Snapshot) -> Vec<Finding> {
     let mut out = Vec::new();
-    match run("rpmdb", root, &["--verifydb"]) {
+    let verify = ["--verifydb"];
+    match run("rpmdb", root, &verify) {
         Ok(r) if r.ok() => {}
-        Ok(r) => out.push(Finding::Unopenable { detail: format!("{}: {}", r.command, rpm_err(&r)) }),
+        Ok(r) => out.push(Finding::Unopenable { detail: rpm_err("rpmdb", &verify, &r).to_string() }),
         Err(e) => out.push(Finding::Unopenable { detail: format!("rpmdb --verifydb: {e}") }),
     }
-    match run("rpm", root, &["-qa", "--qf", "%{SHA1HEADER} %{NEVRA}\\n"]) {
+    let qa = ["-qa", "--qf", "%{SHA1HEADER}\\n"];
+    match run("rpm", root, &qa) {
         Ok(r) if r.ok() => {
+            // stdout only: rpm's warnings go to stderr.
             let theirs: std::collections::BTreeSet<String> =
-                r.output.iter().filter_map(|l| l.split_whitespace().next()).map(String::from).collect();
+                r.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
             let ours: std::collections::BTreeSet<String> = snap
                 .packages
                 .iter()
-                .filter_map(|(_, blob)| {
-                    Header::parse(blob).ok()?.string(tags::SHA1HEADER).map(|s| String::from_utf8_lossy(s).into_owned())
+                .map(|(_, blob)| {
+                    Header::parse(blob)
+                        .ok()
+                        .and_then(|h| h.string(tags::SHA1HEADER).map(|s| String::from_utf8_lossy(s).into_owned()))
+                        // rpm prints a missing tag as "(none)".
+                        .unwrap_or_else(|| "(none)".into())
                 })
                 .collect();
             for s in theirs.symmetric_difference(&ours) {
@@ -402,15 +362,15 @@ pub fn rpm_checks(root: &Path, snap: &Snapshot) -> Vec<Finding> {
                 });
             }
         }
-        Ok(r) => out.push(Finding::ProbeFailed { detail: rpm_err(&r).to_string() }),
+        Ok(r) => out.push(Finding::ProbeFailed { detail: rpm_err("rpm", &qa, &r).to_string() }),
         Err(e) => out.push(Finding::ProbeFailed { detail: format!("rpm -qa: {e}") }),
     }
     out
 }
 
 /// `rpm --rebuilddb` in the root: rpm's own recovery.
-pub fn rebuilddb(root: &Path) -> Result<RpmRun, BackendError> {
+pub fn rebuilddb(root: &Path) -> Result<ToolRun, BackendError> {
     let r =
         run("rpm", root, &["--rebuilddb"]).map_err(|source| BackendError::Io { path: root.to_path_buf(), source })?;
-    if r.ok() { Ok(r) } else { Err(rpm_err(&r)) }
+    if r.ok() { Ok(r) } else { Err(rpm_err("rpm", &["--rebuilddb"], &r)) }
 }

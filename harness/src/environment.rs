@@ -41,13 +41,30 @@ fn mem_total_mb() -> u64 {
         .unwrap_or(0)
 }
 
-/// "0.1.0 (sha256 0123456789ab)": the crate version and the first 12 hex digits of the executable's hash.
+/// "0.1.0 (sha256 0123456789ab)": the crate version and the first 12 hex digits of the executable's hash
+/// (computed once per process, streaming: a guest has little memory).
 pub fn binary_version() -> String {
-    let v = env!("CARGO_PKG_VERSION");
-    match std::env::current_exe().and_then(std::fs::read) {
-        Ok(bytes) => format!("{v} (sha256 {})", &hex(&Sha256::digest(&bytes))[..12]),
-        Err(_) => v.to_string(),
-    }
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let v = env!("CARGO_PKG_VERSION");
+            let hash = std::env::current_exe().and_then(std::fs::File::open).and_then(|mut f| {
+                use std::io::Read;
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    match f.read(&mut buf)? {
+                        0 => return Ok(h.finalize()),
+                        n => h.update(&buf[..n]),
+                    }
+                }
+            });
+            match hash {
+                Ok(d) => format!("{v} (sha256 {})", &hex(&d)[..12]),
+                Err(_) => v.to_string(),
+            }
+        })
+        .clone()
 }
 
 /// The environment of this process. `DBTORTURE_GUEST` (set by the qemu runner inside a guest) names the guest.

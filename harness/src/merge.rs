@@ -49,8 +49,21 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
     let mut write_err = None;
     for (dir, name) in dirs.iter().zip(names(dirs)) {
         let before = agg.runs().len();
+        let mut copy_err = None;
         read_events(&dir.join("events.jsonl"), |mut ev| {
             if let RunEvent::Bundle { path, .. } = &mut ev {
+                // Copy the bundle the event names (a merged input keeps them below its own sub-folders).
+                let (from, to) = (dir.join(&*path), out.join(&name).join(&*path));
+                let copied = to.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| {
+                    if from.is_dir() {
+                        crate::bundle::copy_dir(&from, &to)
+                    } else {
+                        std::fs::copy(&from, &to).map(|_| ())
+                    }
+                });
+                if let Err(e) = copied {
+                    copy_err.get_or_insert(format!("copying {} to {}: {e}", from.display(), to.display()));
+                }
                 *path = format!("{name}/{path}");
             }
             if let Err(e) = log.emit(&ev) {
@@ -58,14 +71,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
             }
             agg.push(&ev);
         })?;
-        anyhow::ensure!(agg.runs().len() > before, "{}: events.jsonl holds no run-start event", dir.display());
-        agg.set_source(&dir.display().to_string());
-        let bundles = dir.join("bundles");
-        if bundles.is_dir() {
-            let to = out.join(&name).join("bundles");
-            crate::bundle::copy_dir(&bundles, &to)
-                .with_context(|| format!("copying {} to {}", bundles.display(), to.display()))?;
+        if let Some(e) = copy_err {
+            bail!(e);
         }
+        anyhow::ensure!(agg.runs().len() > before, "{}: events.jsonl holds no run-start event", dir.display());
+        agg.set_source(before, &dir.display().to_string());
     }
     if let Some(e) = write_err {
         return Err(e.into());

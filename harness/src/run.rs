@@ -222,11 +222,15 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let elapsed = started.elapsed().as_secs_f64();
     sink.bar.finish_and_clear();
     let cycles_done = sink.agg.cycles();
-    let unexpected = sink.agg.unexpected();
-    sink.event(&RunEvent::RunEnd { cycles: cycles_done, unexpected, interrupted, duration_s: elapsed });
-    if harness_error.is_some() {
-        sink.agg.add_harness_failure();
-    }
+    let harness_text = harness_error.as_ref().map(|e| format!("{e:#}"));
+    let unexpected = sink.agg.unexpected() + u64::from(harness_text.is_some());
+    sink.event(&RunEvent::RunEnd {
+        cycles: cycles_done,
+        unexpected,
+        interrupted,
+        duration_s: elapsed,
+        harness_error: harness_text,
+    });
     let summary = sink.agg.summary();
     if let Some(out) = &opts.out {
         write_reports(out, &summary, sink.agg.timeline())?;

@@ -528,7 +528,7 @@ impl<'a> Scheduler<'a> {
             let _ = kill(b, Signal::SIGKILL);
             let _ = waitpid(b, None);
         }
-        sys::reap_orphans(Duration::from_secs(10));
+        sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         let mem = match (&self.memcg, mem_before) {
             (Some(cg), Some(before)) => {
                 let d = cg.events().delta(&before);
@@ -902,7 +902,7 @@ impl<'a> Scheduler<'a> {
             }
             std::thread::sleep(Duration::from_micros(200));
         };
-        sys::reap_orphans(Duration::from_secs(10));
+        sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         let crumb = crashpoint::read(&words[..crashpoint::SLOT_WORDS]);
         let point_hits = point_hits(&words[..crashpoint::SLOT_WORDS]);
         obs.event(&RunEvent::WorkerExit { cycle, backend: bname.clone(), worker: 0, status: format!("{status:?}") });

@@ -68,25 +68,26 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// Wait for every remaining child (orphans re-parented here, e.g. an rpm whose worker was killed: it got
-/// SIGKILL from PR_SET_PDEATHSIG and is on its way out). Call only when no child of ours should be alive.
-/// After `limit`, SIGKILL what is left and keep waiting: the caller must not go on while one still writes.
-pub fn reap_orphans(limit: std::time::Duration) {
+/// Kill and wait for every remaining child: at the points this is called, any child is an orphan
+/// re-parented here whose worker was killed (e.g. an rpm, already on its way out through PR_SET_PDEATHSIG),
+/// and nothing may still write while the database is judged. Err if one outlives `limit` (stuck in the
+/// kernel, e.g. an fsync on a stalled disk): the caller must not judge then.
+pub fn reap_orphans(limit: std::time::Duration) -> Result<(), String> {
+    for pid in children() {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    }
     let start = std::time::Instant::now();
-    let mut killed = false;
     loop {
         match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(nix::sys::wait::WaitStatus::StillAlive) => {
-                if !killed && start.elapsed() >= limit {
-                    for pid in children() {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                    }
-                    killed = true;
+                if start.elapsed() >= limit {
+                    let left: Vec<String> = children().iter().map(|p| p.to_string()).collect();
+                    return Err(format!("orphaned processes {} did not die within {limit:?}", left.join(", ")));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             Ok(_) => {}
-            Err(_) => return, // ECHILD: none left
+            Err(_) => return Ok(()), // ECHILD: none left
         }
     }
 }

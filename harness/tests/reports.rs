@@ -242,6 +242,16 @@ fn failing_run_reports_render_in_headless_chromium() {
     assert!(bundle.is_file() && bundle.to_string_lossy().ends_with(".tar.gz"), "{}", bundle.display());
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("<failure") && junit.contains(f["bundle"].as_str().unwrap()), "{junit}");
+    // Merged, and merged again: the bundles travel along and the links stay true.
+    let (m1, m2) = (tmp.path().join("m1"), tmp.path().join("m2"));
+    assert_eq!(bin().arg("merge").arg(&out).arg("--out").arg(&m1).output().unwrap().status.code(), Some(1));
+    assert_eq!(bin().arg("merge").arg(&m1).arg("--out").arg(&m2).output().unwrap().status.code(), Some(1));
+    let s2 = check_reports(&m2);
+    assert_eq!(s2["failures"].as_array().unwrap().len(), s["failures"].as_array().unwrap().len());
+    for f in s2["failures"].as_array().unwrap() {
+        let b = m2.join(f["bundle"].as_str().unwrap());
+        assert!(b.is_file(), "{} is missing after merging twice", b.display());
+    }
 
     let chromium =
         ["chromium", "chromium-browser"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok());

@@ -236,36 +236,50 @@ fn a_killed_real_rpm_leaves_a_database_our_verifier_judges() {
     }
     let run = dbtorture_backends::rpmcli::run;
     assert!(run("rpm", &root, &["--initdb"]).unwrap().ok());
-    let mut partial = 0;
-    for (i, delay_ms) in [5u64, 20, 40, 60, 90, 130].into_iter().enumerate() {
-        // A fresh batch each time: erase everything, then install all, killed after `delay_ms`.
-        let _ = Command::new("rpm")
-            .args(["--root", root.to_str().unwrap(), "--dbpath", "/var/lib/rpm", "--force-debian", "-e", "--nodeps"])
-            .args(["--allmatches", "--noscripts"])
-            .args(pool.packages.iter().map(|p| p.name.clone()))
-            .output();
-        let mut child = Command::new("rpm")
-            .args(["--root", root.to_str().unwrap(), "--dbpath", "/var/lib/rpm", "--force-debian", "-U", "--nodeps"])
-            .args(["--ignorearch", "--replacefiles", "--noscripts"])
-            .args(&files)
+    let installed = |root: &Path| -> usize {
+        // rpm's own view, read while it works (WAL: readers do not wait for the writer).
+        rusqlite::Connection::open_with_flags(
+            root.join("var/lib/rpm/rpmdb.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| c.query_row("SELECT count(*) FROM Packages", [], |r| r.get::<_, i64>(0)))
+        .unwrap_or(0) as usize
+    };
+    let root_s = root.to_str().unwrap().to_string();
+    // Kill rpm once k packages are in (k = 1, 10, 25, 45): by watching the database, not the clock.
+    for (i, k) in [1usize, 10, 25, 45].into_iter().enumerate() {
+        // A fresh batch each time: erase what is installed (rpm -e refuses a name that is not), then install all.
+        let present = run("rpm", &root, &["-qa", "--qf", "%{NAME}\\n"]).unwrap().stdout;
+        if !present.trim().is_empty() {
+            let mut erase = vec!["-e", "--nodeps", "--noscripts", "--allmatches"];
+            erase.extend(present.lines());
+            assert!(run("rpm", &root, &erase).unwrap().ok());
+        }
+        assert_eq!(installed(&root), 0);
+        let mut install = vec!["-U", "--nodeps", "--ignorearch", "--replacefiles", "--noscripts"];
+        let file_args: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        install.extend(file_args.iter().map(String::as_str));
+        let mut child = dbtorture_backends::rpmcli::command("rpm", Path::new(&root_s), &install)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while installed(&root) < k && child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "rpm installed fewer than {k} packages in a minute");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let _ = child.kill();
         let status = child.wait().unwrap();
         let o = dbtorture().args(["verify", "--backend", "rpm"]).arg(&root).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(o.status.code(), Some(0), "kill {i} after {delay_ms} ms ({status}): {out}");
-        let n = dbtorture_backends::rpmcli::run("rpm", &root, &["-qa"]).unwrap();
-        assert!(n.ok(), "rpm -qa after the kill: {:?}", n.output);
-        if !n.output.is_empty() && n.output.len() < files.len() {
-            partial += 1;
-        }
+        assert_eq!(o.status.code(), Some(0), "kill {i} after {k} packages ({status}): {out}");
+        let n = run("rpm", &root, &["-qa"]).unwrap();
+        assert!(n.ok(), "rpm -qa after the kill: {}", n.stderr);
+        let listed = n.stdout.lines().count();
+        // The kill landed inside rpm's work: some packages in, not all.
+        assert!(listed >= k && listed < files.len(), "kill {i}: {listed} of {} installed", files.len());
     }
-    // The kills must have landed inside rpm's work at least once, or this test proves nothing.
-    assert!(partial > 0, "no kill landed while rpm was installing; the delays need adjusting");
     // And the same verifier does fail on a damaged root: one index row gone.
     let db = rusqlite::Connection::open(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
     assert_eq!(db.execute("DELETE FROM Name WHERE rowid = (SELECT min(rowid) FROM Name)", []).unwrap(), 1);

@@ -78,10 +78,10 @@ impl Aggregate {
         Aggregate::default()
     }
 
-    /// Mark where the run being folded came from.
-    pub fn set_source(&mut self, source: &str) {
-        if let Some(r) = self.runs.last_mut() {
-            r.source = Some(source.to_string());
+    /// Mark where the runs folded since the first `from` runs came from (a merged input holds several).
+    pub fn set_source(&mut self, from: usize, source: &str) {
+        for r in self.runs.iter_mut().skip(from) {
+            r.source.get_or_insert_with(|| source.to_string());
         }
     }
 
@@ -179,7 +179,22 @@ impl Aggregate {
                 }
                 self.end_cycle(*cycle, backend, *outcome, *expected, *findings as u64, *commits, *duration_ms, p);
             }
-            RunEvent::RunEnd { cycles, interrupted, duration_s, .. } => {
+            RunEvent::CycleLost { cycle, backend, outcome, .. } => {
+                if let Some(c) = cycle {
+                    self.pending.remove(&(*c, backend.clone()));
+                }
+                let running = u64::from(cycle.is_some());
+                self.cycles += running;
+                *self.outcomes.entry(backend.clone()).or_default().entry(outcome.clone()).or_default() += 1;
+                let t = self.per_backend.entry(backend.clone()).or_default();
+                t.cycles += running;
+                t.unexpected += 1;
+                *t.unexpected_outcomes.entry(outcome.clone()).or_default() += 1;
+                self.unexpected += 1;
+            }
+            RunEvent::RunEnd { cycles, interrupted, duration_s, harness_error, .. } => {
+                // A run the harness could not finish failed, whatever its cycles said.
+                self.unexpected += u64::from(harness_error.is_some());
                 if let Some(r) = self.runs.last_mut() {
                     r.cycles = *cycles;
                     r.interrupted = *interrupted;
@@ -252,11 +267,6 @@ impl Aggregate {
                 self.failures_omitted += 1;
             }
         }
-    }
-
-    /// Count a failure that is not a cycle (the harness itself failed): it makes the run fail.
-    pub fn add_harness_failure(&mut self) {
-        self.unexpected += 1;
     }
 
     pub fn summary(&self) -> Summary {

@@ -210,11 +210,23 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         hits: BTreeMap<String, u64>,
     },
+    /// A cycle that never ended because the machine under it died (a qemu guest's kernel panicked or oopsed,
+    /// or the guest was lost): counted as a cycle with that outcome (e.g. "guest-kernel-panic"), unexpected.
+    /// `cycle` is None when no cycle was running (then `backend` is the last one seen).
+    CycleLost {
+        cycle: Option<u64>,
+        backend: String,
+        outcome: String,
+        detail: String,
+    },
     RunEnd {
         cycles: u64,
         unexpected: u64,
         interrupted: bool,
         duration_s: f64,
+        /// The harness itself failed mid-run (counted as one more unexpected outcome).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        harness_error: Option<String>,
     },
 }
 

@@ -91,7 +91,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("events.jsonl");
         let mut log = EventLog::create(&p).unwrap();
-        log.emit(&RunEvent::RunEnd { cycles: 3, unexpected: 0, interrupted: false, duration_s: 1.5 }).unwrap();
+        log.emit(&RunEvent::RunEnd {
+            cycles: 3,
+            unexpected: 0,
+            interrupted: false,
+            duration_s: 1.5,
+            harness_error: None,
+        })
+        .unwrap();
         log.emit(&RunEvent::CycleStart { cycle: 1, backend: "sqlite".into(), seed: 9, plan: "x".into() }).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<_> = text.lines().collect();

@@ -107,7 +107,7 @@ fn events() -> Vec<RunEvent> {
         // Interrupted: a kill but no cycle-end; it must not count.
         start(1, "bdbenv"),
         RunEvent::Kill { cycle: 1, backend: "bdbenv".into(), kill: kill(0, "bdbenv.put.before", "time") },
-        RunEvent::RunEnd { cycles: 3, unexpected: 1, interrupted: true, duration_s: 2.0 },
+        RunEvent::RunEnd { cycles: 3, unexpected: 1, interrupted: true, duration_s: 2.0, harness_error: None },
     ]
 }
 

@@ -488,15 +488,26 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     let summary = match (reason, from_guest) {
         (ExitReason::Completed, Some(s)) => Some(s),
         (_, s) => {
+            // A guest that died is one more event (the cycle it lost), folded like every other, so the
+            // summary, junit.xml, report.html and a later `merge` all count it.
+            if let Some(ev) =
+                results::lost_event(reason, &events, s.as_ref().map(|s| s.backends.as_slice()).unwrap_or(&[]))
+            {
+                let mut f = std::fs::OpenOptions::new().append(true).create(true).open(out.join("events.jsonl"))?;
+                writeln!(f, "{}", serde_json::to_string(&ev)?)?;
+                events.push(ev);
+            }
             let replay = format!(
                 "dbtorture qemu --scenario {} --seed {seed}{}",
                 a.scenario.display(),
                 a.cycles.map(|c| format!(" --cycles {c}")).unwrap_or_default()
             );
-            let mut s = s.or_else(|| results::summary_from_events(&events, replay));
+            let mut s = results::summary_from_events(&events, replay).or(s);
             if let Some(s) = &mut s {
-                results::apply_exit_reason(s, reason, &events);
-                write_json_atomic(&summary_path, s)?;
+                if reason == ExitReason::Interrupted {
+                    s.interrupted = true;
+                }
+                dbtorture_reports::write_reports(&out, s, &timeline(&events))?;
             }
             s
         }
@@ -544,6 +555,15 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         bail!("the guest reported success but no summary came back");
     }
     Ok(code)
+}
+
+/// The plotted timeline of `events` (the same fold the summary comes from).
+fn timeline(events: &[dbtorture_reports::RunEvent]) -> dbtorture_reports::Timeline {
+    let mut agg = dbtorture_reports::Aggregate::new();
+    for e in events {
+        agg.push(e);
+    }
+    agg.timeline().clone()
 }
 
 #[cfg(test)]

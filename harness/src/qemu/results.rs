@@ -160,41 +160,29 @@ pub fn summary_from_events(events: &[RunEvent], replay: String) -> Option<Summar
     Some(s)
 }
 
-/// Record a guest that did not complete as one unexpected outcome of the cycle it was in (or, if no cycle
-/// was running, of the last backend seen). Completed runs are left as the guest wrote them; an interrupted
-/// one is marked interrupted, as an interrupted x86 run is.
-pub fn apply_exit_reason(s: &mut Summary, reason: ExitReason, events: &[RunEvent]) {
-    if reason == ExitReason::Interrupted {
-        s.interrupted = true;
-        return;
-    }
-    let Some(name) = reason.outcome_name() else { return };
-    let mut running: Option<&str> = None;
+/// The event recording a guest that did not complete: one unexpected outcome of the cycle it was in (or,
+/// if no cycle was running, of the last backend seen). None for a completed or interrupted run.
+pub fn lost_event(reason: ExitReason, events: &[RunEvent], backends: &[String]) -> Option<RunEvent> {
+    let name = reason.outcome_name()?;
+    let mut running: Option<(u64, &str)> = None;
     let mut last: Option<&str> = None;
     for e in events {
         match e {
-            RunEvent::CycleStart { backend, .. } => {
-                running = Some(backend);
+            RunEvent::CycleStart { cycle, backend, .. } => {
+                running = Some((*cycle, backend));
                 last = Some(backend);
             }
             RunEvent::CycleEnd { .. } => running = None,
             _ => {}
         }
     }
-    if running.is_some() {
-        s.cycles += 1;
-    }
-    let backend = running.or(last).or(s.backends.first().map(String::as_str)).unwrap_or("guest").to_string();
-    *s.outcomes.entry(backend.clone()).or_default().entry(name.into()).or_default() += 1;
-    // Per backend too, so junit.xml fails a test case for it and the HTML report counts it.
-    let t = s.per_backend.entry(backend).or_default();
-    t.cycles += u64::from(running.is_some());
-    t.unexpected += 1;
-    *t.unexpected_outcomes.entry(name.into()).or_default() += 1;
-    s.unexpected += 1;
-    if reason != ExitReason::KernelOops {
-        s.interrupted = true;
-    }
+    let backend = running.map(|r| r.1).or(last).or(backends.first().map(String::as_str)).unwrap_or("guest");
+    Some(RunEvent::CycleLost {
+        cycle: running.map(|r| r.0),
+        backend: backend.to_string(),
+        outcome: name.to_string(),
+        detail: format!("{reason:?}"),
+    })
 }
 
 #[cfg(test)]
@@ -267,18 +255,16 @@ mod tests {
 
     #[test]
     fn a_guest_panic_is_an_unexpected_outcome_of_the_cycle_it_interrupted() {
-        let ev = events();
-        let mut s = summary_from_events(&ev, String::new()).expect("summary");
-        apply_exit_reason(&mut s, ExitReason::KernelPanic, &ev);
+        let mut ev = events();
+        ev.extend(lost_event(ExitReason::KernelPanic, &ev, &[]));
+        let s = summary_from_events(&ev, String::new()).expect("summary");
         assert_eq!(s.cycles, 3);
         assert_eq!(s.outcomes["sqlite"]["guest-kernel-panic"], 1);
         assert_eq!(s.unexpected, 2);
         assert_eq!(s.per_backend["sqlite"].unexpected_outcomes["guest-kernel-panic"], 1);
         let junit = dbtorture_reports::junit::junit(&s).to_string().unwrap();
         assert!(junit.contains("name=\"guest-kernel-panic\"") && junit.contains("<failure"), "{junit}");
-        let mut done = s.clone();
-        apply_exit_reason(&mut done, ExitReason::Completed, &ev);
-        assert_eq!(done, s, "a completed run is left as the guest wrote it");
+        assert_eq!(lost_event(ExitReason::Completed, &ev, &[]), None, "a completed run is left as the guest wrote it");
     }
 
     #[test]
