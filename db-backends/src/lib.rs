@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bdbenv;
 pub mod crash;
 pub mod libdb;
+pub mod lockfile;
 pub mod planted;
 pub mod rebuild;
 pub mod rpmcli;

@@ -19,8 +19,7 @@ use crate::rpmdb::tags::{INDEXES, KeyClass};
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, params};
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsFd;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,26 +132,7 @@ impl SqliteBackend {
 
     /// rpm's transaction lock: fcntl F_SETLKW write lock on `.rpm.lock` (blocks while another writer holds it).
     fn lock_txn(&mut self) -> Result<(), BackendError> {
-        let path = self.dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| BackendError::Io { path: path.clone(), source })?;
-        let fl =
-            libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
-        loop {
-            match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    return Err(BackendError::Io { path, source: e.into() });
-                }
-            }
-        }
-        self.txn_lock = Some(f);
+        self.txn_lock = Some(crate::lockfile::lock_file(&self.dir.join(LOCK_FILE))?);
         Ok(())
     }
 

@@ -290,24 +290,28 @@ fn a_killed_real_rpm_leaves_a_database_our_verifier_judges() {
     assert!(out.contains("missing index entry"), "{out}");
 }
 
+/// `dbtorture run SCENARIO --cycles N` from the repository root; exit 0 required; its summary.json.
+fn run_scenario(scenario: &str, cycles: u32) -> serde_json::Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = dbtorture()
+        .current_dir(&root)
+        .args(["run", scenario, "--cycles", &cycles.to_string(), "-q", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
+
 /// `dbtorture run` with the rpm target: real rpm processes killed by SIGKILL and SIGINT, every cycle judged.
 #[test]
 fn rpm_target_scenario_runs_clean() {
     if !rpm_available() {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let o = dbtorture()
-        .current_dir(&root)
-        .args(["run", "scenarios/rpm-sqlite.toml", "--cycles", "12", "-q", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(0), "{text}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = run_scenario("scenarios/rpm-sqlite.toml", 12);
     assert_eq!(s["outcomes"]["rpm"]["clean"], 12, "{s}");
     assert!(s["kills"].as_u64().unwrap() >= 5, "{s}");
     assert!(s["commits"].as_u64().unwrap() >= 10, "rpm must have acknowledged transactions: {s}");
@@ -319,18 +323,7 @@ fn killed_real_rpm_rebuilddb_leaves_a_whole_database() {
     if !rpm_available() {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let o = dbtorture()
-        .current_dir(&root)
-        .args(["run", "scenarios/rpm-rebuilddb.toml", "--cycles", "5", "-q", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert_eq!(o.status.code(), Some(0), "{text}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = run_scenario("scenarios/rpm-rebuilddb.toml", 5);
     assert_eq!(s["outcomes"]["rpm"]["clean"], 5, "{s}");
     assert!(s["kills"].as_u64().unwrap() >= 2, "rpm --rebuilddb must have been killed mid-way: {s}");
 }

@@ -11,7 +11,6 @@ use crate::crash::point;
 use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,19 +115,6 @@ pub fn set_pageout(on: bool) {
     PAGEOUT.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Take an fcntl write lock on `path` (blocking), like rpm's lock files.
-fn fcntl_lock(path: &Path) -> Result<File, BackendError> {
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
-    let fl = libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
-    loop {
-        match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
-            Ok(_) => return Ok(f),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(BackendError::Io { path: path.to_path_buf(), source: e.into() }),
-        }
-    }
-}
-
 /// Create the three region files, the environment header last (its magic last of all).
 fn create_env(dir: &Path, profile: Profile) -> Result<(), BackendError> {
     let sizes = lock::Sizes::default();
@@ -215,7 +201,7 @@ impl BdbEnv {
             _ => {}
         }
         let pid = std::process::id();
-        let _env_lock = fcntl_lock(&dir.join(ENV_LOCK_FILE))?;
+        let _env_lock = crate::lockfile::lock_file(&dir.join(ENV_LOCK_FILE))?;
         if !dir.join(ENV_FILE).exists() {
             // rpm opens its environment with DB_CREATE, also for queries.
             create_env(dir, profile)?;
@@ -598,34 +584,21 @@ impl Backend for BdbEnv {
     }
 
     fn begin(&mut self) -> Result<(), BackendError> {
-        if !self.writable {
-            return Err(BackendError::ReadOnly);
-        }
-        if self.txn_lock.is_some() {
-            return Err(BackendError::TransactionActive);
-        }
-        self.txn_lock = Some(fcntl_lock(&self.dir.join(TXN_LOCK_FILE))?);
-        Ok(())
+        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
     }
 
     fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         Ok(crate::rpmdb::add_header(self, blob)?)
     }
 
     fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         Ok(crate::rpmdb::remove_header(self, hnum)?)
     }
 
     fn commit(&mut self) -> Result<(), BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         // Non-transactional: "commit" is rpm's sync — write the cache back and fsync.
         point("bdbenv.sync.before");
         self.mpool.sync().map_err(mpool_err)?;

@@ -13,8 +13,7 @@ use crate::bdbenv::datafile::{KeyValue, pack_set, unpack_set};
 use crate::crash::point;
 use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsFd;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Thread slots in the environment (each worker, reader, probe and rebuild is one process).
@@ -54,20 +53,6 @@ fn condense(lines: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Take an fcntl write lock on `path` (blocking), like rpm's lock files.
-fn fcntl_lock(path: &Path) -> Result<File, BackendError> {
-    let io = |source| BackendError::Io { path: path.to_path_buf(), source };
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
-    let fl = libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
-    loop {
-        match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
-            Ok(_) => return Ok(f),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(BackendError::Io { path: path.to_path_buf(), source: e.into() }),
-        }
-    }
-}
-
 pub struct LibdbBackend {
     dir: PathBuf,
     writable: bool,
@@ -100,7 +85,7 @@ impl LibdbBackend {
         let mut messages = Vec::new();
         let env = {
             // rpm ≥ 4.12: environment open (with its failchk) serialised by an fcntl lock.
-            let _env_lock = fcntl_lock(&dir.join(ENV_LOCK_FILE))?;
+            let _env_lock = crate::lockfile::lock_file(&dir.join(ENV_LOCK_FILE))?;
             // rpm opens its environment with DB_CREATE, also for queries.
             let env = Env::open(dir, EnvOptions { create: true, failchk_on_open: false, thread_count: THREAD_COUNT })
                 .map_err(|e| db_err("dbenv->open", e))?;
@@ -339,34 +324,21 @@ impl Backend for LibdbBackend {
     }
 
     fn begin(&mut self) -> Result<(), BackendError> {
-        if !self.writable {
-            return Err(BackendError::ReadOnly);
-        }
-        if self.txn_lock.is_some() {
-            return Err(BackendError::TransactionActive);
-        }
-        self.txn_lock = Some(fcntl_lock(&self.dir.join(TXN_LOCK_FILE))?);
-        Ok(())
+        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
     }
 
     fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         Ok(crate::rpmdb::add_header(self, blob)?)
     }
 
     fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         Ok(crate::rpmdb::remove_header(self, hnum)?)
     }
 
     fn commit(&mut self) -> Result<(), BackendError> {
-        if self.txn_lock.is_none() {
-            return Err(BackendError::NoTransaction);
-        }
+        crate::lockfile::in_txn(&self.txn_lock)?;
         // Non-transactional (CDB): "commit" is rpm's sync — every file's dirty cache pages written and fsynced.
         point("libdb.sync.before");
         for ((db, name), dirty) in self.dbs.iter().zip(data_files()).zip(self.dirty.iter_mut()) {
