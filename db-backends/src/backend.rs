@@ -250,8 +250,13 @@ pub trait Backend {
     /// Look a key up in an index: (header number, tag index) pairs.
     fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError>;
     /// Start a read view: lookups and reads until `end_read` see one consistent state.
-    fn begin_read(&mut self) -> Result<(), BackendError>;
-    fn end_read(&mut self) -> Result<(), BackendError>;
+    /// (Backends without isolation have nothing to do.)
+    fn begin_read(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn end_read(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Header numbers in Packages.
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError>;
     /// Read everything out for the cross-check; storage-level problems met while reading go to `findings`.

@@ -11,6 +11,17 @@
 use super::mpool::PAGE;
 use super::shqueue::{get_u32, set_u32};
 
+/// The data files of rpm's Berkeley DB database, by file number: Packages, then one per index in rpm's
+/// order. The layout both BDB backends share (our bdbenv and real Berkeley DB).
+pub fn data_files() -> Vec<&'static str> {
+    std::iter::once("Packages").chain(crate::rpmdb::INDEXES.iter().map(|i| i.name())).collect()
+}
+
+/// The file number of an index's data file.
+pub fn file_no(idx: crate::rpmdb::IndexTag) -> usize {
+    1 + crate::rpmdb::INDEXES.iter().position(|&i| i == idx).expect("known index")
+}
+
 pub const MAGIC: u32 = 0x4442_5446;
 const M_MAGIC: usize = 0;
 const M_PAGESIZE: usize = 4;

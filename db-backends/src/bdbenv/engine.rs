@@ -8,7 +8,6 @@ use super::mpool::{Mpool, MpoolError, PAGE};
 use super::{check, datafile, env, lock, mpool};
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
 use crate::crash::point;
-use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -44,13 +43,10 @@ impl Profile {
     }
 }
 
-/// Data file names, by file id: Packages, then the indexes in rpm's order.
-pub fn data_files() -> Vec<&'static str> {
-    std::iter::once("Packages").chain(INDEXES.iter().map(|i| i.name())).collect()
-}
+pub use super::datafile::data_files;
 
 fn file_id(idx: IndexTag) -> u32 {
-    1 + INDEXES.iter().position(|&i| i == idx).expect("known index") as u32
+    super::datafile::file_no(idx) as u32
 }
 
 /// The lock object of a data file: a 20-byte file id, like the one db4 derives from the file.
@@ -621,14 +617,6 @@ impl Backend for BdbEnv {
         self.with_file(file_id(idx), false, |df| {
             Ok(df.get(key).map_err(data_err)?.and_then(|v| unpack_set(&v)).unwrap_or_default())
         })
-    }
-
-    fn begin_read(&mut self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    fn end_read(&mut self) -> Result<(), BackendError> {
-        Ok(())
     }
 
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {

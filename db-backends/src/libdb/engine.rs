@@ -9,24 +9,15 @@
 use super::ffi::{self, Cursor, Db, DbError, DbType, Env, EnvOptions};
 use super::{ENV_LOCK_FILE, TXN_LOCK_FILE};
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
-use crate::bdbenv::datafile::{KeyValue, pack_set, unpack_set};
+pub use crate::bdbenv::datafile::data_files;
+use crate::bdbenv::datafile::{KeyValue, file_no, pack_set, unpack_set};
 use crate::crash::point;
-use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Thread slots in the environment (each worker, reader, probe and rebuild is one process).
 pub const THREAD_COUNT: u32 = 64;
-
-/// Data file names, by file number: Packages, then the indexes in rpm's order (as bdbenv and sqlite).
-pub fn data_files() -> Vec<&'static str> {
-    std::iter::once("Packages").chain(INDEXES.iter().map(|i| i.name())).collect()
-}
-
-fn file_no(idx: IndexTag) -> usize {
-    1 + INDEXES.iter().position(|&i| i == idx).expect("known index")
-}
 
 /// An error as rpm printed it: what BDB said on the way ("rpmdb: ..."), then "db5 error(N) from OP: TEXT".
 fn db_err(op: &str, e: DbError) -> BackendError {
@@ -207,11 +198,8 @@ pub struct Salvage {
 /// Most header numbers probed one by one when a walk of Packages fails.
 const PROBE_MAX: u32 = 1 << 20;
 
-/// Every (key, value) of Packages, also from a damaged file: a cursor walk, and if it fails (a killed
-/// writer's half-written pages: "DB_PAGE_NOTFOUND"), point lookups of every header number up to the last one
-/// handed out (key 0) or the highest seen — what rebuilddb and the verifier need to get every readable
-/// header out, like `db_dump -r`.
-pub fn salvage_packages(db: &Db) -> Salvage {
+/// Every (key, value) a cursor walk of `db` returns, and why the walk stopped early, if it did.
+pub fn walk(db: &Db) -> Salvage {
     let mut out = Salvage::default();
     let walk = (|| {
         let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
@@ -220,10 +208,23 @@ pub fn salvage_packages(db: &Db) -> Salvage {
         }
         Ok(())
     })();
-    let Err((op, e)) = walk else { return out };
-    let mut msgs = condense(ffi::take_messages());
-    msgs.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
-    out.walk_error = Some(msgs.join("; "));
+    if let Err((op, e)) = walk {
+        let mut msgs = condense(ffi::take_messages());
+        msgs.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
+        out.walk_error = Some(msgs.join("; "));
+    }
+    out
+}
+
+/// Every (key, value) of Packages, also from a damaged file: a cursor walk, and if it fails (a killed
+/// writer's half-written pages: "DB_PAGE_NOTFOUND"), point lookups of every header number up to the last one
+/// handed out (key 0) or the highest seen — what rebuilddb and the verifier need to get every readable
+/// header out, like `db_dump -r`.
+pub fn salvage_packages(db: &Db) -> Salvage {
+    let mut out = walk(db);
+    if out.walk_error.is_none() {
+        return out;
+    }
     let key_of = |k: &[u8]| <[u8; 4]>::try_from(k).ok().map(u32::from_ne_bytes);
     let mut seen: std::collections::BTreeSet<u32> = out.rows.iter().filter_map(|(k, _)| key_of(k)).collect();
     let Ok(mut c) = db.cursor(false) else { return out };
@@ -364,14 +365,6 @@ impl Backend for LibdbBackend {
 
     fn lookup(&mut self, idx: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
         self.with_cursor(file_no(idx), false, |c| Ok(get(c, key)?.and_then(|v| unpack_set(&v)).unwrap_or_default()))
-    }
-
-    fn begin_read(&mut self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    fn end_read(&mut self) -> Result<(), BackendError> {
-        Ok(())
     }
 
     fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {

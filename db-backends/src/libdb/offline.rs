@@ -13,7 +13,7 @@
 //!
 //! Does not check: the buffer cache's contents, mutex states (db_stat -N does not look at them).
 
-use super::engine::{Salvage, data_files, salvage_packages};
+use super::engine::{Salvage, data_files, salvage_packages, walk};
 use super::{DB_STAT, DB_VERIFY, ffi, region_files, tool_available};
 use crate::backend::BackendError;
 use crate::bdbenv::datafile::KeyValue;
@@ -196,23 +196,7 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
 
 /// Packages is salvaged (a failed walk falls back to lookups of every header number); an index is walked.
 fn salvage_packages_or_walk(db: &ffi::Db, packages: bool) -> Salvage {
-    if packages {
-        return salvage_packages(db);
-    }
-    let mut out = Salvage::default();
-    let walk = (|| {
-        let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
-        while let Some(kv) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
-            out.rows.push(kv);
-        }
-        Ok(())
-    })();
-    if let Err((op, e)) = walk {
-        let mut msg = ffi::take_messages();
-        msg.push(format!("db5 error({}) from {op}: {}", e.code, e.text));
-        out.walk_error = Some(msg.join("; "));
-    }
-    out
+    if packages { salvage_packages(db) } else { walk(db) }
 }
 
 /// Read every data file copy in `data` through BDB, in a child with a deadline.
