@@ -2,23 +2,14 @@
 //! writer needs recovery and recovery brings the database back, db 4.3 (no failchk) blocks on a stale lock,
 //! and a killed rebuild (or conversion) leaves the original in place.
 
+mod common;
+use common::*;
+
 use dbtorture_backends::{BackendError, BackendKind, OpenMode};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// A bdbenv (or db43) database with packages, made by one clean cycle of the harness.
 fn database(tmp: &Path, backend: &str) -> PathBuf {

@@ -6,27 +6,18 @@
 //! Needs libdb5.3 (the `libdb` feature) and, for the environment forensics, db5.3-util; `ci/test.sh`
 //! installs both. Without them a test prints why it is skipped and returns.
 
+mod common;
+use common::*;
+
 use dbtorture::workload::{Pool, PoolSpec};
 use dbtorture_backends::libdb::{self, DB_STAT, DB_VERIFY};
 use dbtorture_backends::rpmdb::{Finding, IndexTag, tags};
 use dbtorture_backends::{BackendError, BackendKind, OpenMode};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 
 const KIND: BackendKind = BackendKind::Libdb;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// The reason to skip, if the library (or, with `tools`, db5.3-util) is missing.
 fn skip(tools: bool) -> Option<String> {

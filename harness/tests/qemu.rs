@@ -2,13 +2,12 @@
 //! `qemu/build-guest.sh`. Without them (or without qemu-system-arm/debugfs) each test says why it skipped
 //! on stderr — it never passes silently as if it had run. CI builds the artifacts first (ci/qemu-smoke.sh).
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// Why the guest cannot be booted here, if it cannot.
 fn skip_reason() -> Option<String> {
@@ -52,10 +51,6 @@ fn qemu(out: &Path, extra: &[&str]) -> Output {
 fn json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .expect("valid JSON")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]

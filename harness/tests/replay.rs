@@ -2,12 +2,10 @@
 //! bundle (pre/, post/, bundle.json, README), and `dbtorture replay` reaches the same verdict from it —
 //! random-time kills replayed as kills at the crash point and hit they landed on.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::*;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
-}
+use std::path::Path;
 
 const SCENARIO: &str = r#"
 name = "planted-sqlite"

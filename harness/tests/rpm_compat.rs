@@ -5,6 +5,9 @@
 //! Needs the `rpm` binary (`.ci/run` and `ci/test.sh` install it). Without it these tests fail with a message
 //! saying so, unless DBTORTURE_SKIP_RPM=1 is set, in which case they print that they were skipped.
 
+mod common;
+use common::*;
+
 use dbtorture::workload::{Pool, PoolSpec};
 use dbtorture_backends::{BackendKind, OpenMode};
 use std::collections::BTreeSet;
@@ -211,10 +214,6 @@ fn our_schema_is_byte_for_byte_rpms() {
     assert_eq!(schema(&ours.join("rpmdb.sqlite")), theirs);
 }
 
-fn dbtorture() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
-}
-
 /// The real rpm as a target: `rpm -U` of many packages SIGKILLed at a range of moments; after each kill our
 /// verifier (cross-check of rpmdb.sqlite, `rpmdb --verifydb`, `rpm -qa` against what we read) judges the
 /// root, and it must be consistent (rpm commits per package) and operable by rpm again.
@@ -271,7 +270,7 @@ fn a_killed_real_rpm_leaves_a_database_our_verifier_judges() {
         }
         let _ = child.kill();
         let status = child.wait().unwrap();
-        let o = dbtorture().args(["verify", "--backend", "rpm"]).arg(&root).output().unwrap();
+        let o = bin().args(["verify", "--backend", "rpm"]).arg(&root).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "kill {i} after {k} packages ({status}): {out}");
         let n = run("rpm", &root, &["-qa"]).unwrap();
@@ -284,7 +283,7 @@ fn a_killed_real_rpm_leaves_a_database_our_verifier_judges() {
     let db = rusqlite::Connection::open(root.join("var/lib/rpm/rpmdb.sqlite")).unwrap();
     assert_eq!(db.execute("DELETE FROM Name WHERE rowid = (SELECT min(rowid) FROM Name)", []).unwrap(), 1);
     drop(db);
-    let o = dbtorture().args(["verify", "--backend", "rpm"]).arg(&root).output().unwrap();
+    let o = bin().args(["verify", "--backend", "rpm"]).arg(&root).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("missing index entry"), "{out}");
@@ -295,7 +294,7 @@ fn run_scenario(scenario: &str, cycles: u32) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = dbtorture()
+    let o = bin()
         .current_dir(&root)
         .args(["run", scenario, "--cycles", &cycles.to_string(), "-q", "--out", out.to_str().unwrap()])
         .output()

@@ -1,31 +1,14 @@
 //! End-to-end runs of the `dbtorture` binary: real forked workers, real SIGKILLs, real files.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dbtorture"))
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use std::process::Output;
 
 fn run(args: &[&str]) -> Output {
     bin().current_dir(root()).args(args).output().expect("run dbtorture")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn events(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect()
 }
 
 /// A scenario file in `dir` from the smoke scenario, on the sqlite backend only, with some lines replaced.
