@@ -102,7 +102,9 @@ pub fn point(name: &'static str) {
     };
     match id_of(name) {
         Some(id) => hook(id),
-        None => debug_assert!(false, "crash point {name} is not listed in crash::ALL"),
+        // Checked in release builds too: an unlisted point would be a kill point nobody can arm, sweep or
+        // count. The worker's panic becomes a `crashed` cycle naming it (and a test scans every call site).
+        None => panic!("crash point {name} is not listed in crash::ALL"),
     }
 }
 
@@ -120,5 +122,35 @@ mod tests {
         }
         assert!(points_of("sqlite").count() > 10);
         assert_eq!(points_of("nosuch").count(), 0);
+    }
+
+    /// Every `crash::point("…")` in the backends' sources names a listed point.
+    #[test]
+    fn every_call_site_names_a_listed_point() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut calls = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, _) in text.match_indices("point(\"") {
+                let rest = &text[i + 7..];
+                let name = &rest[..rest.find('"').unwrap()];
+                if name.split('.').count() >= 3 {
+                    calls += 1;
+                    assert!(id_of(name).is_some(), "{}: crash point {name} is not in crash::ALL", f.display());
+                }
+            }
+        }
+        assert!(calls > 40, "found only {calls} crash-point call sites");
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod bdbenv;
+pub mod child;
 pub mod crash;
 pub mod libdb;
 pub mod lockfile;

@@ -3,24 +3,80 @@
 //! Why: `dbtorture selftest` proves on the user's platform (an ARM guest, say) that the harness catches real
 //! bugs: it runs each planted bug and requires a finding within a budget, and runs the same scenario
 //! unplanted and requires none. This is the one deliberate exception to "faults wrap, they never branch".
-//! A bug is switched on for a whole run with `DBTORTURE_PLANT=<name>` (workers inherit it).
+//! A bug is switched on for a whole run with `DBTORTURE_PLANT=<name>`, and acts only inside a cycle's
+//! children (workers, conversions): the harness's own set-up and checks of the database never run planted
+//! code, so a planted bug can only be *detected*, never break the harness (which selftest would otherwise
+//! have to tell apart from a detection).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// (name, what it breaks).
-pub const ALL: &[(&str, &str)] = &[
-    ("sqlite-commit-per-package", "sqlite commits each package on its own, so a transaction is no longer atomic"),
-    ("sqlite-skip-index-row", "sqlite skips the last row of every index update with more than three rows"),
-    ("bdbenv-stale-prev", "bdbenv's list removal leaves the successor's prev link pointing at the removed element"),
-    ("bdbenv-unchecked-locker-free", "bdbenv frees a cursor's locker before its lock, without checking nlocks"),
+/// A planted bug: its name, what it breaks, which backend it lives in, and the finding kinds (as reports
+/// name them) that count as catching it — a cycle that fails for any other reason is not a detection.
+#[derive(Debug, Clone, Copy)]
+pub struct Planted {
+    pub name: &'static str,
+    pub breaks: &'static str,
+    pub backend: &'static str,
+    pub caught_by: &'static [&'static str],
+}
+
+/// The lock-region damage a broken list or locker shows as, in any of its forms.
+const LOCK_DAMAGE: &[&str] = &["lock-region", "environment-error", "run-recovery", "stale-lock", "env-region"];
+
+pub const ALL: &[Planted] = &[
+    Planted {
+        name: "sqlite-commit-per-package",
+        breaks: "sqlite commits each package on its own, so a transaction is no longer atomic",
+        backend: "sqlite",
+        caught_by: &["partial-transaction"],
+    },
+    Planted {
+        name: "sqlite-skip-index-row",
+        breaks: "sqlite skips the last row of every index update with more than three rows",
+        backend: "sqlite",
+        caught_by: &["missing-index-entry"],
+    },
+    Planted {
+        name: "bdbenv-stale-prev",
+        breaks: "bdbenv's list removal leaves the successor's prev link pointing at the removed element",
+        backend: "bdbenv",
+        caught_by: LOCK_DAMAGE,
+    },
+    Planted {
+        name: "bdbenv-unchecked-locker-free",
+        breaks: "bdbenv frees a cursor's locker before its lock, without checking nlocks",
+        backend: "bdbenv",
+        caught_by: LOCK_DAMAGE,
+    },
 ];
 
 static ACTIVE: OnceLock<Option<String>> = OnceLock::new();
+static ARMED: AtomicBool = AtomicBool::new(false);
 
-/// Whether planted bug `name` is switched on in this process.
+/// Whether planted bug `name` acts here: switched on for the run, and this process is a cycle's child.
 pub fn active(name: &str) -> bool {
-    debug_assert!(ALL.iter().any(|(n, _)| *n == name), "unknown planted bug {name}");
-    ACTIVE.get_or_init(|| std::env::var("DBTORTURE_PLANT").ok()).as_deref() == Some(name)
+    assert!(ALL.iter().any(|p| p.name == name), "unknown planted bug {name}");
+    ARMED.load(Ordering::Relaxed)
+        && ACTIVE.get_or_init(|| std::env::var("DBTORTURE_PLANT").ok()).as_deref() == Some(name)
+}
+
+/// In a cycle's child: let the run's planted bug (if any) act in this process.
+pub fn arm_in_this_process() {
+    ARMED.store(true, Ordering::Relaxed);
+}
+
+/// The planted bug `DBTORTURE_PLANT` names: Ok(None) if unset, Err listing the known ones if it names none.
+pub fn from_env() -> Result<Option<&'static Planted>, String> {
+    match std::env::var("DBTORTURE_PLANT") {
+        Err(_) => Ok(None),
+        Ok(v) => ALL.iter().find(|p| p.name == v).map(Some).ok_or_else(|| {
+            format!(
+                "DBTORTURE_PLANT={v:?} names no planted bug; known: {}",
+                ALL.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            )
+        }),
+    }
 }
 
 /// Switch planted bug `name` on for this process (replaying a bundle recorded with it). Has no effect if

@@ -70,7 +70,7 @@ pub fn die_with_parent(cmd: &mut Command) {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() != parent {
-                libc::_exit(111);
+                libc::_exit(crate::child::ChildExit::Orphaned as i32);
             }
             Ok(())
         });

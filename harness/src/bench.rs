@@ -7,7 +7,7 @@
 
 use crate::run::{RunOptions, run};
 use crate::scenario::Scenario;
-use crate::scheduler::classify;
+use crate::scheduler::verdict::classify;
 use crate::sys;
 use crate::verify;
 use crate::workload::{Pool, PoolSpec};

@@ -1,4 +1,5 @@
-//! Forensic bundles of failing cycles, and their replay.
+//! Forensic bundles of failing cycles: their format, how one is written, packed and opened. (Replaying one
+//! is `replay.rs`, which drives the scheduler; this module never does, so the two do not import each other.)
 //!
 //! A bundle is what a developer needs to look at a failure and to make it happen again: the database
 //! directory as it was when the cycle started (`pre/`) and as the faults left it, before any recovery
@@ -10,7 +11,7 @@
 
 use dbtorture_reports::{FindingRecord, KillRecord, Outcome};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const BUNDLE_SCHEMA: u32 = 1;
 
@@ -115,127 +116,41 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     Ok(Opened { dir, _tmp: Some(tmp) })
 }
 
-/// What a replay found.
-pub struct Replayed {
-    pub recorded: Outcome,
-    pub replayed: Outcome,
-    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
-    pub info: BundleInfo,
-    /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
-    pub placement: Vec<String>,
-    /// The kills of that replay (with their placement: `true` = after the point).
-    pub kills: Vec<(KillRecord, bool)>,
+/// Where a failing cycle's database states are: the copy taken when the cycle started, the copy taken
+/// before recovery (if one was), and the live directory (the state to take when there is no `post`).
+pub struct Sides {
+    pub pre: PathBuf,
+    pub post: PathBuf,
+    pub live: PathBuf,
 }
 
-struct Quiet;
-
-impl crate::scheduler::Observer for Quiet {
-    fn event(&mut self, e: &dbtorture_reports::RunEvent) {
-        if std::env::var_os("DBTORTURE_REPLAY_EVENTS").is_some() {
-            eprintln!("{}", serde_json::to_string(e).unwrap_or_default());
-        }
-    }
-}
-
-/// Re-run a bundle's cycle from its `pre/` copy with the same seed, plan and kill points.
-///
-/// A kill at a crash point is replayed exactly. A random-time kill landed somewhere after the last point it
-/// passed (P, hit n) and before the next one; the replay stops the worker either at P#n or at the first point
-/// after it, and tries those placements (at most 16 combinations) until one reaches the recorded verdict.
-pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
+/// Write the bundle of a failing cycle into `root`: pre/ and post/ (moved from `sides`), inspect.json for a
+/// BDB-style environment, bundle.json (with the replay command filled in) and the README; packed into
+/// `cycle-NNNNN-BACKEND.tar.gz`. Returns the archive's path.
+pub fn write(
+    root: &Path,
+    mut info: BundleInfo,
+    sides: &Sides,
+    profile: Option<dbtorture_backends::bdbenv::Profile>,
+) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
-    let opened = open(bundle)?;
-    let bundle = opened.dir.as_path();
-    let text = std::fs::read_to_string(bundle.join("bundle.json"))
-        .with_context(|| format!("{}: not a bundle (no bundle.json)", bundle.display()))?;
-    let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
-    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
-    if let Some(p) = &info.planted {
-        anyhow::ensure!(dbtorture_backends::planted::force(p), "this process already runs another planted bug");
+    let dir = root.join(format!("cycle-{:05}-{}", info.cycle, info.backend));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(dir.with_extension("tar.gz"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::rename(&sides.pre, dir.join("pre")).context("moving pre/")?;
+    if sides.post.exists() {
+        std::fs::rename(&sides.post, dir.join("post")).context("moving post/")?;
+    } else {
+        copy_dir(&sides.live, &dir.join("post"))?;
     }
-    let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
-    let timed: Vec<usize> = info
-        .kills
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.trigger != "point" && k.last_point.is_some())
-        .map(|(i, _)| i)
-        .take(4)
-        .collect();
-    let mut last = None;
-    for mask in 0..(1u32 << timed.len()) {
-        let kills: Vec<(KillRecord, bool)> = info
-            .kills
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                // Bit set: at the point; clear: after it (the more likely place for a kill between points).
-                let at = timed.iter().position(|&t| t == i).is_some_and(|b| mask & (1 << b) != 0);
-                (k.clone(), !at)
-            })
-            .collect();
-        let (outcome, findings) = replay_once(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
-        let placement = kills
-            .iter()
-            .filter(|(k, _)| k.trigger != "point")
-            .filter_map(|(k, after)| {
-                let p = k.last_point.as_deref()?;
-                Some(format!("w{}: {} {p}#{}", k.worker, if *after { "after" } else { "at" }, k.last_hit.unwrap_or(0)))
-            })
-            .collect();
-        let done = outcome == info.outcome;
-        last = Some(Replayed {
-            recorded: info.outcome,
-            replayed: outcome,
-            findings,
-            info: info.clone(),
-            placement,
-            kills,
-        });
-        if done {
-            break;
-        }
+    if let Some(profile) = profile
+        && let Ok(i) = dbtorture_backends::bdbenv::inspect::inspect(&dir.join("post"), profile)
+    {
+        std::fs::write(dir.join("inspect.json"), serde_json::to_vec_pretty(&i)?)?;
     }
-    Ok(last.expect("at least one replay"))
-}
-
-/// Run the bundle's cycle once: from `pre` (a copy of a database directory) or, with `None`, from a freshly
-/// prepared database; kills placed as given. With `bundles`, a failing cycle writes its own bundle there.
-pub fn replay_once(
-    pre: Option<&Path>,
-    info: &BundleInfo,
-    sc: &crate::scenario::Scenario,
-    kills: Vec<(KillRecord, bool)>,
-    bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
-    use anyhow::Context;
-    let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
-    let mut sched = match pre {
-        Some(pre) => {
-            let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
-            for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
-                let dir = tmp.path().join(kind.name()).join("db");
-                let mut installed = std::collections::BTreeSet::new();
-                if i == info.target {
-                    copy_dir(pre, &dir).context("copying pre/")?;
-                    installed.extend(info.installed_before.iter().copied());
-                }
-                // The copy is the database of the cycle's epoch: no fresh start.
-                sched.targets.push(crate::scheduler::Target {
-                    kind,
-                    dir,
-                    installed,
-                    epoch: info.cycle / sc.epoch,
-                    slot: i,
-                });
-            }
-            sched
-        }
-        None => crate::scheduler::Scheduler::new(sc, info.seed, tmp.path())?,
-    };
-    anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
-    sched.replay_kills = Some(kills);
-    sched.bundles = bundles.map(Path::to_path_buf);
-    let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
-    Ok((res.outcome, res.findings))
+    info.replay = format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy());
+    dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
+    std::fs::write(dir.join("README.txt"), README)?;
+    Ok(pack(&dir)?)
 }

@@ -12,6 +12,7 @@ pub mod fault;
 pub mod merge;
 pub mod oracle;
 pub mod qemu;
+pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;

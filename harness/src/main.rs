@@ -327,7 +327,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Replay { bundle } => match dbtorture::bundle::replay(&bundle) {
+        Cmd::Replay { bundle } => match dbtorture::replay::replay(&bundle) {
             Ok(r) => {
                 println!(
                     "replayed cycle {} of {} on {} (seed {}): {} — recorded {}",

@@ -1,9 +1,16 @@
 //! `dbtorture selftest`: prove on this platform that the harness catches real bugs. Each planted bug
-//! (db-backends' `planted`) runs in a short scenario and must be detected within a time budget; the same
-//! scenarios without a planted bug must pass. Runs `dbtorture run` as child processes (a planted bug is
-//! switched on per process), and reads their events.
+//! (db-backends' `planted`) runs in a short scenario and must be caught within a time budget — by a finding
+//! of the kind it declares — and the same scenarios without a planted bug must pass. Runs `dbtorture run` as
+//! child processes (a planted bug is switched on per process) and reads their events.
+//!
+//! Why the declared finding kinds: a selftest that counts any failure as a detection fools itself — a harness
+//! error while preparing the database once "detected" two bugs in zero cycles. Here a harness error is a
+//! selftest failure, never a detection, and a failure of another kind than the bug's is a miss.
 
 use anyhow::{Context, Result};
+use dbtorture_backends::planted::{self, Planted};
+use dbtorture_reports::{Outcome, RunEvent};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,18 +33,92 @@ fn scenario(backend: &str) -> String {
     )
 }
 
-/// One row of the table.
-pub struct Row {
-    pub bug: String,
-    pub backend: &'static str,
-    pub detected: bool,
-    pub seconds: f64,
-    pub cycles: u64,
-    pub finding: String,
+/// How one case went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The planted bug was caught: the first cycle with a finding of its kind.
+    Detected { seconds: f64, cycles: u64, finding: String },
+    /// The planted bug ran `cycles` cycles and none failed with a finding of its kind.
+    Missed { cycles: u64, other: Option<String> },
+    /// No bug planted, and every cycle passed.
+    Clean { cycles: u64 },
+    /// No bug planted, and a cycle failed.
+    FalseAlarm { cycles: u64, finding: String },
+    /// The harness failed, or ran nothing: the case proves nothing either way.
+    HarnessError { detail: String },
 }
 
-fn run_case(dir: &Path, bug: Option<&str>, backend: &'static str, budget: Duration) -> Result<Row> {
-    let name = bug.unwrap_or("none");
+impl Verdict {
+    pub fn ok(&self, planted: bool) -> bool {
+        matches!((self, planted), (Verdict::Detected { .. }, true) | (Verdict::Clean { .. }, false))
+    }
+
+    fn word(&self) -> &'static str {
+        match self {
+            Verdict::Detected { .. } => "detected",
+            Verdict::Missed { .. } => "MISSED",
+            Verdict::Clean { .. } => "clean",
+            Verdict::FalseAlarm { .. } => "FALSE ALARM",
+            Verdict::HarnessError { .. } => "HARNESS ERROR",
+        }
+    }
+}
+
+/// Judge one case from its run's events and exit code.
+pub fn judge(events: &[RunEvent], exit: Option<i32>, planted: Option<&Planted>) -> Verdict {
+    let mut findings: BTreeMap<(u64, String), Vec<(String, String)>> = BTreeMap::new();
+    let (mut elapsed_ms, mut cycles) = (0.0f64, 0u64);
+    let mut first_other = None;
+    for e in events {
+        match e {
+            RunEvent::Finding { cycle, backend, finding, .. } => findings
+                .entry((*cycle, backend.clone()))
+                .or_default()
+                .push((finding.kind.clone(), finding.message.clone())),
+            RunEvent::CycleEnd { cycle, backend, outcome, expected, duration_ms, .. } => {
+                cycles += 1;
+                elapsed_ms += duration_ms;
+                let fs = findings.remove(&(*cycle, backend.clone())).unwrap_or_default();
+                if *outcome == Outcome::HarnessError {
+                    let why = fs.first().map(|f| f.1.clone()).unwrap_or_default();
+                    return Verdict::HarnessError { detail: format!("cycle {cycle} ended harness-error {why}") };
+                }
+                if *expected {
+                    continue;
+                }
+                let first = fs.first().map(|f| f.1.clone()).unwrap_or_else(|| format!("outcome {outcome}"));
+                match planted {
+                    None => return Verdict::FalseAlarm { cycles, finding: first },
+                    Some(p) => match fs.iter().find(|(kind, _)| p.caught_by.contains(&kind.as_str())) {
+                        Some((_, msg)) => {
+                            return Verdict::Detected { seconds: elapsed_ms / 1000.0, cycles, finding: msg.clone() };
+                        }
+                        None => {
+                            first_other.get_or_insert(first);
+                        }
+                    },
+                }
+            }
+            RunEvent::RunEnd { harness_error: Some(e), .. } => {
+                return Verdict::HarnessError { detail: e.clone() };
+            }
+            _ => {}
+        }
+    }
+    if exit == Some(crate::exit_codes::HARNESS) || exit.is_none() {
+        return Verdict::HarnessError { detail: format!("the run ended with {exit:?} after {cycles} cycles") };
+    }
+    if cycles == 0 {
+        return Verdict::HarnessError { detail: "no cycle ran".into() };
+    }
+    match planted {
+        Some(_) => Verdict::Missed { cycles, other: first_other },
+        None => Verdict::Clean { cycles },
+    }
+}
+
+fn run_case(dir: &Path, bug: Option<&Planted>, backend: &str, budget: Duration) -> Result<(Verdict, Duration)> {
+    let name = bug.map(|b| b.name).unwrap_or("none");
     let sc = dir.join(format!("{backend}-{name}.toml"));
     std::fs::write(&sc, scenario(backend))?;
     let out = dir.join(format!("{backend}-{name}"));
@@ -46,71 +127,128 @@ fn run_case(dir: &Path, bug: Option<&str>, backend: &'static str, budget: Durati
         .args(["--out", out.to_str().context("path")?])
         .env_remove("DBTORTURE_PLANT");
     if let Some(b) = bug {
-        cmd.env("DBTORTURE_PLANT", b);
+        cmd.env("DBTORTURE_PLANT", b.name);
     }
     let started = Instant::now();
     let o = cmd.output()?;
     let wall = started.elapsed();
-    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
-    let (mut elapsed_ms, mut cycles, mut first) = (0.0f64, 0u64, None);
-    let mut finding = String::new();
-    for line in events.lines() {
-        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        match e["event"].as_str() {
-            Some("finding") if finding.is_empty() => {
-                finding = e["finding"]["message"].as_str().unwrap_or("").chars().take(90).collect();
-            }
-            Some("cycle-end") => {
-                cycles += 1;
-                elapsed_ms += e["duration_ms"].as_f64().unwrap_or(0.0);
-                if e["expected"] == false && first.is_none() {
-                    first = Some((elapsed_ms / 1000.0, cycles));
-                }
-            }
-            _ => {}
+    let mut events = Vec::new();
+    let log = out.join("events.jsonl");
+    if log.exists() {
+        dbtorture_reports::read_events(&log, |e| events.push(e))?;
+    }
+    let verdict = match judge(&events, o.status.code(), bug) {
+        Verdict::HarnessError { detail } => {
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            Verdict::HarnessError { detail: format!("{detail} {}", stderr.lines().next().unwrap_or("")) }
         }
-    }
-    // Exit 1: an unexpected outcome; exit 3: the bug broke even the harness's own set-up of the database,
-    // and the error says how (e.g. "rpmdb: Locker is not valid").
-    let detected = first.is_some() || matches!(o.status.code(), Some(1) | Some(3));
-    if finding.is_empty() {
-        finding = String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("").chars().take(90).collect();
-    }
-    let (seconds, cycles) = first.unwrap_or((wall.as_secs_f64(), cycles));
-    Ok(Row { bug: name.into(), backend, detected, seconds, cycles, finding })
+        v => v,
+    };
+    Ok((verdict, wall))
 }
 
 /// Run every planted bug and both unplanted baselines; print the table. Ok(true) if all behaved.
 pub fn run(budget: Duration) -> Result<bool> {
     let tmp = tempfile::tempdir()?;
     let mut rows = Vec::new();
-    for (bug, _) in dbtorture_backends::planted::ALL {
-        let backend = if bug.starts_with("sqlite") { "sqlite" } else { "bdbenv" };
-        rows.push(run_case(tmp.path(), Some(bug), backend, budget)?);
+    for bug in planted::ALL {
+        rows.push((Some(bug), bug.backend, run_case(tmp.path(), Some(bug), bug.backend, budget)?));
     }
     for backend in ["sqlite", "bdbenv"] {
-        rows.push(run_case(tmp.path(), None, backend, budget)?);
+        rows.push((None, backend, run_case(tmp.path(), None, backend, budget)?));
     }
-    println!("{:<30} {:<8} {:<10} {:>9} {:>7}  first finding", "planted bug", "backend", "verdict", "time", "cycles");
+    println!("{:<30} {:<8} {:<13} {:>9} {:>7}  what", "planted bug", "backend", "verdict", "time", "cycles");
     let mut ok = true;
-    for r in &rows {
-        let planted = r.bug != "none";
-        let verdict = match (planted, r.detected) {
-            (true, true) => "detected",
-            (true, false) => "MISSED",
-            (false, false) => "clean",
-            (false, true) => "FALSE ALARM",
+    for (bug, backend, (v, wall)) in &rows {
+        ok &= v.ok(bug.is_some());
+        let (secs, cycles, what) = match v {
+            Verdict::Detected { seconds, cycles, finding } => (*seconds, *cycles, finding.clone()),
+            Verdict::Missed { cycles, other } => (
+                wall.as_secs_f64(),
+                *cycles,
+                other.as_ref().map(|o| format!("failed otherwise: {o}")).unwrap_or_default(),
+            ),
+            Verdict::Clean { cycles } => (wall.as_secs_f64(), *cycles, String::new()),
+            Verdict::FalseAlarm { cycles, finding } => (wall.as_secs_f64(), *cycles, finding.clone()),
+            Verdict::HarnessError { detail } => (wall.as_secs_f64(), 0, detail.clone()),
         };
-        ok &= planted == r.detected;
-        println!(
-            "{:<30} {:<8} {:<10} {:>8.2}s {:>7}  {}",
-            r.bug,
-            r.backend,
-            verdict,
-            r.seconds,
-            r.cycles,
-            if planted { r.finding.as_str() } else { "" }
-        );
+        let what: String = what.chars().take(90).collect();
+        let name = bug.map(|b| b.name).unwrap_or("none");
+        println!("{name:<30} {backend:<8} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbtorture_reports::FindingRecord;
+
+    fn finding(cycle: u64, kind: &str) -> RunEvent {
+        RunEvent::Finding {
+            cycle,
+            backend: "sqlite".into(),
+            phase: "verify".into(),
+            finding: FindingRecord {
+                kind: kind.into(),
+                message: format!("{kind}!"),
+                package: None,
+                detail: serde_json::Value::Null,
+            },
+        }
+    }
+
+    fn end(cycle: u64, outcome: Outcome, expected: bool) -> RunEvent {
+        RunEvent::CycleEnd {
+            cycle,
+            backend: "sqlite".into(),
+            outcome,
+            expected,
+            findings: 1,
+            commits: 0,
+            duration_ms: 500.0,
+            armed: None,
+            hits: Default::default(),
+        }
+    }
+
+    fn bug(name: &str) -> &'static Planted {
+        planted::ALL.iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_harness_error_is_never_a_detection() {
+        let ev = vec![RunEvent::RunEnd {
+            cycles: 0,
+            unexpected: 1,
+            interrupted: false,
+            duration_s: 0.1,
+            harness_error: Some("creating db: rpmdb: Locker is not valid".into()),
+        }];
+        let v = judge(&ev, Some(3), Some(bug("bdbenv-stale-prev")));
+        assert!(matches!(v, Verdict::HarnessError { .. }), "{v:?}");
+        assert!(!v.ok(true));
+        assert!(matches!(judge(&[], Some(3), None), Verdict::HarnessError { .. }));
+        let he = vec![finding(0, "harness-fault"), end(0, Outcome::HarnessError, false)];
+        assert!(!judge(&he, Some(1), Some(bug("sqlite-skip-index-row"))).ok(true));
+    }
+
+    #[test]
+    fn only_the_declared_finding_kind_detects() {
+        let b = bug("sqlite-skip-index-row");
+        let other = vec![finding(0, "lost-commit"), end(0, Outcome::LostCommit, false), end(1, Outcome::Clean, true)];
+        let v = judge(&other, Some(1), Some(b));
+        assert!(matches!(v, Verdict::Missed { cycles: 2, other: Some(_) }), "{v:?}");
+        let ok =
+            vec![end(0, Outcome::Clean, true), finding(1, "missing-index-entry"), end(1, Outcome::Inconsistent, false)];
+        assert!(matches!(judge(&ok, Some(1), Some(b)), Verdict::Detected { cycles: 2, .. }));
+    }
+
+    #[test]
+    fn a_baseline_must_run_and_stay_clean() {
+        assert!(matches!(judge(&[end(0, Outcome::Clean, true)], Some(0), None), Verdict::Clean { cycles: 1 }));
+        assert!(matches!(judge(&[], Some(0), None), Verdict::HarnessError { .. }), "zero cycles proves nothing");
+        let alarm = vec![finding(0, "missing-index-entry"), end(0, Outcome::Inconsistent, false)];
+        assert!(matches!(judge(&alarm, Some(1), None), Verdict::FalseAlarm { .. }));
+    }
 }

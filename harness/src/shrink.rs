@@ -48,7 +48,7 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
     let name = out.file_name().context("--out needs a file name")?.to_string_lossy().into_owned();
     let stem = name.strip_suffix(".tar.gz").unwrap_or(&name).to_string();
     let out = &out.with_file_name(format!("{stem}.tar.gz"));
-    let base = bundle::replay(src)?;
+    let base = crate::replay::replay(src)?;
     anyhow::ensure!(
         base.replayed == base.recorded,
         "the bundle does not replay to its verdict ({} vs {}); nothing to shrink",
@@ -65,7 +65,7 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
         std::fs::write(&scenario_file, &st.text)?;
         let sc = Scenario::parse(&st.text, &scenario_file)?;
         let pre = (!st.fresh).then(|| src.join("pre"));
-        let (_, findings) = bundle::replay_once(pre.as_deref(), &info, &sc, st.kills.clone(), None)?;
+        let (_, findings) = crate::replay::replay_once(pre.as_deref(), &info, &sc, st.kills.clone(), None)?;
         Ok(findings.iter().any(|f| {
             serde_json::to_value(f).ok().and_then(|v| v["kind"].as_str().map(String::from)) == Some(wanted.clone())
         }))
@@ -153,7 +153,7 @@ pub fn shrink(src: &Path, out: &Path) -> Result<Shrunk> {
     let pre = (!st.fresh).then(|| src.join("pre"));
     let staging = out.with_file_name(format!("{stem}.staging"));
     let _ = std::fs::remove_dir_all(&staging);
-    bundle::replay_once(pre.as_deref(), &info, &sc, st.kills.clone(), Some(&staging))?;
+    crate::replay::replay_once(pre.as_deref(), &info, &sc, st.kills.clone(), Some(&staging))?;
     let written = std::fs::read_dir(&staging)
         .ok()
         .and_then(|mut d| d.next())

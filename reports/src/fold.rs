@@ -5,7 +5,8 @@
 //! merged one came from different code, they would drift; here both are `Aggregate::push` over the events.
 
 use crate::model::{
-    BackendTotals, FailureRecord, KillRecord, Outcome, PointCoverage, RunEvent, RunInfo, SCHEMA_VERSION, Summary,
+    BackendTotals, FailureRecord, KillRecord, KillTrigger, Outcome, PointCoverage, RunEvent, RunInfo, SCHEMA_VERSION,
+    Summary,
 };
 use crate::stats::rate;
 use std::collections::BTreeMap;
@@ -69,6 +70,7 @@ pub struct Aggregate {
     kills: u64,
     commits: u64,
     unexpected: u64,
+    harness_error: Option<String>,
     pending: BTreeMap<(u64, String), Pending>,
     timeline: Timeline,
 }
@@ -172,9 +174,11 @@ impl Aggregate {
                 if let Some(a) = armed {
                     let cov = self.coverage.entry(a.clone()).or_default();
                     cov.armed += 1;
-                    cov.kills +=
-                        p.kills.iter().filter(|k| k.trigger == "point" && k.last_point.as_deref() == Some(a)).count()
-                            as u64;
+                    cov.kills += p
+                        .kills
+                        .iter()
+                        .filter(|k| k.trigger == KillTrigger::Point && k.last_point.as_deref() == Some(a))
+                        .count() as u64;
                     *cov.outcomes.entry(outcome.name().into()).or_default() += 1;
                 }
                 self.end_cycle(*cycle, backend, *outcome, *expected, *findings as u64, *commits, *duration_ms, p);
@@ -185,16 +189,19 @@ impl Aggregate {
                 }
                 let running = u64::from(cycle.is_some());
                 self.cycles += running;
-                *self.outcomes.entry(backend.clone()).or_default().entry(outcome.clone()).or_default() += 1;
+                *self.outcomes.entry(backend.clone()).or_default().entry(outcome.name().into()).or_default() += 1;
                 let t = self.per_backend.entry(backend.clone()).or_default();
                 t.cycles += running;
                 t.unexpected += 1;
-                *t.unexpected_outcomes.entry(outcome.clone()).or_default() += 1;
+                *t.unexpected_outcomes.entry(outcome.name().into()).or_default() += 1;
                 self.unexpected += 1;
             }
             RunEvent::RunEnd { cycles, interrupted, duration_s, harness_error, .. } => {
                 // A run the harness could not finish failed, whatever its cycles said.
                 self.unexpected += u64::from(harness_error.is_some());
+                if self.harness_error.is_none() {
+                    self.harness_error.clone_from(harness_error);
+                }
                 if let Some(r) = self.runs.last_mut() {
                     r.cycles = *cycles;
                     r.interrupted = *interrupted;
@@ -302,6 +309,7 @@ impl Aggregate {
             failures_omitted: self.failures_omitted,
             version: self.version.clone(),
             replay: first.map(|r| r.replay.clone()).unwrap_or_default(),
+            harness_error: self.harness_error.clone(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub fn colour(o: Outcome) -> RGBColor {
         Outcome::LostCommit => RGBColor(210, 40, 40),
         Outcome::CorruptEnv => RGBColor(140, 60, 180),
         Outcome::Hang => RGBColor(120, 120, 120),
+        Outcome::Crashed => RGBColor(200, 30, 120),
         Outcome::HarnessError => RGBColor(20, 20, 20),
     }
 }

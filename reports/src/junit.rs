@@ -17,6 +17,7 @@ pub const CHECKS: &[(&str, Outcome, &str)] = &[
     ("locks", Outcome::StaleLocks, "no dead process's locks block or confuse live ones"),
     ("liveness", Outcome::Hang, "every operation finishes within its timeout"),
     ("no-recovery", Outcome::Recovered, "no recovery procedure is needed after a kill"),
+    ("no-crash", Outcome::Crashed, "no worker dies of a signal nobody sent, panics, or exits with an unreported error"),
     ("harness", Outcome::HarnessError, "the harness itself works"),
 ];
 
@@ -48,6 +49,23 @@ pub fn junit(s: &Summary) -> Report {
         let classname = format!("{}.{}", s.scenario, backend);
         for (check, outcome, what) in CHECKS {
             let broken = totals.unexpected_outcomes.get(outcome.name()).copied().unwrap_or(0);
+            if *outcome == Outcome::HarnessError
+                && let Some(e) = &s.harness_error
+            {
+                // The harness failed mid-run: this case is an error whatever the cycles said, so a CI page
+                // never shows green for a run that exited 3.
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                st.set_message(format!("the harness failed mid-run: {e}"));
+                st.set_type("harness-error");
+                st.set_description(format!(
+                    "{broken} cycles ended harness-error; the run stopped with: {e}\nrun again: {}\n",
+                    s.replay
+                ));
+                let mut case = TestCase::new(*check, st);
+                case.set_classname(classname.as_str());
+                suite.add_test_case(case);
+                continue;
+            }
             let status = if broken == 0 {
                 TestCaseStatus::success()
             } else {

@@ -30,12 +30,15 @@ pub enum Outcome {
     CorruptEnv,
     /// An operation did not finish within its timeout.
     Hang,
+    /// The system under test died on its own: a worker died of a signal nobody sent, panicked, or exited
+    /// with an error it never reported (a bug in the engine or its caller, not in the harness).
+    Crashed,
     /// The harness itself failed (a bug in dbtorture, or the machine).
     HarnessError,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Clean,
         Outcome::Recovered,
         Outcome::StaleLocks,
@@ -43,6 +46,7 @@ impl Outcome {
         Outcome::LostCommit,
         Outcome::CorruptEnv,
         Outcome::Hang,
+        Outcome::Crashed,
         Outcome::HarnessError,
     ];
 
@@ -55,6 +59,7 @@ impl Outcome {
             Outcome::LostCommit => "lost-commit",
             Outcome::CorruptEnv => "corrupt-env",
             Outcome::Hang => "hang",
+            Outcome::Crashed => "crashed",
             Outcome::HarnessError => "harness-error",
         }
     }
@@ -73,7 +78,8 @@ impl Outcome {
             Outcome::CorruptEnv => 4,
             Outcome::LostCommit => 5,
             Outcome::Hang => 6,
-            Outcome::HarnessError => 7,
+            Outcome::Crashed => 7,
+            Outcome::HarnessError => 8,
         }
     }
 }
@@ -101,12 +107,12 @@ pub struct FindingRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct KillRecord {
     pub worker: u32,
-    pub role: String,
+    pub role: Role,
     pub signal: String,
     /// Milliseconds after the cycle started.
     pub at_ms: u64,
-    /// "time" (random-time) or "point" (stopped at an armed crash point).
-    pub trigger: String,
+    /// What made the scheduler send it.
+    pub trigger: KillTrigger,
     /// The last crash point the worker passed, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_point: Option<String>,
@@ -115,6 +121,145 @@ pub struct KillRecord {
     pub last_hit: Option<u64>,
     /// Number of crash points the worker passed in total.
     pub points_passed: u64,
+}
+
+/// What a child process of a cycle does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Role {
+    /// Runs transactions.
+    Writer,
+    /// Runs queries.
+    Reader,
+    /// Runs a conversion (`--rebuilddb` from one backend into another, or the real rpm's).
+    Rebuilddb,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Rebuilddb => "rebuilddb",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why the scheduler sent a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum KillTrigger {
+    /// The plan's random time came.
+    Time,
+    /// The worker stopped itself at its armed crash point.
+    Point,
+    /// The cycle's timeout passed with the worker still running.
+    Timeout,
+    /// The run was interrupted (SIGINT, SIGTERM, SIGHUP).
+    Interrupt,
+    /// The kernel's OOM killer, under the scenario's memory pressure (not sent by the scheduler).
+    Oom,
+    /// The worker was stopped by someone else (SIGSTOP/SIGTSTP not at an armed point) and killed there.
+    Stopped,
+}
+
+impl KillTrigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            KillTrigger::Time => "time",
+            KillTrigger::Point => "point",
+            KillTrigger::Timeout => "timeout",
+            KillTrigger::Interrupt => "interrupt",
+            KillTrigger::Oom => "oom",
+            KillTrigger::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for KillTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An injected fault other than a kill, or what the harness measured of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// A page of a region file snapshotted and written back stale.
+    StalePage,
+    /// The memory cgroup and balloon around the workers.
+    Memory,
+    /// Region mappings mlock()ed in the workers (bytes measured per worker).
+    Mlock,
+    /// MADV_PAGEOUT of the region mappings in the workers (calls measured per worker).
+    Pageout,
+}
+
+/// How one child process of a cycle ended, decided in one place (the scheduler's verdict module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum WorkerEnd {
+    /// Ran to its end and exited 0.
+    Completed,
+    /// Was sent SIGINT/SIGTERM by the plan, finished its operation and stopped (a planned kill).
+    Interrupted { signal: String },
+    /// Died of the signal the scheduler sent (a planned kill, a timeout, an interrupt).
+    Killed { signal: String, trigger: KillTrigger },
+    /// SIGKILLed by the kernel's OOM killer under the scenario's memory pressure.
+    OomKilled,
+    /// Exited non-zero: `reported` when it sent its error up the pipe first (then that error is a finding).
+    Failed { code: i32, reported: bool },
+    /// Its code panicked, with the message.
+    Panicked { message: String },
+    /// Died of a signal nobody sent (the system under test crashed).
+    Crashed { signal: String, core_dumped: bool },
+    /// A foreign engine died of a memory fault after an injected stale page of its region: the fault's
+    /// effect, not a bug of the engine.
+    FaultEffect { signal: String },
+    /// The harness lost the child (its report pipe broke, it was orphaned, or it was reaped by someone else).
+    Lost { detail: String },
+}
+
+/// Why a cycle never ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LostOutcome {
+    GuestKernelPanic,
+    GuestKernelOops,
+    GuestTimeout,
+    GuestLost,
+    /// The guest's run ended with an error of its own before finishing.
+    GuestError,
+}
+
+impl LostOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            LostOutcome::GuestKernelPanic => "guest-kernel-panic",
+            LostOutcome::GuestKernelOops => "guest-kernel-oops",
+            LostOutcome::GuestTimeout => "guest-timeout",
+            LostOutcome::GuestLost => "guest-lost",
+            LostOutcome::GuestError => "guest-error",
+        }
+    }
+}
+
+impl std::fmt::Display for LostOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One line of events.jsonl.
@@ -150,7 +295,8 @@ pub enum RunEvent {
         cycle: u64,
         backend: String,
         worker: u32,
-        status: String,
+        role: Role,
+        end: WorkerEnd,
     },
     Finding {
         cycle: u64,
@@ -169,7 +315,7 @@ pub enum RunEvent {
     Fault {
         cycle: u64,
         backend: String,
-        kind: String,
+        kind: FaultKind,
         detail: String,
     },
     /// A message the database engine printed (e.g. failchk's "Freeing read locks for locker 0x3");
@@ -216,7 +362,7 @@ pub enum RunEvent {
     CycleLost {
         cycle: Option<u64>,
         backend: String,
-        outcome: String,
+        outcome: LostOutcome,
         detail: String,
     },
     RunEnd {
@@ -372,4 +518,8 @@ pub struct Summary {
     pub version: String,
     /// The command that reproduces this run.
     pub replay: String,
+    /// The harness itself failed mid-run (the first run's error, with the run's other errors counted in
+    /// `unexpected`): the run cannot be green whatever its cycles said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness_error: Option<String>,
 }

@@ -5,7 +5,10 @@
 //! Regenerate after an intended change with `DBTORTURE_BLESS=1 cargo test -p dbtorture-reports --test golden`.
 
 use dbtorture_reports::model::Environment;
-use dbtorture_reports::{Aggregate, FindingRecord, KillRecord, Outcome, RunEvent, SCHEMA_VERSION, Shard, Summary};
+use dbtorture_reports::{
+    Aggregate, FindingRecord, KillRecord, KillTrigger, Outcome, Role, RunEvent, SCHEMA_VERSION, Shard, Summary,
+    WorkerEnd,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -44,12 +47,12 @@ fn events() -> Vec<RunEvent> {
         version: "0.1.0 (sha256 000000000000)".into(),
         guest: None,
     };
-    let kill = |w: u32, point: &str, trigger: &str| KillRecord {
+    let kill = |w: u32, point: &str, trigger: KillTrigger| KillRecord {
         worker: w,
-        role: "writer".into(),
+        role: Role::Writer,
         signal: "SIGKILL".into(),
         at_ms: 12,
-        trigger: trigger.into(),
+        trigger,
         last_point: Some(point.into()),
         last_hit: Some(3),
         points_passed: 40,
@@ -84,11 +87,22 @@ fn events() -> Vec<RunEvent> {
             replay: "dbtorture run scenarios/golden.toml --seed 7 --cycles 2 --shard 0/2".into(),
         },
         start(0, "sqlite"),
-        RunEvent::Kill { cycle: 0, backend: "sqlite".into(), kill: kill(0, "sqlite.commit.before", "point") },
+        RunEvent::Kill {
+            cycle: 0,
+            backend: "sqlite".into(),
+            kill: kill(0, "sqlite.commit.before", KillTrigger::Point),
+        },
         end(0, "sqlite", Outcome::Clean, true, Some("sqlite.commit.before")),
         start(0, "bdbenv"),
         RunEvent::Memory { cycle: 0, backend: "bdbenv".into(), limit_hits: 10, high: 0, oom_kills: 1, pageouts: 300 },
-        RunEvent::Kill { cycle: 0, backend: "bdbenv".into(), kill: kill(1, "bdbenv.put.before", "time") },
+        RunEvent::Kill { cycle: 0, backend: "bdbenv".into(), kill: kill(1, "bdbenv.put.before", KillTrigger::Time) },
+        RunEvent::WorkerExit {
+            cycle: 0,
+            backend: "bdbenv".into(),
+            worker: 0,
+            role: Role::Reader,
+            end: WorkerEnd::Crashed { signal: "SIGABRT".into(), core_dumped: false },
+        },
         RunEvent::Finding {
             cycle: 0,
             backend: "bdbenv".into(),
@@ -106,7 +120,7 @@ fn events() -> Vec<RunEvent> {
         end(1, "sqlite", Outcome::Clean, true, None),
         // Interrupted: a kill but no cycle-end; it must not count.
         start(1, "bdbenv"),
-        RunEvent::Kill { cycle: 1, backend: "bdbenv".into(), kill: kill(0, "bdbenv.put.before", "time") },
+        RunEvent::Kill { cycle: 1, backend: "bdbenv".into(), kill: kill(0, "bdbenv.put.before", KillTrigger::Time) },
         RunEvent::RunEnd { cycles: 3, unexpected: 1, interrupted: true, duration_s: 2.0, harness_error: None },
     ]
 }
@@ -206,4 +220,30 @@ fn html_report_is_self_contained_and_names_the_failure() {
     for needle in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
         assert!(!html.contains(needle), "{needle}");
     }
+}
+
+/// A run that exited 3 (the harness failed mid-run) must never render green in CI: its `harness` test cases
+/// are errors, whatever its cycles said.
+#[test]
+fn a_harness_error_run_has_a_failing_harness_case() {
+    let mut evs = events();
+    evs.pop();
+    evs.push(RunEvent::RunEnd {
+        cycles: 3,
+        unexpected: 0,
+        interrupted: false,
+        duration_s: 2.0,
+        harness_error: Some("building the package pool: disk full".into()),
+    });
+    let mut agg = Aggregate::new();
+    for e in &evs {
+        agg.push(e);
+    }
+    let s = agg.summary();
+    assert_eq!(s.harness_error.as_deref(), Some("building the package pool: disk full"));
+    assert!(s.unexpected >= 1);
+    let report = dbtorture_reports::junit::junit(&s);
+    let xml = report.to_string().unwrap();
+    assert!(xml.contains("errors=\"2\""), "one harness error per backend: {xml}");
+    assert!(xml.contains("disk full"), "{xml}");
 }

@@ -97,20 +97,6 @@ fn is_zombie(pid: u32) -> bool {
         .is_some_and(|state| state == 'Z' || state == 'X')
 }
 
-static PAGEOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-static MLOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// mlock() the region mappings of every environment this process opens (seed 000's experiment).
-pub fn set_mlock(on: bool) {
-    MLOCK.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Memory pressure from inside: every few lock-table calls, MADV_PAGEOUT the region mappings.
-pub fn set_pageout(on: bool) {
-    PAGEOUT.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Create the three region files, the environment header last (its magic last of all).
 fn create_env(dir: &Path, profile: Profile) -> Result<(), BackendError> {
     let sizes = lock::Sizes::default();
@@ -177,8 +163,6 @@ pub struct BdbEnv {
     writable: bool,
     txn_lock: Option<File>,
     closed: bool,
-    /// Lock-table calls so far (paces MADV_PAGEOUT).
-    calls: u32,
     /// Messages Berkeley DB would print (failchk's "Freeing read locks for locker ...").
     pub messages: Vec<String>,
 }
@@ -227,11 +211,6 @@ impl BdbEnv {
             }
             files.push(f);
         }
-        if MLOCK.load(std::sync::atomic::Ordering::Relaxed) {
-            for r in [&envr, &mreg, &lreg] {
-                r.lock_in_memory().map_err(|e| BackendError::Env(format!("rpmdb: mlock of a region: {e}")))?;
-            }
-        }
         let slot = env::register(&mut envr, pid).map_err(|e| BackendError::Env(format!("rpmdb: {e}")))?;
         let mut db = BdbEnv {
             dir: dir.to_path_buf(),
@@ -246,7 +225,6 @@ impl BdbEnv {
             writable: mode != OpenMode::ReadOnly,
             txn_lock: None,
             closed: false,
-            calls: 0,
             messages: Vec::new(),
         };
         if profile.failchk() {
@@ -271,12 +249,6 @@ impl BdbEnv {
     /// here is a process that "died in the Berkeley DB library").
     fn lt<T>(&mut self, f: impl FnOnce(&mut LockTable<'_>) -> Result<T, LockError>) -> Result<T, BackendError> {
         self.panic_check()?;
-        self.calls = self.calls.wrapping_add(1);
-        if self.calls.is_multiple_of(16) && PAGEOUT.load(std::sync::atomic::Ordering::Relaxed) {
-            for r in [&self.env, &self.locks, &self.mpool.region] {
-                let _ = r.page_out();
-            }
-        }
         env::set_state(&mut self.env, self.slot, env::thread::ACTIVE);
         lock::mutex_lock(&self.locks, lock::H_MUTEX, self.pid);
         let res = LockTable::new(self.locks.bytes_mut()).and_then(|mut t| f(&mut t));

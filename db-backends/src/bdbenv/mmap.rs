@@ -67,20 +67,6 @@ impl Region {
         Some(unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(off) as *mut u32) })
     }
 
-    /// mlock(2) the mapping: its pages stay resident (seed 000's experiment against lost write-backs).
-    pub fn lock_in_memory(&self) -> std::io::Result<()> {
-        self.map.lock()
-    }
-
-    /// MADV_PAGEOUT: ask the kernel to reclaim (and so write back) this mapping's pages now — memory
-    /// pressure on the shared region, applied from inside a process that maps it.
-    pub fn page_out(&self) -> std::io::Result<()> {
-        // SAFETY: MADV_PAGEOUT only reclaims pages; their contents stay as they are (dirty shared pages are
-        // written back first), so no reference into the mapping is invalidated.
-        let rc = unsafe { libc::madvise(self.map.as_ptr() as *mut libc::c_void, self.map.len(), libc::MADV_PAGEOUT) };
-        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-    }
-
     /// msync the whole region (used before removing or after creating, not on hot paths).
     pub fn flush(&self) -> std::io::Result<()> {
         self.map.flush()

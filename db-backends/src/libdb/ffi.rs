@@ -381,7 +381,8 @@ pub fn run_in_child(
         nix::unistd::ForkResult::Child => {
             drop(rd);
             let mut out = std::fs::File::from(wr);
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut out))).unwrap_or(101);
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut out)))
+                .unwrap_or(crate::child::ChildExit::Panicked as i32);
             let _ = std::io::Write::flush(&mut out);
             // SAFETY: _exit ends the child at once without unwinding or running the parent's exit handlers.
             unsafe { libc::_exit(code) }

@@ -22,8 +22,12 @@ pub enum FindingClass {
     Inoperable,
     /// Locks, lockers or thread slots of dead processes remain (or the environment demands recovery).
     StaleLocks,
-    /// A process died in a way nobody planned (a signal the scheduler did not send).
+    /// The system under test died on its own: a signal nobody sent, a panic, an exit with an error it never
+    /// reported.
     Crash,
+    /// The harness itself failed (lost a child, a pipe broke, a check could not run): not a verdict on the
+    /// database.
+    Harness,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,6 +129,22 @@ pub enum Finding {
         role: String,
         detail: String,
     },
+    /// A worker's code panicked (in the engine or in the code driving it).
+    WorkerPanicked {
+        worker: u32,
+        role: String,
+        message: String,
+    },
+    /// A worker exited non-zero without reporting an error first.
+    WorkerExited {
+        worker: u32,
+        role: String,
+        code: i32,
+    },
+    /// The harness could not do its part (lost a child, a report pipe broke): says nothing of the database.
+    HarnessFault {
+        detail: String,
+    },
     /// Damage in the shared lock region, named by the db4 check it breaks.
     LockRegion {
         check: String,
@@ -179,6 +199,9 @@ impl Finding {
             Finding::WorkerError { .. } => "worker error",
             Finding::ReaderSawInconsistency { .. } => "reader saw inconsistency",
             Finding::WorkerCrashed { .. } => "worker crashed",
+            Finding::WorkerPanicked { .. } => "worker panicked",
+            Finding::WorkerExited { .. } => "worker exited unreported",
+            Finding::HarnessFault { .. } => "harness fault",
             Finding::LockRegion { .. } => "lock region damage",
             Finding::EnvRegion { .. } => "environment region damage",
             Finding::StaleLock { .. } => "stale lock",
@@ -198,13 +221,25 @@ impl Finding {
             Finding::Unopenable { .. } | Finding::ProbeFailed { .. } | Finding::WorkerError { .. } => {
                 FindingClass::Inoperable
             }
-            Finding::WorkerCrashed { .. } => FindingClass::Crash,
+            Finding::WorkerCrashed { .. } | Finding::WorkerPanicked { .. } | Finding::WorkerExited { .. } => {
+                FindingClass::Crash
+            }
+            Finding::HarnessFault { .. } => FindingClass::Harness,
             Finding::LockRegion { .. } | Finding::EnvRegion { .. } | Finding::EnvironmentError { .. } => {
                 FindingClass::Environment
             }
             Finding::StaleLock { .. } | Finding::RunRecovery { .. } => FindingClass::StaleLocks,
             Finding::DataFileDamaged { .. } => FindingClass::Corrupt,
-            _ => FindingClass::Inconsistent,
+            Finding::MissingIndexEntry { .. }
+            | Finding::StaleIndexEntry { .. }
+            | Finding::DanglingHeaderNumber { .. }
+            | Finding::WrongTagIndex { .. }
+            | Finding::DuplicateEntry { .. }
+            | Finding::DuplicatePackage { .. }
+            | Finding::ForeignKeyViolation { .. }
+            | Finding::PartialTransaction { .. }
+            | Finding::UnexpectedPackage { .. }
+            | Finding::ReaderSawInconsistency { .. } => FindingClass::Inconsistent,
         }
     }
 
@@ -269,6 +304,11 @@ impl fmt::Display for Finding {
                 write!(f, "reader {worker}: {detail}")
             }
             Finding::WorkerCrashed { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
+            Finding::WorkerPanicked { worker, role, message } => write!(f, "{role} {worker} panicked: {message}"),
+            Finding::WorkerExited { worker, role, code } => {
+                write!(f, "{role} {worker} exited with status {code} without reporting an error")
+            }
+            Finding::HarnessFault { detail } => f.write_str(detail),
             Finding::LockRegion { check, detail } => write!(f, "{check}: {detail}"),
             Finding::EnvRegion { region, detail } => write!(f, "{region}: {detail}"),
             Finding::StaleLock { detail } => f.write_str(detail),

@@ -8,10 +8,13 @@ use nix::sys::signal::{Signal, raise};
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-/// Eight control words, then one hit counter per crash point.
-pub const SLOT_WORDS: usize = 8 + HIT_WORDS;
+/// Eight control words, the region faults' words, then one hit counter per crash point.
+pub const SLOT_WORDS: usize = W_HITS_BASE + HIT_WORDS;
 pub const HIT_WORDS: usize = 64;
-const W_HITS_BASE: usize = 8;
+const W_HITS_BASE: usize = 8 + crate::fault::regions::WORDS;
+// Every crash point has a hit counter: adding a 65th point fails the build here, not a worker at run time.
+const _: () = assert!(dbtorture_backends::crash::ALL.len() <= HIT_WORDS, "more crash points than hit counters");
+const _: () = assert!(crate::fault::regions::W_MLOCK_BYTES >= 8 && crate::fault::regions::W_ERRNO < W_HITS_BASE);
 /// Last point passed, as id + 1 (0: none yet).
 pub const W_LAST: usize = 0;
 /// Points passed in total.
@@ -32,7 +35,8 @@ pub const W_AFTER: usize = 7;
 const ANY_NEXT: u64 = u64::MAX;
 
 /// Hits of each point in this process (a worker's own count).
-static POINT_HITS: [std::sync::atomic::AtomicU32; 64] = [const { std::sync::atomic::AtomicU32::new(0) }; 64];
+static POINT_HITS: [std::sync::atomic::AtomicU32; HIT_WORDS] =
+    [const { std::sync::atomic::AtomicU32::new(0) }; HIT_WORDS];
 
 static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
 
@@ -45,6 +49,7 @@ fn hook(id: u32) {
     s[W_LAST_HIT].store(u64::from(hit), Ordering::Release);
     s[W_LAST].store(u64::from(id) + 1, Ordering::Release);
     s[W_PASSED].fetch_add(1, Ordering::AcqRel);
+    crate::fault::regions::tick();
     let armed = s[W_ARMED].load(Ordering::Acquire);
     if armed == ANY_NEXT {
         stop(s);
@@ -66,11 +71,12 @@ fn stop(s: &[AtomicU64]) {
     let _ = raise(Signal::SIGSTOP);
 }
 
-/// In a worker: start recording breadcrumbs into `slot` (and stopping at its armed point).
-pub fn install(slot: &'static [AtomicU64]) {
-    assert!(slot.len() >= SLOT_WORDS);
-    assert!(dbtorture_backends::crash::ALL.len() <= POINT_HITS.len(), "more crash points than hit counters");
+/// In a cycle's child: start recording breadcrumbs into `slot` (and stopping at its armed point), and run
+/// the region faults of `regions` as crash points are passed.
+pub fn install(slot: &'static [AtomicU64], regions: crate::fault::regions::Config) {
+    assert!(slot.len() >= SLOT_WORDS, "a crash-point slot is {SLOT_WORDS} words");
     let _ = SLOT.set(slot);
+    crate::fault::regions::install(regions, slot);
     dbtorture_backends::crash::set_hook(hook);
 }
 

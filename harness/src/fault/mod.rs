@@ -11,11 +11,20 @@
 //! acknowledged commit is present, the in-flight transaction is all-or-nothing, every index equals the one
 //! regenerated from Packages, and a fresh process can open, read and write.
 //!
-//! Out of scope here (later issues): stale pages in shared regions, memory pressure, SIGINT/SIGTERM, power
-//! loss (a process kill never loses what the kernel already has in its page cache, so fsync bugs that only a
-//! power cut shows are not found by this fault model).
+//! - **SIGINT/SIGTERM** (the worker finishes its operation and closes, as rpm does on Ctrl-C).
+//! - **Stale pages** in shared region files (`stale.rs`): a page snapshotted and written back later, as a lost
+//!   write-back of a dirty shared mmap page looks to every process.
+//! - **Memory pressure** (`memory.rs`): a memory cgroup around the workers, a balloon, and — for every engine
+//!   that runs in our workers — MADV_PAGEOUT and mlock of the shared region mappings (`regions.rs`), driven
+//!   from the crash-point hook and measured, not assumed.
+//!
+//! Per cycle these sit behind the scheduler's `CycleFault` trait (`scheduler/faults.rs`).
+//!
+//! Out of scope here (the power-loss issue): a process kill never loses what the kernel already has in its
+//! page cache, so fsync bugs that only a power cut shows are not found by this fault model.
 
 pub mod crashpoint;
 pub mod memory;
 pub mod plan;
+pub mod regions;
 pub mod stale;

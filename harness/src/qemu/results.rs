@@ -7,7 +7,7 @@
 
 use super::console::KernelTrouble;
 use crate::exit_codes;
-use dbtorture_reports::{RunEvent, Summary};
+use dbtorture_reports::{LostOutcome, RunEvent, Summary};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -33,14 +33,14 @@ pub enum ExitReason {
 
 impl ExitReason {
     /// The outcome name recorded in summary.json for the cycle the guest was in (none when completed).
-    pub fn outcome_name(self) -> Option<&'static str> {
+    pub fn lost_outcome(self) -> Option<LostOutcome> {
         match self {
             ExitReason::Completed | ExitReason::Interrupted => None,
-            ExitReason::KernelPanic => Some("guest-kernel-panic"),
-            ExitReason::KernelOops => Some("guest-kernel-oops"),
-            ExitReason::Timeout => Some("guest-timeout"),
-            ExitReason::NoSentinel => Some("guest-lost"),
-            ExitReason::GuestError => Some("guest-error"),
+            ExitReason::KernelPanic => Some(LostOutcome::GuestKernelPanic),
+            ExitReason::KernelOops => Some(LostOutcome::GuestKernelOops),
+            ExitReason::Timeout => Some(LostOutcome::GuestTimeout),
+            ExitReason::NoSentinel => Some(LostOutcome::GuestLost),
+            ExitReason::GuestError => Some(LostOutcome::GuestError),
         }
     }
 
@@ -163,7 +163,7 @@ pub fn summary_from_events(events: &[RunEvent], replay: String) -> Option<Summar
 /// The event recording a guest that did not complete: one unexpected outcome of the cycle it was in (or,
 /// if no cycle was running, of the last backend seen). None for a completed or interrupted run.
 pub fn lost_event(reason: ExitReason, events: &[RunEvent], backends: &[String]) -> Option<RunEvent> {
-    let name = reason.outcome_name()?;
+    let name = reason.lost_outcome()?;
     let mut running: Option<(u64, &str)> = None;
     let mut last: Option<&str> = None;
     for e in events {
@@ -180,7 +180,7 @@ pub fn lost_event(reason: ExitReason, events: &[RunEvent], backends: &[String]) 
     Some(RunEvent::CycleLost {
         cycle: running.map(|r| r.0),
         backend: backend.to_string(),
-        outcome: name.to_string(),
+        outcome: name,
         detail: format!("{reason:?}"),
     })
 }
@@ -226,10 +226,10 @@ mod tests {
                 backend: "sqlite".into(),
                 kill: KillRecord {
                     worker: 0,
-                    role: "writer".into(),
+                    role: dbtorture_reports::Role::Writer,
                     signal: "SIGKILL".into(),
                     at_ms: 4,
-                    trigger: "point".into(),
+                    trigger: dbtorture_reports::KillTrigger::Point,
                     last_point: Some("sqlite.commit.before".into()),
                     last_hit: Some(1),
                     points_passed: 9,

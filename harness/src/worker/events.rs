@@ -20,6 +20,8 @@ pub enum WorkerMsg {
     Queries { n: u64 },
     /// A message the engine printed.
     Log { line: String },
+    /// The worker panicked (sent by its panic hook just before it exits).
+    Panic { message: String },
 }
 
 fn clean(s: &str) -> String {
@@ -44,6 +46,7 @@ impl WorkerMsg {
             WorkerMsg::Inconsistent { detail } => format!("X {}\n", clean(detail)),
             WorkerMsg::Queries { n } => format!("Q {n}\n"),
             WorkerMsg::Log { line } => format!("L {}\n", clean(line)),
+            WorkerMsg::Panic { message } => format!("P {}\n", clean(message)),
         }
     }
 
@@ -63,6 +66,7 @@ impl WorkerMsg {
             "X" => WorkerMsg::Inconsistent { detail: rest.into() },
             "Q" => WorkerMsg::Queries { n: rest.parse().ok()? },
             "L" => WorkerMsg::Log { line: rest.into() },
+            "P" => WorkerMsg::Panic { message: rest.into() },
             _ => return None,
         })
     }

@@ -8,40 +8,16 @@ pub mod events;
 
 use crate::workload::ops::{self, Query};
 use crate::workload::{Pool, Step, Txn};
+use dbtorture_backends::child::ChildExit;
 use dbtorture_backends::rpmdb::{Header, IndexTag, tags};
 use dbtorture_backends::{Backend, BackendKind, OpenMode};
+pub use dbtorture_reports::Role;
 use events::WorkerMsg;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
-
-/// Exit codes of a worker process.
-pub mod exit {
-    pub const OK: i32 = 0;
-    /// A backend operation failed (reported on the pipe).
-    pub const BACKEND_ERROR: i32 = 3;
-    /// The pipe to the scheduler broke.
-    pub const PIPE: i32 = 4;
-    /// SIGINT/SIGTERM arrived; the worker closed the database cleanly and stopped.
-    pub const INTERRUPTED: i32 = 130;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Writer,
-    Reader,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Writer => "writer",
-            Role::Reader => "reader",
-        }
-    }
-}
 
 pub struct WorkerSpec<'a> {
     pub index: u32,
@@ -56,10 +32,6 @@ pub struct WorkerSpec<'a> {
     pub txn_base: u64,
     /// The installed pool ids of this worker's slice when the cycle started.
     pub installed: BTreeSet<u32>,
-    /// MADV_PAGEOUT the shared regions now and then (memory pressure).
-    pub pageout: bool,
-    /// mlock() the shared regions.
-    pub mlock: bool,
 }
 
 struct Reporter<W: Write> {
@@ -68,7 +40,35 @@ struct Reporter<W: Write> {
 
 impl<W: Write> Reporter<W> {
     fn send(&mut self, m: &WorkerMsg) -> Result<(), i32> {
-        self.out.write_all(m.encode().as_bytes()).map_err(|_| exit::PIPE)
+        self.out.write_all(m.encode().as_bytes()).map_err(|_| ChildExit::PipeBroken.code())
+    }
+}
+
+static PANIC_MESSAGE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Run `body` as a cycle's child: planted bugs (if one is switched on) act here and only here, and a panic
+/// is caught with its message and location, sent up the pipe, and ends the child as `Panicked`.
+fn as_child<W: Write>(rep: &mut Reporter<W>, body: impl FnOnce(&mut Reporter<W>) -> i32) -> i32 {
+    dbtorture_backends::planted::arm_in_this_process();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => "(no message)".to_string(),
+        };
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("dbtorture worker panicked: {msg}{at}");
+        if let Ok(mut m) = PANIC_MESSAGE.lock() {
+            *m = Some(format!("{msg}{at}"));
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rep))) {
+        Ok(code) => code,
+        Err(_) => {
+            let message = PANIC_MESSAGE.lock().ok().and_then(|mut m| m.take()).unwrap_or_default();
+            let _ = rep.send(&WorkerMsg::Panic { message });
+            ChildExit::Panicked.code()
+        }
     }
 }
 
@@ -78,24 +78,44 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
     // Like rpm: a Ctrl-C lets the current operation finish, then the database is closed and we exit.
     crate::sys::catch_terminate();
     dbtorture_backends::rpmcli::set_interrupt_check(crate::sys::terminate_requested);
-    dbtorture_backends::bdbenv::set_pageout(spec.pageout);
-    dbtorture_backends::bdbenv::set_mlock(spec.mlock);
-    let res = match spec.role {
-        Role::Writer => writer(&spec, pool, &mut rep),
-        Role::Reader => reader(&spec, pool, &mut rep),
-    };
-    if crate::sys::terminate_requested() && res.is_ok() {
-        return exit::INTERRUPTED;
-    }
-    match res {
-        Ok(()) => exit::OK,
-        Err(code) => code,
-    }
+    as_child(&mut rep, |rep| {
+        let res = match spec.role {
+            Role::Writer => writer(&spec, pool, rep),
+            Role::Reader => reader(&spec, pool, rep),
+            // Conversions run in `convert`; a role added later is refused, not run as something else.
+            _ => Err(fail(rep, format!("a worker cannot play {}", spec.role))),
+        };
+        if crate::sys::terminate_requested() && res.is_ok() {
+            return ChildExit::Interrupted.code();
+        }
+        match res {
+            Ok(()) => ChildExit::Ok.code(),
+            Err(code) => code,
+        }
+    })
+}
+
+/// The child of a conversion cycle: rebuilddb from `from` into `to` in `dir`. For the real rpm this child
+/// becomes `rpm --rebuilddb`, so the kill hits rpm itself.
+pub fn convert(from: BackendKind, to: BackendKind, dir: &Path, out: impl Write) -> i32 {
+    let mut rep = Reporter { out };
+    as_child(&mut rep, |rep| {
+        if from == BackendKind::Rpm && to == BackendKind::Rpm {
+            use std::os::unix::process::CommandExt;
+            let err = dbtorture_backends::rpmcli::command("rpm", dir, &["--rebuilddb"]).exec();
+            let _ = rep.send(&WorkerMsg::Error { error: format!("exec rpm --rebuilddb: {err}") });
+            return ChildExit::ExecFailed.code();
+        }
+        match dbtorture_backends::rebuild::rebuilddb(from, to, dir) {
+            Ok(_) => ChildExit::Ok.code(),
+            Err(e) => fail(rep, format!("rebuilddb {} → {}: {e}", from.name(), to.name())),
+        }
+    })
 }
 
 fn fail<W: Write>(rep: &mut Reporter<W>, error: String) -> i32 {
     let _ = rep.send(&WorkerMsg::Error { error });
-    exit::BACKEND_ERROR
+    ChildExit::BackendError.code()
 }
 
 fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -> Result<(), i32> {

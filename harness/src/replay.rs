@@ -1,0 +1,123 @@
+//! Replaying a bundle: re-run its cycle from `pre/` with the same seed, plan and kill points, and say
+//! whether the verdict is the same.
+//!
+//! Why separate from `bundle.rs`: replaying drives the scheduler, which writes bundles; keeping the format
+//! in one module and its replay in another keeps the two from importing each other.
+
+use crate::bundle::{BUNDLE_SCHEMA, BundleInfo, open};
+use dbtorture_reports::{KillRecord, KillTrigger, Outcome};
+use std::path::Path;
+
+/// What a replay found.
+pub struct Replayed {
+    pub recorded: Outcome,
+    pub replayed: Outcome,
+    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+    pub info: BundleInfo,
+    /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
+    pub placement: Vec<String>,
+    /// The kills of that replay (with their placement: `true` = after the point).
+    pub kills: Vec<(KillRecord, bool)>,
+}
+
+struct Quiet;
+
+impl crate::scheduler::Observer for Quiet {
+    fn event(&mut self, e: &dbtorture_reports::RunEvent) {
+        if std::env::var_os("DBTORTURE_REPLAY_EVENTS").is_some() {
+            eprintln!("{}", serde_json::to_string(e).unwrap_or_default());
+        }
+    }
+}
+
+/// Re-run a bundle's cycle from its `pre/` copy with the same seed, plan and kill points.
+///
+/// A kill at a crash point is replayed exactly. A random-time kill landed somewhere after the last point it
+/// passed (P, hit n) and before the next one; the replay stops the worker either at P#n or at the first point
+/// after it, and tries those placements (at most 16 combinations) until one reaches the recorded verdict.
+pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
+    use anyhow::Context;
+    let opened = open(bundle)?;
+    let bundle = opened.dir.as_path();
+    let text = std::fs::read_to_string(bundle.join("bundle.json"))
+        .with_context(|| format!("{}: not a bundle (no bundle.json)", bundle.display()))?;
+    let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
+    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
+    if let Some(p) = &info.planted {
+        anyhow::ensure!(dbtorture_backends::planted::force(p), "this process already runs another planted bug");
+    }
+    let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
+    let timed: Vec<usize> = info
+        .kills
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.trigger != KillTrigger::Point && k.last_point.is_some())
+        .map(|(i, _)| i)
+        .take(4)
+        .collect();
+    let mut last = None;
+    for mask in 0..(1u32 << timed.len()) {
+        let kills: Vec<(KillRecord, bool)> = info
+            .kills
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                // Bit set: at the point; clear: after it (the more likely place for a kill between points).
+                let at = timed.iter().position(|&t| t == i).is_some_and(|b| mask & (1 << b) != 0);
+                (k.clone(), !at)
+            })
+            .collect();
+        let (outcome, findings) = replay_once(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
+        let placement = kills
+            .iter()
+            .filter(|(k, _)| k.trigger != KillTrigger::Point)
+            .filter_map(|(k, after)| {
+                let p = k.last_point.as_deref()?;
+                Some(format!("w{}: {} {p}#{}", k.worker, if *after { "after" } else { "at" }, k.last_hit.unwrap_or(0)))
+            })
+            .collect();
+        let done = outcome == info.outcome;
+        last = Some(Replayed {
+            recorded: info.outcome,
+            replayed: outcome,
+            findings,
+            info: info.clone(),
+            placement,
+            kills,
+        });
+        if done {
+            break;
+        }
+    }
+    Ok(last.expect("at least one replay"))
+}
+
+/// Run the bundle's cycle once: from `pre` (a copy of a database directory) or, with `None`, from a freshly
+/// prepared database; kills placed as given. With `bundles`, a failing cycle writes its own bundle there.
+pub fn replay_once(
+    pre: Option<&Path>,
+    info: &BundleInfo,
+    sc: &crate::scenario::Scenario,
+    kills: Vec<(KillRecord, bool)>,
+    bundles: Option<&Path>,
+) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
+    let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
+    let mut sched = match pre {
+        Some(pre) => {
+            let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
+            for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
+                let mine = i == info.target;
+                let installed = if mine { info.installed_before.iter().copied().collect() } else { Default::default() };
+                // The copy is the database of the cycle's epoch: no fresh start.
+                sched.restore_target(i, kind, mine.then_some(pre), installed, info.cycle / sc.epoch)?;
+            }
+            sched
+        }
+        None => crate::scheduler::Scheduler::new(sc, info.seed, tmp.path())?,
+    };
+    anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
+    sched.replay_kills = Some(kills);
+    sched.bundles = bundles.map(Path::to_path_buf);
+    let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
+    Ok((res.outcome, res.findings))
+}

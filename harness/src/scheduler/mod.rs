@@ -1,0 +1,539 @@
+//! The scheduler: from a single-threaded process, run cycles — plan → spawn → supervise → judge → record —
+//! and stream what happened into the reports.
+//!
+//! Why this shape: a cycle is drawn as a pure [`plan::CyclePlan`], its children are forked here, one event
+//! loop ([`supervise`]) drives kills, crash-point stops, per-cycle faults ([`faults::CycleFault`]),
+//! timeouts and Ctrl-C without threads (fork needs a single-threaded parent), and [`verdict`] alone turns
+//! how each child ended into kills and findings and the database's state into an outcome. Databases and
+//! epochs are [`targets`]; events are built in [`events`].
+
+pub mod collect;
+pub mod events;
+pub mod faults;
+pub mod plan;
+pub mod supervise;
+pub mod targets;
+pub mod verdict;
+
+use crate::fault::crashpoint;
+use crate::oracle;
+use crate::scenario::Scenario;
+use crate::sys::{self, SharedWords};
+use crate::worker::{self, WorkerSpec};
+use crate::workload::{Pool, PoolSpec, ops::in_slice};
+use anyhow::{Context, Result};
+use collect::Collected;
+use dbtorture_backends::BackendKind;
+use dbtorture_backends::child::ChildExit;
+use dbtorture_backends::rpmdb::Finding;
+use dbtorture_reports::{FaultKind, KillRecord, Outcome, Role, RunEvent};
+use events::Ctx;
+use faults::{CycleFault, FaultEnv};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use plan::{CyclePlan, Work};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use supervise::Child;
+pub use targets::Target;
+
+/// Sinks for what the scheduler does: the CLI connects reports and the progress bar here.
+pub trait Observer {
+    fn event(&mut self, ev: &RunEvent);
+    fn cycle_done(&mut self, _c: &CycleResult) {}
+}
+
+/// Derive independent seeds from the run seed (splitmix64).
+pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[derive(Debug, Clone)]
+pub struct CycleResult {
+    pub cycle: u64,
+    pub backend: BackendKind,
+    pub outcome: Outcome,
+    pub expected: bool,
+    pub findings: Vec<Finding>,
+    pub kills: Vec<KillRecord>,
+    pub commits: u64,
+    pub duration: Duration,
+    /// Time spent by the harness itself: fork, reap, verify, probe, classify (not the workers' run time).
+    pub overhead: Duration,
+    pub interrupted: bool,
+    /// The crash point a worker was armed at this cycle (for the coverage table).
+    pub armed: Option<&'static str>,
+    /// How often each crash point was passed this cycle, over all workers.
+    pub point_hits: Vec<(&'static str, u64)>,
+}
+
+pub struct Scheduler<'a> {
+    pub scenario: &'a Scenario,
+    pub seed: u64,
+    pub pool: Pool,
+    pub targets: Vec<Target>,
+    slots: SharedWords,
+    /// The workers' memory cgroup (memory pressure), and what the run says about it.
+    memcg: Option<crate::fault::memory::MemCgroup>,
+    mem_note: Option<String>,
+    signals: SignalFd,
+    old_mask: SigSet,
+    pub interrupted: bool,
+    /// Write a bundle for every cycle whose outcome the scenario does not allow, here.
+    pub bundles: Option<PathBuf>,
+    workdir: PathBuf,
+    /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
+    /// the first point after it — instead of at their times.
+    pub replay_kills: Option<Vec<(KillRecord, bool)>>,
+    /// The workload's `.rpm` files (SHA1HEADER, bytes), for targets driven through the rpm binary.
+    rpm_files: Vec<(String, Vec<u8>)>,
+}
+
+impl<'a> Scheduler<'a> {
+    /// Build the pool and prepare one database per backend under `workdir`.
+    pub fn new(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
+        Self::with_backends(scenario, seed, workdir, None)
+    }
+
+    /// [`Scheduler::new`] for only some of the scenario's backends (all with `None`).
+    pub fn with_backends(
+        scenario: &'a Scenario,
+        seed: u64,
+        workdir: &Path,
+        only: Option<&[BackendKind]>,
+    ) -> Result<Scheduler<'a>> {
+        let mut s = Self::unprepared(scenario, seed, workdir)?;
+        for (slot, kind) in scenario.backend_kinds().into_iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&kind)) {
+                continue;
+            }
+            let dir = workdir.join(kind.name()).join("db");
+            let installed = s.prepare(kind, &dir, 0)?;
+            s.targets.push(Target { kind, dir, installed, epoch: 0, slot });
+        }
+        Ok(s)
+    }
+
+    /// A scheduler whose targets the caller sets up ([`Scheduler::restore_target`], for a replay).
+    pub fn unprepared(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
+        // SIGCHLD, SIGINT, SIGTERM and SIGHUP arrive through a signalfd the event loop polls; children
+        // unblock them.
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        let old_mask = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).context("sigprocmask")?;
+        let signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd")?;
+        // Processes a killed worker started (the rpm binary) are re-parented to the scheduler, which waits
+        // for them before it judges: nothing may still write while the database is checked.
+        sys::become_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
+        let w = &scenario.workload;
+        let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
+            .context("building the package pool")?;
+        let slots = SharedWords::new(((w.writers + w.readers).max(1) as usize) * crashpoint::SLOT_WORDS)
+            .context("mapping the shared breadcrumb page")?;
+        let mut s = Scheduler {
+            scenario,
+            seed,
+            pool,
+            targets: Vec::new(),
+            slots,
+            memcg: None,
+            mem_note: None,
+            signals,
+            old_mask,
+            interrupted: false,
+            bundles: None,
+            workdir: workdir.to_path_buf(),
+            replay_kills: None,
+            rpm_files: Vec::new(),
+        };
+        if let Some(m) = &scenario.memory {
+            let name = format!("dbtorture-{}", std::process::id());
+            let pageout = if m.pageout { "on" } else { "off" };
+            match crate::fault::memory::MemCgroup::create(&name, m.limit_mb << 20, m.high_mb.map(|h| h << 20)) {
+                Ok(cg) => {
+                    s.mem_note = Some(format!(
+                        "memory cgroup {:?} at {}: limit {} MiB{}, balloon {} MiB, MADV_PAGEOUT {pageout}",
+                        cg.version,
+                        cg.path.display(),
+                        m.limit_mb,
+                        m.high_mb.map(|h| format!(", high {h} MiB")).unwrap_or_default(),
+                        m.balloon_mb,
+                    ));
+                    s.memcg = Some(cg);
+                }
+                Err(e) => {
+                    s.mem_note =
+                        Some(format!("{e}; using the balloon ({} MiB) and MADV_PAGEOUT ({pageout}) only", m.balloon_mb))
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Run one cycle on target `t`: plan → spawn → supervise → judge → record.
+    pub fn cycle(&mut self, t: usize, cycle: u64, obs: &mut dyn Observer) -> Result<CycleResult> {
+        self.enter_epoch(t, cycle)?;
+        let started = Instant::now();
+        let sc = self.scenario;
+        let kind = self.targets[t].kind;
+        let mut ctx = Ctx::new(cycle, kind, obs);
+        let mut plan = CyclePlan::draw(sc, kind, derive_seed(self.seed, self.targets[t].slot as u64 + 1, cycle), cycle);
+        if let Some(kills) = &self.replay_kills {
+            plan.replaying(kills);
+        }
+        if self.bundles.is_some() {
+            let pre = self.side_dir(kind, "pre");
+            let _ = std::fs::remove_dir_all(&pre);
+            crate::bundle::copy_dir(&self.targets[t].dir, &pre).context("copying the database for a bundle")?;
+        }
+        let described = plan.describe();
+        ctx.cycle_start(plan.seed, described.clone());
+        if let Some(note) = self.mem_note.take() {
+            ctx.fault(FaultKind::Memory, note);
+        }
+
+        // Spawn, supervise, reap.
+        let n = plan.children.len();
+        let balloon_mb = sc.memory.as_ref().map(|m| m.balloon_mb).unwrap_or(0);
+        let mut faults: Vec<Box<dyn CycleFault + '_>> =
+            vec![Box::new(faults::MemoryFault::start(self.memcg.as_ref(), balloon_mb)?)];
+        if let Some(st) = plan.stale.clone() {
+            faults.push(Box::new(faults::StaleFault::new(st)));
+        }
+        let f0 = Instant::now();
+        let mut children = self.spawn(t, cycle, &plan)?;
+        let fork_time = f0.elapsed();
+        let words = self.slots.words();
+        let mut got = Collected::new(match plan.work {
+            Work::Workers { writers, .. } => writers,
+            Work::Convert { .. } => 0,
+        });
+        let watch =
+            supervise::Watch { signals: &self.signals, words, timeout: Duration::from_millis(sc.timeouts.cycle_ms) };
+        let dir = self.targets[t].dir.clone();
+        let mut env = FaultEnv { dir: &dir, rng: &mut plan.rng, ctx: &mut ctx };
+        let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
+        let done = faults::finish_all(&mut faults, &mut ctx);
+        drop(faults);
+        sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
+        self.interrupted |= sup.interrupted;
+        let point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
+        self.report_regions(&words[..n * crashpoint::SLOT_WORDS], &mut ctx);
+
+        // How each child ended: kills, findings, hang.
+        let mut kills = Vec::new();
+        let mut findings = std::mem::take(&mut got.findings);
+        let mut hang = false;
+        for c in &children {
+            let slot = &words[c.index as usize * crashpoint::SLOT_WORDS..];
+            let facts = verdict::EndFacts {
+                status: c.status.expect("supervise reaps every child"),
+                sent: c.sent,
+                oom_kills: done.oom_kills,
+                foreign_region_fault: kind.is_foreign() && done.stale_written,
+                reported: got.reported.contains(&c.index),
+                panic: got.panics.get(&c.index).map(String::as_str),
+            };
+            let end = verdict::decide(&facts);
+            ctx.worker_exit(c.index, c.role, &end);
+            let who = verdict::Who { index: c.index, role: c.role, killed_at: c.killed_at };
+            let e = verdict::effect(&end, who, &crashpoint::read(slot));
+            if let Some(k) = e.kill {
+                ctx.kill(&k);
+                kills.push(k);
+            }
+            findings.extend(e.finding);
+            hang |= e.hang;
+        }
+        if self.interrupted {
+            // Cut short by SIGINT/SIGTERM/SIGHUP: not verified, not counted as an outcome.
+            return Ok(CycleResult {
+                cycle,
+                backend: kind,
+                outcome: Outcome::Clean,
+                expected: true,
+                findings: Vec::new(),
+                kills,
+                commits: got.commits(),
+                duration: started.elapsed(),
+                overhead: Duration::ZERO,
+                interrupted: true,
+                armed: None,
+                point_hits: Vec::new(),
+            });
+        }
+
+        // Judge.
+        let v0 = Instant::now();
+        for (worker, line) in std::mem::take(&mut got.messages) {
+            ctx.engine_message(worker, line);
+        }
+        let before = self.targets[t].installed.clone();
+        let judged = match plan.work {
+            Work::Workers { .. } => {
+                let promises = kind.promises();
+                if promises.isolated {
+                    findings.append(&mut got.reader);
+                }
+                let logs = &got.logs;
+                let j = self.judge(t, kind, findings, hang, &mut ctx, |pool, after| {
+                    oracle::check(pool, logs, &before, after, promises)
+                })?;
+                self.targets[t].installed = match &j.installed {
+                    Some(s) => s.clone(),
+                    None => {
+                        let fresh = self.prepare_empty(t)?;
+                        ctx.recovery("reset", true, "database recreated empty".into());
+                        fresh
+                    }
+                };
+                j
+            }
+            Work::Convert { from, to } => {
+                // Which database is in place now: the converted one or the original? Either must hold
+                // exactly the packages the original held.
+                let now_kind = if to.present(&dir) && !from.present(&dir) { to } else { from };
+                let j = self.judge(t, now_kind, findings, hang, &mut ctx, |_, after| {
+                    whole_conversion(now_kind, &before, after)
+                })?;
+                // The next cycle starts from the original backend with the same packages.
+                let keep = self.targets[t].installed.clone();
+                self.recreate(t, &keep)?;
+                self.clear_rebuild_leftovers(t)?;
+                j
+            }
+        };
+        let expected = sc.expected(kind).contains(&judged.outcome);
+        if !expected && self.bundles.is_some() {
+            self.record_bundle(t, cycle, &before, &described, &kills, judged.outcome, &judged.findings, &mut ctx);
+        }
+        let res = CycleResult {
+            cycle,
+            backend: kind,
+            outcome: judged.outcome,
+            expected,
+            findings: judged.findings,
+            kills,
+            commits: got.commits(),
+            duration: started.elapsed(),
+            overhead: fork_time + v0.elapsed(),
+            interrupted: false,
+            armed: plan.armed(),
+            point_hits,
+        };
+        Ok(finish(res, &mut ctx))
+    }
+
+    /// Fork the cycle's children: writers and readers, or the conversion.
+    fn spawn(&self, t: usize, cycle: u64, plan: &CyclePlan) -> Result<Vec<Child>> {
+        let words = self.slots.words();
+        let w = &self.scenario.workload;
+        let mut children = Vec::with_capacity(plan.children.len());
+        for (i, cp) in plan.children.iter().enumerate() {
+            let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
+            let (arm, after) = plan.arming(i);
+            crashpoint::arm_at(slot, arm, after);
+            let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
+            let shared = &self.slots;
+            let wr_ref = &wr;
+            let memcg = self.memcg.as_ref();
+            let dir = self.targets[t].dir.as_path();
+            let regions = self.region_faults(dir);
+            let (role, pid) = match plan.work {
+                Work::Workers { writers, .. } => {
+                    let role = if (i as u32) < writers { Role::Writer } else { Role::Reader };
+                    let installed: BTreeSet<u32> = match role {
+                        Role::Writer => self.targets[t]
+                            .installed
+                            .iter()
+                            .copied()
+                            .filter(|&id| in_slice(&self.pool, id, i as u32, writers))
+                            .collect(),
+                        _ => BTreeSet::new(),
+                    };
+                    let spec = WorkerSpec {
+                        index: i as u32,
+                        role,
+                        writers,
+                        backend: self.targets[t].kind,
+                        dir,
+                        seed: cp.seed,
+                        ops: if role == Role::Writer { w.txns_per_writer } else { w.queries_per_reader },
+                        txn_base: cycle * 1_000_000 + i as u64 * 10_000,
+                        installed,
+                    };
+                    let pool = &self.pool;
+                    let pid = sys::fork_child(move || {
+                        if let Some(cg) = memcg
+                            && cg.add(std::process::id()).is_err()
+                        {
+                            return ChildExit::SetupFailed.code();
+                        }
+                        crashpoint::install(
+                            &shared.child_static()[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS],
+                            regions,
+                        );
+                        match wr_ref.try_clone() {
+                            Ok(fd) => worker::run(spec, pool, std::fs::File::from(fd)),
+                            Err(_) => ChildExit::PipeBroken.code(),
+                        }
+                    })?;
+                    (role, pid)
+                }
+                Work::Convert { from, to } => {
+                    let pid = sys::fork_child(move || {
+                        crashpoint::install(&shared.child_static()[..crashpoint::SLOT_WORDS], regions);
+                        match wr_ref.try_clone() {
+                            Ok(fd) => worker::convert(from, to, dir, std::fs::File::from(fd)),
+                            Err(_) => ChildExit::PipeBroken.code(),
+                        }
+                    })?;
+                    (Role::Rebuilddb, pid)
+                }
+            };
+            drop(wr);
+            nix::fcntl::fcntl(rd.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+            children.push(Child::new(i as u32, role, pid, Some(std::fs::File::from(rd)), cp.kill.clone()));
+        }
+        Ok(children)
+    }
+
+    /// What the region faults (mlock, MADV_PAGEOUT) do inside this cycle's children.
+    fn region_faults(&self, dir: &Path) -> crate::fault::regions::Config {
+        let sc = self.scenario;
+        crate::fault::regions::Config {
+            dir: dir.to_path_buf(),
+            mlock: sc.stale_page.as_ref().is_some_and(|s| s.mlock),
+            pageout: sc.memory.as_ref().is_some_and(|m| m.pageout),
+        }
+    }
+
+    /// Say what the region faults measurably did in the children (never what they were only asked to do).
+    fn report_regions(&self, words: &[crate::sys::AtomicU64], ctx: &mut Ctx<'_>) {
+        let cfg = self.region_faults(Path::new(""));
+        let per: Vec<crate::fault::regions::Measured> =
+            words.chunks(crashpoint::SLOT_WORDS).map(crate::fault::regions::measured).collect();
+        if cfg.mlock {
+            ctx.fault(FaultKind::Mlock, crate::fault::regions::describe_mlock(&per));
+        }
+        if cfg.pageout {
+            ctx.fault(FaultKind::Pageout, crate::fault::regions::describe_pageout(&per));
+        }
+    }
+
+    /// Write the bundle of a failing cycle and say where (or why not).
+    #[allow(clippy::too_many_arguments)]
+    fn record_bundle(
+        &self,
+        t: usize,
+        cycle: u64,
+        before: &BTreeSet<u32>,
+        plan: &str,
+        kills: &[KillRecord],
+        outcome: Outcome,
+        findings: &[Finding],
+        ctx: &mut Ctx<'_>,
+    ) {
+        let root = self.bundles.as_ref().expect("bundles enabled");
+        let kind = self.targets[t].kind;
+        let sc = self.scenario;
+        let info = crate::bundle::BundleInfo {
+            schema: crate::bundle::BUNDLE_SCHEMA,
+            scenario_path: sc.source.display().to_string(),
+            scenario_text: std::fs::read_to_string(&sc.source).unwrap_or_default(),
+            seed: self.seed,
+            cycle,
+            backend: kind.name().into(),
+            target: self.targets[t].slot,
+            installed_before: before.iter().copied().collect(),
+            plan: plan.into(),
+            kills: kills.to_vec(),
+            outcome,
+            findings: findings.iter().map(events::record).collect(),
+            planted: dbtorture_backends::planted::current(),
+            replay: String::new(),
+        };
+        let sides = crate::bundle::Sides {
+            pre: self.side_dir(kind, "pre"),
+            post: self.side_dir(kind, "post"),
+            live: self.targets[t].dir.clone(),
+        };
+        match crate::bundle::write(root, info, &sides, kind.profile()) {
+            // Relative to the run's output directory (the parent of the bundles directory).
+            Ok(path) => ctx.bundle(
+                Path::new(root.file_name().unwrap_or_default())
+                    .join(path.file_name().unwrap_or_default())
+                    .display()
+                    .to_string(),
+            ),
+            Err(e) => ctx.emit(&RunEvent::Finding {
+                cycle,
+                backend: kind.name().into(),
+                phase: "bundle".into(),
+                finding: events::record(&Finding::HarnessFault {
+                    detail: format!("could not write the bundle: {e:#}"),
+                }),
+            }),
+        }
+    }
+}
+
+impl Drop for Scheduler<'_> {
+    fn drop(&mut self) {
+        let _ = self.old_mask.thread_set_mask();
+    }
+}
+
+/// A conversion killed anywhere leaves the whole original or the whole converted database: the one in
+/// place must hold exactly the packages the original held.
+fn whole_conversion(now: BackendKind, before: &BTreeSet<u32>, after: &BTreeSet<u32>) -> Vec<Finding> {
+    if after == before {
+        return Vec::new();
+    }
+    vec![Finding::PartialTransaction {
+        worker: 0,
+        txn: 0,
+        detail: format!(
+            "the {} database in place after the conversion holds {} packages, the original held {}",
+            now.name(),
+            after.len(),
+            before.len()
+        ),
+    }]
+}
+
+/// End a verified cycle: its `cycle-end` event is derived from the result, then the observer sees it.
+fn finish(res: CycleResult, ctx: &mut Ctx<'_>) -> CycleResult {
+    ctx.emit(&RunEvent::CycleEnd {
+        cycle: res.cycle,
+        backend: res.backend.name().into(),
+        outcome: res.outcome,
+        expected: res.expected,
+        findings: res.findings.len(),
+        commits: res.commits,
+        duration_ms: res.duration.as_secs_f64() * 1000.0,
+        armed: res.armed.map(String::from),
+        hits: res.point_hits.iter().filter(|(_, h)| *h > 0).map(|(p, h)| (p.to_string(), *h)).collect(),
+    });
+    ctx.observer().cycle_done(&res);
+    res
+}
+
+/// Crash point hits of all children's slots, summed: (point, hits).
+fn point_hits(words: &[crate::sys::AtomicU64]) -> Vec<(&'static str, u64)> {
+    let mut sum: BTreeMap<u32, u64> = BTreeMap::new();
+    for slot in words.chunks(crashpoint::SLOT_WORDS) {
+        for (id, h) in crashpoint::hits(slot) {
+            *sum.entry(id).or_default() += h;
+        }
+    }
+    sum.into_iter().map(|(id, h)| (dbtorture_backends::crash::ALL[id as usize], h)).collect()
+}
