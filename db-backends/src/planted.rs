@@ -38,6 +38,12 @@ pub const ALL: &[Planted] = &[
         caught_by: &["missing-index-entry"],
     },
     Planted {
+        name: "sqlite-panic-mid-transaction",
+        breaks: "sqlite panics while adding every seventh header, in the middle of a transaction",
+        backend: "sqlite",
+        caught_by: &["worker-panicked"],
+    },
+    Planted {
         name: "bdbenv-stale-prev",
         breaks: "bdbenv's list removal leaves the successor's prev link pointing at the removed element",
         backend: "bdbenv",

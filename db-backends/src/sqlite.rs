@@ -284,6 +284,10 @@ impl Backend for SqliteBackend {
         point("sqlite.savepoint.after");
         match crate::rpmdb::add_header(self, blob) {
             Ok(h) => {
+                // PLANTED BUG (off by default): a panic mid-transaction, as an index-out-of-bounds would.
+                if crate::planted::active("sqlite-panic-mid-transaction") && h.is_multiple_of(7) {
+                    panic!("index out of bounds: header number {h} is past the end of the row cache");
+                }
                 point("sqlite.savepoint.release.before");
                 self.conn().execute_batch("RELEASE 'rwlock'")?;
                 point("sqlite.savepoint.release.after");

@@ -58,7 +58,7 @@ fn overhead_at(files_mean: u32) -> Result<()> {
     let pool = Pool::build(PoolSpec { names: 100, versions: 1, files_mean, seed: 1 })?;
     build_db(&dir, &pool)?;
     let files: u32 = pool.packages.iter().map(|p| p.files).sum();
-    println!("overhead: 100 packages, {files} files, sqlite");
+    crate::say!("overhead: 100 packages, {files} files, sqlite");
     let n = 200;
     let (mut fork, mut ver, mut probe, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
@@ -80,10 +80,10 @@ fn overhead_at(files_mean: u32) -> Result<()> {
         probe.push(t3 - t2);
         total.push(t3 - t0);
     }
-    println!("  fork + reap            {}", stats(fork));
-    println!("  full verify            {}", stats(ver));
-    println!("  probe + classify       {}", stats(probe));
-    println!("  total per cycle        {}", stats(total));
+    crate::say!("  fork + reap            {}", stats(fork));
+    crate::say!("  full verify            {}", stats(ver));
+    crate::say!("  probe + classify       {}", stats(probe));
+    crate::say!("  total per cycle        {}", stats(total));
     breakdown(&dir, 20)?;
     Ok(())
 }
@@ -93,7 +93,7 @@ pub fn smoke(scenario: &Path) -> Result<()> {
     let t0 = Instant::now();
     let r = run(&sc, &RunOptions { quiet: true, ..Default::default() })?;
     let s = &r.summary;
-    println!(
+    crate::say!(
         "{}: {} cycles, {} kills in {:.2} s: {:.1} kills/s, {:.1} cycles/s, unexpected {} (wall {:.2} s)",
         sc.name,
         s.cycles,
@@ -104,7 +104,7 @@ pub fn smoke(scenario: &Path) -> Result<()> {
         s.unexpected,
         t0.elapsed().as_secs_f64()
     );
-    println!("  harness overhead per cycle: {}", stats(r.overhead));
+    crate::say!("  harness overhead per cycle: {}", stats(r.overhead));
     Ok(())
 }
 
@@ -118,7 +118,7 @@ pub fn verify_fedora() -> Result<()> {
     let t1 = Instant::now();
     build_db(&dir, &pool)?;
     let size = std::fs::metadata(dir.join("rpmdb.sqlite"))?.len();
-    println!(
+    crate::say!(
         "verify-fedora: {} packages, {files} files; pool built in {:.1} s, database written in {:.1} s ({:.0} MB)",
         pool.packages.len(),
         built.as_secs_f64(),
@@ -153,13 +153,13 @@ fn breakdown(dir: &Path, n: usize) -> Result<()> {
         let rows: usize = snap.indexes.iter().map(|(_, v)| v.len()).sum();
         let basenames = snap.indexes.iter().find(|(t, _)| t.0 == tags::BASENAMES).map(|(_, v)| v.len());
         if full.len() == 1 {
-            println!("  index rows: {rows} (Basenames {})", basenames.unwrap_or(0));
+            crate::say!("  index rows: {rows} (Basenames {})", basenames.unwrap_or(0));
         }
     }
-    println!("  full verify             {}", stats(full));
-    println!("    integrity+fk check    {}", stats(parts.0));
-    println!("    read all rows         {}", stats(parts.1));
-    println!("    cross-check           {}", stats(parts.2));
+    crate::say!("  full verify             {}", stats(full));
+    crate::say!("    integrity+fk check    {}", stats(parts.0));
+    crate::say!("    read all rows         {}", stats(parts.1));
+    crate::say!("    cross-check           {}", stats(parts.2));
     Ok(())
 }
 
@@ -186,14 +186,14 @@ pub fn bdbenv() -> Result<()> {
         times.push(t.elapsed());
         anyhow::ensure!(f.is_empty(), "bench region is not clean: {}", f[0]);
     }
-    println!("bdbenv lock-region verify, 1,000 lockers + 1,000 locks: {}", stats(times));
+    crate::say!("bdbenv lock-region verify, 1,000 lockers + 1,000 locks: {}", stats(times));
     let t0 = Instant::now();
     let pool = Pool::build(PoolSpec { names: 2500, versions: 1, files_mean: 140, seed: 4 })?;
     let files: u64 = pool.packages.iter().map(|p| u64::from(p.files)).sum();
     let dir = tmp.path().join("db");
     let t1 = Instant::now();
     build_db_of(BackendKind::Bdbenv, &dir, &pool)?;
-    println!(
+    crate::say!(
         "bdbenv verify-fedora: {} packages, {files} files (pool {:.1} s, database written in {:.1} s)",
         pool.packages.len(),
         (t1 - t0).as_secs_f64(),
@@ -206,7 +206,7 @@ pub fn bdbenv() -> Result<()> {
         full.push(t.elapsed());
         anyhow::ensure!(findings.is_empty(), "fedora-size bdbenv database is not clean: {}", findings[0]);
     }
-    println!("  full verify (environment + data files + cross-check) {}", stats(full));
+    crate::say!("  full verify (environment + data files + cross-check) {}", stats(full));
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! The `dbtorture` command line.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dbtorture::exit_codes;
+use dbtorture::cli_error::CliError;
 use dbtorture::run::{RunOptions, run, summary_table};
 use dbtorture::scenario::{Scenario, parse_duration};
+use dbtorture::{exit_codes, say, say_raw};
 use dbtorture_backends::{BackendKind, OpenMode};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,8 +23,8 @@ enum Cmd {
         scenario: PathBuf,
         #[arg(long)]
         seed: Option<u64>,
-        /// Cycles per backend.
-        #[arg(long, conflicts_with = "duration")]
+        /// Cycles per backend (at least 1).
+        #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
         cycles: Option<u64>,
         /// Run for a duration instead, e.g. 60s, 5m.
         #[arg(long, value_parser = parse_duration_arg)]
@@ -141,12 +141,34 @@ enum Cmd {
     Qemu(Box<dbtorture::qemu::QemuArgs>),
     /// Measure harness overhead, kills/s and full-verify time (prints figures).
     Bench {
-        /// Which figure: overhead, smoke, verify-fedora, or all.
-        #[arg(default_value = "all")]
-        what: String,
+        /// Which figure.
+        #[arg(value_enum, default_value = "all")]
+        what: BenchWhat,
         #[arg(long, default_value = "scenarios/smoke.toml")]
         scenario: PathBuf,
     },
+}
+
+/// The figures `dbtorture bench` can measure.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BenchWhat {
+    Overhead,
+    Smoke,
+    VerifyFedora,
+    Bdbenv,
+    All,
+}
+
+impl BenchWhat {
+    fn name(self) -> &'static str {
+        match self {
+            BenchWhat::Overhead => "overhead",
+            BenchWhat::Smoke => "smoke",
+            BenchWhat::VerifyFedora => "verify-fedora",
+            BenchWhat::Bdbenv => "bdbenv",
+            BenchWhat::All => "all",
+        }
+    }
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {
@@ -174,6 +196,35 @@ fn is_system_db(p: &Path) -> bool {
     abs.starts_with("/var/lib/rpm") || home_rpmdb.is_some_and(|h| abs.starts_with(h))
 }
 
+/// Refuse to write into a system rpm database unless asked to.
+fn guard_system_db(dir: &Path, allow: bool) -> Result<(), CliError> {
+    if is_system_db(dir) && !allow {
+        return Err(CliError::bad_input(format!(
+            "refusing to modify {} (a system rpm database location)",
+            dir.display()
+        ))
+        .hint("pass --allow-system-db if you really mean it"));
+    }
+    Ok(())
+}
+
+/// A backend named on the command line (clap's value parsers take the usual path; this is for `--from`/`--to`).
+fn backend(name: &str) -> Result<BackendKind, CliError> {
+    parse_backend(name).map_err(CliError::bad_input)
+}
+
+/// The database `kind` must be in `dir` before a command that changes it runs.
+fn need_database(kind: BackendKind, dir: &Path) -> Result<(), CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::bad_input(format!("{}: no such directory", dir.display())));
+    }
+    if !kind.present(dir) {
+        return Err(CliError::bad_input(format!("{}: no {} database here", dir.display(), kind.name()))
+            .hint("name the directory that holds the database files, and its backend with --backend/--from"));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // Started as the qemu guest's /init (pid 1, no arguments): set the guest up, run the job, power off.
     if dbtorture::qemu::guest::is_guest_init() {
@@ -186,7 +237,21 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit_codes::USAGE as u8 } else { 0 });
         }
     };
-    match cli.cmd {
+    let res = dbtorture_backends::planted::from_env()
+        .map_err(|e| CliError::bad_input(e).hint("unset DBTORTURE_PLANT, or name a planted bug from the list"))
+        .and_then(|_| dispatch(cli.cmd));
+    let code = match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", e.render());
+            e.exit_code()
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
+    match cmd {
         Cmd::Run {
             scenario,
             seed,
@@ -200,278 +265,219 @@ fn main() -> ExitCode {
             shard,
             backends,
         } => {
-            let sc = match Scenario::load(&scenario) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(exit_codes::USAGE as u8);
-                }
-            };
-            if let Some(w) = &workdir
-                && is_system_db(w)
-                && !allow_system_db
-            {
-                eprintln!(
-                    "error: refusing to use {} (a system rpm database location); pass --allow-system-db",
-                    w.display()
-                );
-                return ExitCode::from(exit_codes::USAGE as u8);
+            let sc = Scenario::load(&scenario)?;
+            if let Some(w) = &workdir {
+                guard_system_db(w, allow_system_db)?;
             }
             let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
-            match run(&sc, &opts) {
-                Ok(report) => {
-                    print!("{}", summary_table(&report.summary, colour()));
-                    for f in report.failures.iter().take(10) {
-                        println!("unexpected: cycle {} {} → {}", f.cycle, f.backend.name(), f.outcome);
-                        for finding in f.findings.iter().take(5) {
-                            println!("    {finding}");
-                        }
-                    }
-                    println!("replay: {}", report.summary.replay);
-                    let code = if report.summary.interrupted {
-                        exit_codes::INTERRUPTED
-                    } else if report.summary.unexpected > 0 {
-                        exit_codes::FINDINGS
-                    } else {
-                        exit_codes::OK
-                    };
-                    ExitCode::from(code as u8)
+            dbtorture::run::check(&sc, &opts)?;
+            let report = run(&sc, &opts).map_err(|e| {
+                CliError::harness("the harness failed; reports were written for the cycles done").cause(e)
+            })?;
+            say_raw!("{}", summary_table(&report.summary, colour()));
+            for f in report.failures.iter().take(10) {
+                say!("unexpected: cycle {} {} → {}", f.cycle, f.backend.name(), f.outcome);
+                for finding in f.findings.iter().take(5) {
+                    say!("    {finding}");
                 }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(exit_codes::HARNESS as u8)
+            }
+            say!("replay: {}", report.summary.replay);
+            Ok(if report.summary.interrupted {
+                exit_codes::INTERRUPTED
+            } else if report.summary.unexpected > 0 {
+                exit_codes::FINDINGS
+            } else {
+                exit_codes::OK
+            })
+        }
+        Cmd::Merge { dirs, out } => {
+            let summary = dbtorture::merge::merge(&dirs, &out)
+                .map_err(|e| CliError::bad_input("cannot merge these runs").cause(e))?;
+            say_raw!("{}", summary_table(&summary, colour()));
+            say!("merged {} runs into {}", summary.runs.len(), out.display());
+            Ok(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK })
+        }
+        Cmd::Verify { backend: name, dir, json } => {
+            let kind = backend(&name)?;
+            let findings = kind
+                .verify(&dir, OpenMode::ReadOnly)
+                .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
+            for f in &findings {
+                if json {
+                    say!("{}", serde_json::to_string(f).unwrap_or_default());
+                } else {
+                    say!("{f}");
                 }
+            }
+            if findings.is_empty() {
+                if !json {
+                    say!("{}: clean", dir.display());
+                }
+                Ok(exit_codes::OK)
+            } else {
+                eprintln!("{} finding(s)", findings.len());
+                Ok(exit_codes::FINDINGS)
             }
         }
-        Cmd::Merge { dirs, out } => match dbtorture::merge::merge(&dirs, &out) {
-            Ok(summary) => {
-                print!("{}", summary_table(&summary, colour()));
-                println!("merged {} runs into {}", summary.runs.len(), out.display());
-                ExitCode::from(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK } as u8)
+        Cmd::Inspect { dir, backend: name, json } => {
+            let profile = backend(&name)?.profile().ok_or_else(|| {
+                CliError::bad_input(format!("inspect reads BDB-style environments, not {name:?}"))
+                    .hint("--backend bdbenv or bdbenv-db43")
+            })?;
+            let i = dbtorture_backends::bdbenv::inspect::inspect(&dir, profile)
+                .map_err(|e| CliError::bad_input(format!("{}: cannot inspect", dir.display())).cause(e))?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+            } else {
+                say_raw!("{i}");
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(exit_codes::USAGE as u8)
-            }
-        },
-        Cmd::Verify { backend, dir, json } => {
-            let Some(kind) = BackendKind::from_name(&backend) else {
-                eprintln!("error: unknown backend {backend:?}");
-                return ExitCode::from(exit_codes::USAGE as u8);
-            };
-            match kind.verify(&dir, OpenMode::ReadOnly) {
-                Ok(findings) => {
-                    for f in &findings {
-                        if json {
-                            println!("{}", serde_json::to_string(f).unwrap_or_default());
-                        } else {
-                            println!("{f}");
-                        }
-                    }
-                    if findings.is_empty() {
-                        if !json {
-                            println!("{}: clean", dir.display());
-                        }
-                        ExitCode::from(exit_codes::OK as u8)
-                    } else {
-                        eprintln!("{} finding(s)", findings.len());
-                        ExitCode::from(exit_codes::FINDINGS as u8)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {}: {e}", dir.display());
-                    ExitCode::from(exit_codes::USAGE as u8)
-                }
-            }
-        }
-        Cmd::Inspect { dir, backend, json } => {
-            let Some(profile) = BackendKind::from_name(&backend).and_then(|k| k.profile()) else {
-                eprintln!("error: inspect needs a bdbenv backend, not {backend:?}");
-                return ExitCode::from(exit_codes::USAGE as u8);
-            };
-            match dbtorture_backends::bdbenv::inspect::inspect(&dir, profile) {
-                Ok(i) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
-                    } else {
-                        print!("{i}");
-                    }
-                    ExitCode::from(if i.findings.is_empty() { exit_codes::OK } else { exit_codes::FINDINGS } as u8)
-                }
-                Err(e) => {
-                    eprintln!("error: {}: {e}", dir.display());
-                    ExitCode::from(exit_codes::USAGE as u8)
-                }
-            }
+            Ok(if i.findings.is_empty() { exit_codes::OK } else { exit_codes::FINDINGS })
         }
         Cmd::List { scenarios } => {
-            println!("scenarios ({}):", scenarios.display());
+            say!("scenarios ({}):", scenarios.display());
             let mut entries: Vec<_> = std::fs::read_dir(&scenarios)
                 .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
                 .unwrap_or_default();
             entries.sort();
             for p in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
                 match Scenario::load(p) {
-                    Ok(s) => println!("  {:<28} {}", p.display(), s.description),
-                    Err(e) => println!("  {:<28} INVALID: {e}", p.display()),
+                    Ok(s) => say!("  {:<28} {}", p.display(), s.description),
+                    Err(e) => say!("  {:<28} INVALID: {e}", p.display()),
                 }
             }
-            println!("backends:");
+            say!("backends:");
             for b in BackendKind::ALL {
                 let pr = b.promises();
-                println!("  {:<10} {} (atomic: {}, durable: {})", b.name(), b.description(), pr.atomic, pr.durable);
+                say!("  {:<10} {} (atomic: {}, durable: {})", b.name(), b.description(), pr.atomic, pr.durable);
             }
-            println!("crash points:");
+            say!("crash points:");
             for p in dbtorture_backends::crash::ALL {
-                println!("  {p}");
+                say!("  {p}");
             }
-            ExitCode::SUCCESS
+            say!("planted bugs (DBTORTURE_PLANT):");
+            for p in dbtorture_backends::planted::ALL {
+                say!("  {:<30} {}", p.name, p.breaks);
+            }
+            Ok(exit_codes::OK)
         }
-        Cmd::Replay { bundle } => match dbtorture::replay::replay(&bundle) {
-            Ok(r) => {
-                println!(
-                    "replayed cycle {} of {} on {} (seed {}): {} — recorded {}",
-                    r.info.cycle, r.info.scenario_path, r.info.backend, r.info.seed, r.replayed, r.recorded
-                );
-                if !r.placement.is_empty() {
-                    println!("random-time kills replayed as: {}", r.placement.join(", "));
-                }
-                for f in r.findings.iter().take(10) {
-                    println!("    {f}");
-                }
-                if r.replayed == r.recorded {
-                    println!("same verdict");
-                    ExitCode::SUCCESS
-                } else {
-                    println!("DIFFERENT verdict");
-                    ExitCode::from(exit_codes::FINDINGS as u8)
-                }
+        Cmd::Replay { bundle } => {
+            dbtorture::replay::check(&bundle).map_err(|e| {
+                CliError::bad_input(format!("{}: not a bundle that can be replayed", bundle.display())).cause(e)
+            })?;
+            let r = dbtorture::replay::replay(&bundle)
+                .map_err(|e| CliError::harness(format!("replaying {} failed", bundle.display())).cause(e))?;
+            say!(
+                "replayed cycle {} of {} on {} (seed {}): {} — recorded {}",
+                r.info.cycle,
+                r.info.scenario_path,
+                r.info.backend,
+                r.info.seed,
+                r.replayed,
+                r.recorded
+            );
+            if !r.placement.is_empty() {
+                say!("random-time kills replayed as: {}", r.placement.join(", "));
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(exit_codes::USAGE as u8)
+            for f in r.findings.iter().take(10) {
+                say!("    {f}");
             }
-        },
+            if r.replayed == r.recorded {
+                say!("same verdict");
+                Ok(exit_codes::OK)
+            } else {
+                say!("DIFFERENT verdict");
+                Ok(exit_codes::FINDINGS)
+            }
+        }
         Cmd::Shrink { bundle, out } => {
+            dbtorture::replay::check(&bundle).map_err(|e| {
+                CliError::bad_input(format!("{}: not a bundle that can be shrunk", bundle.display())).cause(e)
+            })?;
             let out = out.unwrap_or_else(|| dbtorture::shrink::default_out(&bundle));
-            match dbtorture::shrink::shrink(&bundle, &out) {
-                Ok(r) => {
-                    println!("shrunk in {} tries:", r.tried);
-                    for s in &r.steps {
-                        println!("  {s}");
-                    }
-                    println!(
-                        "minimal bundle: {} (replay: dbtorture replay {})",
-                        r.bundle.display(),
-                        r.bundle.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(exit_codes::HARNESS as u8)
-                }
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                return Err(CliError::bad_input(format!("--out {}: no directory {}", out.display(), parent.display())));
             }
+            let r = dbtorture::shrink::shrink(&bundle, &out)
+                .map_err(|e| CliError::harness(format!("shrinking {} failed", bundle.display())).cause(e))?;
+            say!("shrunk in {} tries:", r.tried);
+            for s in &r.steps {
+                say!("  {s}");
+            }
+            say!("minimal bundle: {} (replay: dbtorture replay {})", r.bundle.display(), r.bundle.display());
+            Ok(exit_codes::OK)
         }
-        Cmd::Recover { backend, dir, procedure, allow_system_db } => {
-            if is_system_db(&dir) && !allow_system_db {
-                eprintln!(
-                    "error: refusing to modify {} (a system rpm database); pass --allow-system-db",
-                    dir.display()
-                );
-                return ExitCode::from(exit_codes::USAGE as u8);
+        Cmd::Recover { backend: name, dir, procedure, allow_system_db } => {
+            guard_system_db(&dir, allow_system_db)?;
+            let kind = backend(&name)?;
+            let db_recover = matches!(kind, BackendKind::Bdbenv | BackendKind::BdbenvDb43);
+            match procedure.as_str() {
+                "rebuilddb" => {}
+                "db_recover" if db_recover => {}
+                p => {
+                    return Err(CliError::bad_input(format!("no procedure {p:?} for backend {name}"))
+                        .hint(if db_recover { "rebuilddb or db_recover" } else { "rebuilddb" }));
+                }
             }
-            let Some(kind) = BackendKind::from_name(&backend) else {
-                eprintln!("error: unknown backend {backend:?}");
-                return ExitCode::from(exit_codes::USAGE as u8);
-            };
+            need_database(kind, &dir)?;
             dbtorture::fault::crashpoint::install_from_env();
-            let res = match (procedure.as_str(), kind) {
-                ("rebuilddb", _) => {
-                    kind.recover(&dir).map(|r| format!("rebuilt: {} headers, {} skipped", r.copied, r.skipped.len()))
-                }
-                ("db_recover", BackendKind::Bdbenv | BackendKind::BdbenvDb43) => {
-                    dbtorture_backends::bdbenv::db_recover(&dir)
-                        .map(|()| "environment panicked and region files removed".to_string())
-                        .map_err(|source| dbtorture_backends::BackendError::Io { path: dir.clone(), source })
-                }
-                (p, _) => {
-                    eprintln!("error: no procedure {p:?} for backend {backend}");
-                    return ExitCode::from(exit_codes::USAGE as u8);
-                }
+            let msg = if procedure == "db_recover" {
+                dbtorture_backends::bdbenv::db_recover(&dir)
+                    .map(|()| "environment panicked and region files removed".to_string())
+                    .map_err(|e| CliError::harness(format!("db_recover of {} failed", dir.display())).cause(e))?
+            } else {
+                kind.recover(&dir)
+                    .map(|r| format!("rebuilt: {} headers, {} skipped", r.copied, r.skipped.len()))
+                    .map_err(|e| CliError::harness(format!("rebuilddb of {} failed", dir.display())).cause(e))?
             };
-            match res {
-                Ok(msg) => {
-                    println!("{msg}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(exit_codes::HARNESS as u8)
-                }
-            }
+            say!("{msg}");
+            Ok(exit_codes::OK)
         }
         Cmd::Convert { from, to, dir, allow_system_db } => {
-            if is_system_db(&dir) && !allow_system_db {
-                eprintln!(
-                    "error: refusing to modify {} (a system rpm database); pass --allow-system-db",
-                    dir.display()
-                );
-                return ExitCode::from(exit_codes::USAGE as u8);
+            guard_system_db(&dir, allow_system_db)?;
+            let (f, t) = (backend(&from)?, backend(&to)?);
+            if t == BackendKind::Rpm || f == BackendKind::Rpm {
+                return Err(CliError::bad_input(format!("convert {from} → {to}: the rpm target converts itself"))
+                    .hint("run `rpmdb --rebuilddb` (or `dbtorture recover --backend rpm`) on an rpm root"));
             }
-            let (Some(f), Some(t)) = (BackendKind::from_name(&from), BackendKind::from_name(&to)) else {
-                eprintln!("error: unknown backend in {from:?} → {to:?}");
-                return ExitCode::from(exit_codes::USAGE as u8);
-            };
+            need_database(f, &dir)?;
             dbtorture::fault::crashpoint::install_from_env();
-            match dbtorture_backends::rebuild::rebuilddb(f, t, &dir) {
-                Ok(r) => {
-                    println!("converted {} → {}: {} headers, {} skipped", from, to, r.copied, r.skipped.len());
-                    for (_, why) in &r.skipped {
-                        println!("  {why}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e} (original database remains in place)");
-                    ExitCode::from(exit_codes::HARNESS as u8)
-                }
+            let r = dbtorture_backends::rebuild::rebuilddb(f, t, &dir).map_err(|e| {
+                CliError::harness(format!(
+                    "converting {} failed (the original database remains in place)",
+                    dir.display()
+                ))
+                .cause(e)
+            })?;
+            say!("converted {} → {}: {} headers, {} skipped", from, to, r.copied, r.skipped.len());
+            for (_, why) in &r.skipped {
+                say!("  {why}");
             }
+            Ok(exit_codes::OK)
         }
-        Cmd::Hold { backend, dir, write } => {
-            let Some(kind) = BackendKind::from_name(&backend) else {
-                eprintln!("error: unknown backend {backend:?}");
-                return ExitCode::from(exit_codes::USAGE as u8);
-            };
+        Cmd::Hold { backend: name, dir, write } => {
+            let kind = backend(&name)?;
             match kind.hold(&dir, write) {
                 Ok(never) => match never {},
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(exit_codes::HARNESS as u8)
-                }
+                Err(e) => Err(CliError::harness(format!("holding a cursor in {}", dir.display())).cause(e)),
             }
         }
         Cmd::Selftest { budget } => match dbtorture::selftest::run(budget) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(exit_codes::FINDINGS as u8),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(exit_codes::HARNESS as u8)
-            }
+            Ok(true) => Ok(exit_codes::OK),
+            Ok(false) => Ok(exit_codes::FINDINGS),
+            Err(e) => Err(CliError::harness("selftest could not run its cases").cause(e)),
         },
-        Cmd::Qemu(args) => match dbtorture::qemu::run(&args) {
-            Ok(code) => ExitCode::from(code as u8),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(exit_codes::USAGE as u8)
+        Cmd::Qemu(args) => {
+            dbtorture::qemu::run(&args).map_err(|e| CliError::bad_input("cannot run the guest").cause(e))
+        }
+        Cmd::Bench { what, scenario } => {
+            if !scenario.exists() {
+                return Err(CliError::bad_input(format!("--scenario {}: no such file", scenario.display())));
             }
-        },
-        Cmd::Bench { what, scenario } => match dbtorture::bench::run_bench(&what, &scenario).context("bench") {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(exit_codes::HARNESS as u8)
-            }
-        },
+            dbtorture::bench::run_bench(what.name(), &scenario)
+                .map_err(|e| CliError::harness(format!("bench {}", what.name())).cause(e))?;
+            Ok(exit_codes::OK)
+        }
     }
 }

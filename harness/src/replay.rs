@@ -30,6 +30,32 @@ impl crate::scheduler::Observer for Quiet {
     }
 }
 
+/// Check that `bundle` can be replayed at all (an archive or directory with a bundle.json of this schema,
+/// a scenario that loads, a backend in it, a planted bug this build knows) — bad input, before running.
+pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
+    use anyhow::Context;
+    let opened = open(bundle)?;
+    let dir = opened.dir.as_path();
+    let text = std::fs::read_to_string(dir.join("bundle.json"))
+        .with_context(|| format!("{}: not a bundle (no bundle.json)", dir.display()))?;
+    let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
+    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
+    let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
+    anyhow::ensure!(
+        info.target < sc.backends.len(),
+        "bundle.json: target {} is not a backend of its scenario",
+        info.target
+    );
+    if let Some(p) = &info.planted {
+        anyhow::ensure!(
+            dbtorture_backends::planted::ALL.iter().any(|b| b.name == p),
+            "bundle.json: planted bug {p:?} is not one this build knows"
+        );
+    }
+    anyhow::ensure!(dir.join("pre").is_dir(), "{}: the bundle has no pre/ directory", dir.display());
+    Ok(info)
+}
+
 /// Re-run a bundle's cycle from its `pre/` copy with the same seed, plan and kill points.
 ///
 /// A kill at a crash point is replayed exactly. A random-time kill landed somewhere after the last point it

@@ -94,21 +94,51 @@ impl Observer for Sink {
     }
 }
 
-pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
+/// Input that cannot be run (exit 2), found before anything ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{headline}")]
+pub struct BadInput {
+    pub headline: String,
+    pub hint: Option<String>,
+}
+
+fn bad(headline: String, hint: &str) -> BadInput {
+    BadInput { headline, hint: (!hint.is_empty()).then(|| hint.to_string()) }
+}
+
+/// What a run will do: its seed, cycles or duration, shard and backends, decided from the scenario and the
+/// options. Refuses what would run nothing — a run that runs nothing must not pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub seed: u64,
+    pub cycles: Option<u64>,
+    pub duration: Option<Duration>,
+    pub shard: Option<Shard>,
+    pub backends: Vec<String>,
+    /// Cycles this run will do, over its backends (None: as many as the duration allows).
+    pub total: Option<u64>,
+}
+
+pub fn check(sc: &Scenario, opts: &RunOptions) -> Result<Resolved, BadInput> {
     let seed = opts.seed.unwrap_or(sc.seed);
     let duration = opts
         .duration
         .or_else(|| if opts.cycles.is_some() { None } else { sc.duration.as_deref().and_then(parse_duration) });
     let cycles = if duration.is_some() { None } else { Some(opts.cycles.or(sc.cycles).unwrap_or(20)) };
+    if cycles == Some(0) {
+        return Err(bad("--cycles 0: nothing to run".into(), "ask for at least one cycle"));
+    }
+    if duration.is_some_and(|d| d.is_zero()) {
+        return Err(bad("--duration 0s: nothing to run".into(), "give a duration like 60s or 5m"));
+    }
     let shard = opts.shard.filter(|s| s.count > 1);
     for b in &opts.backends {
-        anyhow::ensure!(
-            sc.backend_kinds().contains(b),
-            "--backend {}: scenario {} runs only {}",
-            b.name(),
-            sc.name,
-            sc.backends.join(", ")
-        );
+        if !sc.backend_kinds().contains(b) {
+            return Err(bad(
+                format!("--backend {}: scenario {} runs only {}", b.name(), sc.name, sc.backends.join(", ")),
+                "pick one of the scenario's backends",
+            ));
+        }
     }
     let backends: Vec<String> = sc
         .backend_kinds()
@@ -116,6 +146,31 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         .filter(|k| opts.backends.is_empty() || opts.backends.contains(k))
         .map(|k| k.name().to_string())
         .collect();
+    let total = cycles.map(|c| (0..c).filter(|&i| in_shard(shard, sc.epoch, i)).count() as u64 * backends.len() as u64);
+    if let (Some(s), Some(0)) = (shard, total) {
+        return Err(bad(
+            format!(
+                "shard {s} has no cycles: {} cycles are {} epoch(s) of {} (the scenario's `epoch`)",
+                cycles.unwrap_or(0),
+                cycles.unwrap_or(0).div_ceil(sc.epoch),
+                sc.epoch
+            ),
+            "run more cycles, fewer shards, or lower `epoch`",
+        ));
+    }
+    for (flag, dir) in [("--out", &opts.out), ("--workdir", &opts.workdir)] {
+        if let Some(d) = dir
+            && d.exists()
+            && !d.is_dir()
+        {
+            return Err(bad(format!("{flag} {}: exists and is not a directory", d.display()), ""));
+        }
+    }
+    Ok(Resolved { seed, cycles, duration, shard, backends, total })
+}
+
+pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
+    let Resolved { seed, cycles, duration, shard, backends, total } = check(sc, opts)?;
     let tmp;
     let workdir = match &opts.workdir {
         Some(w) => {
@@ -134,16 +189,6 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         }
         None => EventLog::disabled(),
     };
-    let total = cycles.map(|c| (0..c).filter(|&i| in_shard(shard, sc.epoch, i)).count() as u64 * backends.len() as u64);
-    if let (Some(s), Some(0)) = (shard, total) {
-        eprintln!(
-            "warning: shard {s} has no cycles: {} cycles are {} epoch(s) of {} (the scenario's `epoch`); run more \
-             cycles or lower `epoch`",
-            cycles.unwrap_or(0),
-            cycles.unwrap_or(0).div_ceil(sc.epoch),
-            sc.epoch
-        );
-    }
     let bar = if opts.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {

@@ -283,10 +283,11 @@ impl Scenario {
         let mut sc: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
+            let at = inner.span().map(|sp| line_col(text, sp.start)).map(|(l, c)| format!(" (line {l}, column {c})"));
             ScenarioError::Field {
                 path: path.into(),
                 field: if field == "." { "(top level)".into() } else { field },
-                message: inner.message().to_string(),
+                message: format!("{}{}", inner.message(), at.unwrap_or_default()),
             }
         })?;
         sc.source = path.into();
@@ -371,10 +372,37 @@ impl Scenario {
             return Err(self.field_err("kill.delay_ms_max", "expected delay_ms_max >= delay_ms_min"));
         }
         range("kill.hit_max", k.hit_max.into(), 1, 1_000_000)?;
+        // A kill point must be one this scenario's cycles can pass: a point of a backend it does not run
+        // would kill nothing, and the run would pass "clean" having tested nothing.
+        let prefixes = self.point_prefixes();
+        let valid: Vec<&str> = dbtorture_backends::crash::ALL
+            .iter()
+            .copied()
+            .filter(|p| prefixes.iter().any(|x| p.split('.').next() == Some(*x)))
+            .collect();
         if let Some(p) = &k.point
-            && dbtorture_backends::crash::id_of(p).is_none()
+            && !valid.contains(&p.as_str())
         {
-            return Err(self.field_err("kill.point", format!("unknown crash point {p:?} (see `dbtorture list`)")));
+            let what = if dbtorture_backends::crash::id_of(p).is_none() {
+                "unknown crash point"
+            } else {
+                "not a crash point of this scenario's backends"
+            };
+            return Err(self.field_err("kill.point", format!("{what} {p:?}; valid here: {}", valid.join(", "))));
+        }
+        if matches!(k.mode, KillMode::CrashPoint | KillMode::Sweep) && k.point.is_none() {
+            for b in self.backend_kinds() {
+                let own = if self.convert_to().is_some() { "rebuild" } else { b.point_prefix() };
+                if dbtorture_backends::crash::points_of(own).next().is_none() {
+                    return Err(self.field_err(
+                        "kill.mode",
+                        format!(
+                            "backend {} has no crash points to arm (it is not our code): use random-time",
+                            b.name()
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(m) = &self.memory {
             range("memory.limit_mb", m.limit_mb, 8, 1 << 20)?;
@@ -401,6 +429,16 @@ impl Scenario {
         Ok(())
     }
 
+    /// The crash-point prefixes this scenario's cycles can pass.
+    fn point_prefixes(&self) -> Vec<&'static str> {
+        let mut p: Vec<&'static str> = self.backend_kinds().iter().map(|b| b.point_prefix()).collect();
+        if let Some(to) = self.convert_to() {
+            p.push("rebuild");
+            p.push(to.point_prefix());
+        }
+        p
+    }
+
     pub fn backend_kinds(&self) -> Vec<BackendKind> {
         self.backends.iter().filter_map(|b| BackendKind::from_name(b)).collect()
     }
@@ -412,6 +450,14 @@ impl Scenario {
     pub fn expected(&self, b: BackendKind) -> Vec<Outcome> {
         self.expect.get(b.name()).map(|v| v.iter().filter_map(|o| Outcome::from_name(o)).collect()).unwrap_or_default()
     }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
 }
 
 fn backend_names() -> String {
@@ -439,6 +485,7 @@ mod tests {
     fn errors_name_file_field_and_expectation() {
         let e = parse(&OK.replace("[expect]", "[workload]\nwriters='two'\n[expect]")).unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("workload.writers"), "{e}");
+        assert!(e.contains("line 4, column 9"), "TOML errors keep line and column: {e}");
         let e = parse(&OK.replace("name='t'", "name='t'\nbogus=1")).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
         let e = parse(&OK.replace("['clean']", "['fine']")).unwrap_err().to_string();
@@ -449,6 +496,12 @@ mod tests {
         assert!(e.contains("kill.probability"), "{e}");
         let e = parse(&format!("{OK}[kill]\npoint='no.such.point'\n")).unwrap_err().to_string();
         assert!(e.contains("kill.point"), "{e}");
+        // A point of a backend the scenario does not run would kill nothing: refused, listing the valid ones.
+        let e =
+            parse(&format!("{OK}[kill]\nmode='crash-point'\npoint='bdbenv.sync.before'\n")).unwrap_err().to_string();
+        assert!(e.contains("kill.point") && e.contains("sqlite.commit.before"), "{e}");
+        let e = parse("name='t'\nbackends=['rpm']\n[kill]\nmode='sweep'\n[expect]\nrpm=['clean']\n").unwrap_err();
+        assert!(e.to_string().contains("kill.mode"), "{e}");
         let e = parse("name='t'\nbackends=['sqlite']\n[expect]\n").unwrap_err().to_string();
         assert!(e.contains("expect.sqlite"), "{e}");
         let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'")).unwrap_err().to_string();

@@ -157,7 +157,7 @@ pub fn run(budget: Duration) -> Result<bool> {
     for backend in ["sqlite", "bdbenv"] {
         rows.push((None, backend, run_case(tmp.path(), None, backend, budget)?));
     }
-    println!("{:<30} {:<8} {:<13} {:>9} {:>7}  what", "planted bug", "backend", "verdict", "time", "cycles");
+    crate::say!("{:<30} {:<8} {:<13} {:>9} {:>7}  what", "planted bug", "backend", "verdict", "time", "cycles");
     let mut ok = true;
     for (bug, backend, (v, wall)) in &rows {
         ok &= v.ok(bug.is_some());
@@ -174,7 +174,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         };
         let what: String = what.chars().take(90).collect();
         let name = bug.map(|b| b.name).unwrap_or("none");
-        println!("{name:<30} {backend:<8} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
+        crate::say!("{name:<30} {backend:<8} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
     }
     Ok(ok)
 }

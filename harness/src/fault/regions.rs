@@ -106,18 +106,26 @@ fn shared_mappings(dir: &std::path::Path) -> Vec<(usize, usize)> {
     parse_maps(&maps, dir)
 }
 
+/// The part of each mapping that the file backs: pages past the end of the file cannot be locked or paged
+/// out (Berkeley DB maps its regions larger than it has written them).
 fn parse_maps(maps: &str, dir: &std::path::Path) -> Vec<(usize, usize)> {
+    const PAGE: u64 = 4096;
     maps.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let range = f.next()?;
             let perms = f.next()?;
-            let path = f.nth(3)?;
+            let offset = u64::from_str_radix(f.next()?, 16).ok()?;
+            let path = f.nth(2)?;
             if perms.as_bytes().get(3) != Some(&b's') || !std::path::Path::new(path).starts_with(dir) {
                 return None;
             }
             let (a, b) = range.split_once('-')?;
-            Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
+            let (start, end) = (usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?);
+            let backed =
+                std::fs::metadata(path).map(|m| m.len().saturating_sub(offset).div_ceil(PAGE) * PAGE).unwrap_or(0);
+            let end = end.min(start.saturating_add(backed as usize));
+            (end > start).then_some((start, end))
         })
         .collect()
 }
@@ -172,13 +180,20 @@ mod tests {
 
     #[test]
     fn only_shared_mappings_under_the_directory_count() {
-        let maps = "\
-7f0000000000-7f0000010000 rw-s 00000000 fd:01 123 /work/db/__db.001
-7f0000010000-7f0000020000 rw-p 00000000 fd:01 124 /work/db/Packages
-7f0000020000-7f0000030000 rw-s 00000000 fd:01 125 /work/other/__db.001
-7f0000030000-7f0000031000 rw-s 00000000 00:00 0
-";
-        assert_eq!(parse_maps(maps, std::path::Path::new("/work/db")), vec![(0x7f00_0000_0000, 0x7f00_0001_0000)]);
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("db");
+        std::fs::create_dir(&db).unwrap();
+        std::fs::write(db.join("__db.001"), vec![0u8; 5000]).unwrap();
+        std::fs::write(db.join("Packages"), vec![0u8; 5000]).unwrap();
+        let d = db.display();
+        let maps = format!(
+            "7f0000000000-7f0000010000 rw-s 00000000 fd:01 123 {d}/__db.001\n\
+             7f0000010000-7f0000020000 rw-p 00000000 fd:01 124 {d}/Packages\n\
+             7f0000020000-7f0000030000 rw-s 00000000 fd:01 125 /elsewhere/__db.001\n\
+             7f0000030000-7f0000031000 rw-s 00000000 00:00 0\n"
+        );
+        // Only the shared mapping under the directory, and only the two pages its 5,000-byte file backs.
+        assert_eq!(parse_maps(&maps, &db), vec![(0x7f00_0000_0000, 0x7f00_0000_2000)]);
     }
 
     #[test]

@@ -539,10 +539,10 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     write_json_atomic(&out.join("guest.json"), &info)?;
 
     if let Some(s) = &summary {
-        print!("{}", crate::run::summary_table(s, false));
-        println!("replay: {}", s.replay);
+        crate::say_raw!("{}", crate::run::summary_table(s, false));
+        crate::say!("replay: {}", s.replay);
     }
-    println!(
+    crate::say!(
         "guest: {:?}, boot to first cycle {}, wall {:.1}s, cycles/min {}; results in {} (from {results_from})",
         reason,
         watch.first_cycle_at.map(|t| format!("{t:.1}s")).unwrap_or_else(|| "-".into()),
