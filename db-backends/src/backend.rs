@@ -97,6 +97,23 @@ impl BackendKind {
         }
     }
 
+    /// The recovery procedures `dbtorture recover --procedure` can run on this backend.
+    pub fn procedures(self) -> &'static [&'static str] {
+        match self {
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 => &["rebuilddb", "db_recover"],
+            BackendKind::Sqlite | BackendKind::Rpm | BackendKind::Libdb => &["rebuilddb"],
+        }
+    }
+
+    /// Whether the engine rebuilds its own database (the rpm binary's `--rebuilddb`): a conversion into or
+    /// out of it is not ours to run.
+    pub fn rebuilds_itself(self) -> bool {
+        match self {
+            BackendKind::Rpm => true,
+            BackendKind::Sqlite | BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => false,
+        }
+    }
+
     /// The named recovery procedure the harness runs when a cycle needs one.
     pub fn recovery_name(self) -> &'static str {
         match self {
@@ -230,27 +247,65 @@ impl BackendKind {
     }
 }
 
+/// Where an installed header got its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Numbered now (our engines allocate it when the header is added).
+    As(u32),
+    /// The engine numbers it when the transaction commits (the rpm binary): no number is known yet.
+    AtCommit,
+}
+
+impl Installed {
+    pub fn number(self) -> Option<u32> {
+        match self {
+            Installed::As(h) => Some(h),
+            Installed::AtCommit => None,
+        }
+    }
+}
+
 /// A database opened by one process. Not shared across fork.
+///
+/// The durability contract of each writing method is stated against [`Promises`]: "durable" means it survives
+/// a process kill (SIGKILL of any process, at any instruction) — a power cut is a stronger fault, judged
+/// separately. Nothing a method does before `commit` returns `Ok` is promised to anyone.
+///
+/// The methods split into two roles: the writer's (`begin`, `install`, `erase`, `commit`, `rollback`) and
+/// the reader's (`get`, `lookup`, `begin_read`/`end_read`, `hnums`, `snapshot`); a worker opened
+/// [`OpenMode::ReadOnly`] uses only the reader's, and a backend refuses the writer's with
+/// [`BackendError::ReadOnly`].
 pub trait Backend {
     fn kind(&self) -> BackendKind;
     fn dir(&self) -> &Path;
-    /// Start a transaction: take rpm's transaction lock and the database write lock.
+
+    // --- the writer's role ---
+
+    /// Start a transaction: take rpm's transaction lock and the database write lock. Promises nothing on
+    /// disk; a kill here leaves at most a stale lock (an engine without failchk may need recovery).
     fn begin(&mut self) -> Result<(), BackendError>;
-    /// Add one header (blob without magic) with all its index entries; returns its header number.
-    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError>;
-    /// Remove one header number and its index entries.
+    /// Add one header (blob without magic) with all its index entries, inside the transaction. Nothing is
+    /// promised until `commit`: an atomic backend shows none of it after a kill, a non-atomic one may show
+    /// the header without some index entries (a finding recovery must repair).
+    fn install(&mut self, blob: &[u8]) -> Result<Installed, BackendError>;
+    /// Remove one header number and its index entries, inside the transaction (same contract as `install`).
     fn erase(&mut self, hnum: u32) -> Result<(), BackendError>;
-    /// Make the transaction durable (per [`Promises`]) and release the locks. Once this returns `Ok`, the
-    /// transaction is acknowledged.
+    /// Make the transaction durable (per [`Promises::durable`]: every change of it survives any later kill)
+    /// and release the locks. Once this returns `Ok`, the transaction is acknowledged; with
+    /// [`Promises::atomic`], a kill before it returns leaves all of it or none.
     fn commit(&mut self) -> Result<(), BackendError>;
-    /// Abandon the transaction.
+    /// Abandon the transaction: with [`Promises::atomic`] none of it remains; otherwise what was written
+    /// stays as written (the oracle treats it as in flight).
     fn rollback(&mut self) -> Result<(), BackendError>;
+
+    // --- the reader's role ---
+
     /// Read one header blob.
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError>;
     /// Look a key up in an index: (header number, tag index) pairs.
     fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError>;
-    /// Start a read view: lookups and reads until `end_read` see one consistent state.
-    /// (Backends without isolation have nothing to do.)
+    /// Start a read view: lookups and reads until `end_read` see one consistent state (with
+    /// [`Promises::isolated`]; backends without isolation have nothing to do).
     fn begin_read(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
@@ -263,7 +318,10 @@ pub trait Backend {
     fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError>;
     /// Storage-engine checks (e.g. sqlite integrity_check, foreign_key_check, schema).
     fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError>;
-    /// Close as rpm does (sqlite: optimize + checkpoint).
+
+    // --- both ---
+
+    /// Close as rpm does (sqlite: optimize + checkpoint). Promises nothing beyond what `commit` did.
     fn close(self: Box<Self>) -> Result<(), BackendError>;
     /// Messages the engine printed (e.g. failchk's "Freeing read locks for locker 0x3"), for the log.
     fn take_messages(&mut self) -> Vec<String> {

@@ -18,4 +18,4 @@ pub mod rpmdb;
 pub mod sqlite;
 pub mod tool;
 
-pub use backend::{Backend, BackendError, BackendKind, OpenMode, Promises};
+pub use backend::{Backend, BackendError, BackendKind, Installed, OpenMode, Promises};

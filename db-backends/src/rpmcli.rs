@@ -211,7 +211,7 @@ impl Backend for RpmCli {
         Ok(())
     }
 
-    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
         if !self.in_txn {
             return Err(BackendError::NoTransaction);
         }
@@ -226,7 +226,7 @@ impl Backend for RpmCli {
         }
         self.installs.push(file);
         // rpm assigns the header number when it commits the package.
-        Ok(0)
+        Ok(crate::Installed::AtCommit)
     }
 
     fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {

@@ -276,7 +276,7 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
         if !self.in_txn() {
             return Err(BackendError::NoTransaction);
         }
@@ -295,7 +295,7 @@ impl Backend for SqliteBackend {
                 if crate::planted::active("sqlite-commit-per-package") {
                     self.conn().execute_batch("COMMIT; BEGIN IMMEDIATE")?;
                 }
-                Ok(h)
+                Ok(crate::Installed::As(h))
             }
             Err(e) => {
                 let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");

@@ -34,6 +34,9 @@ pub struct BundleInfo {
     /// A planted bug that was switched on (selftest), if any.
     pub planted: Option<String>,
     pub replay: String,
+    /// Each child's crash-point tickets in the cycle (the recorded interleaving; see `fault/schedule.rs`).
+    #[serde(default)]
+    pub schedule: Vec<Vec<u64>>,
 }
 
 /// Copy a directory tree (regular files and directories).

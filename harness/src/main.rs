@@ -378,6 +378,11 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             if !r.placement.is_empty() {
                 say!("random-time kills replayed as: {}", r.placement.join(", "));
             }
+            match r.diverged {
+                Some(false) => say!("interleaving: followed the recorded schedule"),
+                Some(true) => say!("interleaving: left the recorded schedule (a worker waited too long for its turn)"),
+                None => say!("interleaving: free (the bundle records no schedule)"),
+            }
             for f in r.findings.iter().take(10) {
                 say!("    {f}");
             }
@@ -411,14 +416,9 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
         Cmd::Recover { backend: name, dir, procedure, allow_system_db } => {
             guard_system_db(&dir, allow_system_db)?;
             let kind = backend(&name)?;
-            let db_recover = matches!(kind, BackendKind::Bdbenv | BackendKind::BdbenvDb43);
-            match procedure.as_str() {
-                "rebuilddb" => {}
-                "db_recover" if db_recover => {}
-                p => {
-                    return Err(CliError::bad_input(format!("no procedure {p:?} for backend {name}"))
-                        .hint(if db_recover { "rebuilddb or db_recover" } else { "rebuilddb" }));
-                }
+            if !kind.procedures().contains(&procedure.as_str()) {
+                return Err(CliError::bad_input(format!("no procedure {procedure:?} for backend {name}"))
+                    .hint(format!("one of: {}", kind.procedures().join(", "))));
             }
             need_database(kind, &dir)?;
             dbtorture::fault::crashpoint::install_from_env();
@@ -437,7 +437,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
         Cmd::Convert { from, to, dir, allow_system_db } => {
             guard_system_db(&dir, allow_system_db)?;
             let (f, t) = (backend(&from)?, backend(&to)?);
-            if t == BackendKind::Rpm || f == BackendKind::Rpm {
+            if t.rebuilds_itself() || f.rebuilds_itself() {
                 return Err(CliError::bad_input(format!("convert {from} → {to}: the rpm target converts itself"))
                     .hint("run `rpmdb --rebuilddb` (or `dbtorture recover --backend rpm`) on an rpm root"));
             }

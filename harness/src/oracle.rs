@@ -27,12 +27,29 @@ pub struct WriterLog {
 }
 
 impl WriterLog {
-    pub fn begin(&mut self, txn: u64, body: Txn) {
+    /// A writer begins a transaction. The oracle's model holds only if at most one is in flight per writer:
+    /// a second begin before the first ended is a broken protocol (checked in release builds; the caller
+    /// reports it as a harness fault rather than judging on a log it cannot trust).
+    pub fn begin(&mut self, txn: u64, body: Txn) -> Result<(), String> {
+        if let Some(t) = self.txns.iter().find(|t| t.2 == TxnState::Begun) {
+            return Err(format!("transaction {txn} began while transaction {} was still in flight", t.0));
+        }
+        if self.txns.iter().any(|t| t.0 == txn) {
+            return Err(format!("transaction {txn} began twice"));
+        }
         self.txns.push((txn, body, TxnState::Begun));
+        Ok(())
     }
-    pub fn set(&mut self, txn: u64, state: TxnState) {
-        if let Some(t) = self.txns.iter_mut().rev().find(|t| t.0 == txn) {
-            t.2 = state;
+
+    /// A transaction ends (acknowledged, or aborted). Each ends once, and only one that began.
+    pub fn set(&mut self, txn: u64, state: TxnState) -> Result<(), String> {
+        match self.txns.iter_mut().rev().find(|t| t.0 == txn) {
+            Some(t) if t.2 == TxnState::Begun => {
+                t.2 = state;
+                Ok(())
+            }
+            Some(t) => Err(format!("transaction {txn} ended twice (was {:?}, now {state:?})", t.2)),
+            None => Err(format!("transaction {txn} ended without beginning")),
         }
     }
     pub fn committed(&self) -> usize {

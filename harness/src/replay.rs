@@ -18,6 +18,8 @@ pub struct Replayed {
     pub placement: Vec<String>,
     /// The kills of that replay (with their placement: `true` = after the point).
     pub kills: Vec<(KillRecord, bool)>,
+    /// Whether that replay left the recorded schedule (None: the bundle has none).
+    pub diverged: Option<bool>,
 }
 
 struct Quiet;
@@ -93,7 +95,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
                 (k.clone(), !at)
             })
             .collect();
-        let (outcome, findings) = replay_once(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
+        let (outcome, findings, diverged) = replay_cycle(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
         let placement = kills
             .iter()
             .filter(|(k, _)| k.trigger != KillTrigger::Point)
@@ -110,6 +112,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             info: info.clone(),
             placement,
             kills,
+            diverged,
         });
         if done {
             break;
@@ -127,6 +130,18 @@ pub fn replay_once(
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
 ) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
+    let (o, f, _) = replay_cycle(pre, info, sc, kills, bundles)?;
+    Ok((o, f))
+}
+
+/// [`replay_once`], also saying whether the replay left the bundle's recorded schedule.
+fn replay_cycle(
+    pre: Option<&Path>,
+    info: &BundleInfo,
+    sc: &crate::scenario::Scenario,
+    kills: Vec<(KillRecord, bool)>,
+    bundles: Option<&Path>,
+) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>, Option<bool>)> {
     let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
     let mut sched = match pre {
         Some(pre) => {
@@ -143,7 +158,9 @@ pub fn replay_once(
     };
     anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
     sched.replay_kills = Some(kills);
+    // Follow the recorded interleaving (bundles written before schedules were recorded have none).
+    sched.replay_schedule = (!info.schedule.is_empty()).then(|| info.schedule.clone());
     sched.bundles = bundles.map(Path::to_path_buf);
     let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
-    Ok((res.outcome, res.findings))
+    Ok((res.outcome, res.findings, res.diverged))
 }

@@ -96,7 +96,8 @@ fn libdb_round_trips_install_erase_and_lookup() {
     let dir = tmp.path().join("db");
     let mut db = KIND.open(&dir, OpenMode::Create).unwrap();
     db.begin().unwrap();
-    let hnums: Vec<u32> = pool.packages.iter().map(|p| db.install(&p.installed_blob(7)).unwrap()).collect();
+    let hnums: Vec<u32> =
+        pool.packages.iter().map(|p| db.install(&p.installed_blob(7)).unwrap().number().unwrap()).collect();
     db.commit().unwrap();
     assert_eq!(hnums, (1..=pool.packages.len() as u32).collect::<Vec<_>>(), "header numbers count up from 1");
     for (p, h) in pool.packages.iter().zip(&hnums) {

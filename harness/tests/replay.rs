@@ -143,3 +143,40 @@ fn no_bundles_turns_bundles_off() {
     assert!(out.join("summary.json").exists());
     assert!(!out.join("bundles").exists());
 }
+
+/// A bundle records the interleaving of its cycle's workers (each worker's crash-point tickets, one global
+/// order), a replay follows it as far as it can, and says whether it had to leave it — never silently.
+#[test]
+fn bdbenv_bundles_record_the_interleaving_and_replays_say_whether_they_followed_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = std::fs::read_to_string(root().join("scenarios/bdbenv-kill.toml")).unwrap();
+    let strict: String = original
+        .lines()
+        .map(|l| if l.starts_with("bdbenv = [") { "bdbenv = [\"clean\"]" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sc = tmp.path().join("strict.toml");
+    std::fs::write(&sc, strict).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin().args(["run", sc.to_str().unwrap(), "--cycles", "6", "-q", "--out"]).arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "every non-clean cycle is unexpected here: {}", text(&o));
+    let bundles: Vec<_> = std::fs::read_dir(out.join("bundles")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!bundles.is_empty());
+    for b in bundles.iter().take(3) {
+        let opened = dbtorture::bundle::open(b).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(opened.dir.join("bundle.json")).unwrap()).unwrap();
+        let sched = info["schedule"].as_array().expect("a schedule");
+        assert!(sched.iter().any(|w| !w.as_array().unwrap().is_empty()), "tickets recorded: {info}");
+        // One global order: no ticket is taken twice.
+        let mut all: Vec<u64> =
+            sched.iter().flat_map(|w| w.as_array().unwrap().iter().map(|t| t.as_u64().unwrap())).collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "tickets are unique across workers");
+        let r = bin().arg("replay").arg(b).output().unwrap();
+        let t = text(&r);
+        assert!(t.contains("interleaving: followed") || t.contains("interleaving: left"), "{t}");
+    }
+}

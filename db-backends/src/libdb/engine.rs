@@ -328,9 +328,9 @@ impl Backend for LibdbBackend {
         crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
     }
 
-    fn install(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
         crate::lockfile::in_txn(&self.txn_lock)?;
-        Ok(crate::rpmdb::add_header(self, blob)?)
+        Ok(crate::Installed::As(crate::rpmdb::add_header(self, blob)?))
     }
 
     fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {

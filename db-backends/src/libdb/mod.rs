@@ -31,7 +31,7 @@ pub use offline::check;
 use std::path::Path;
 
 /// rpm 4.16's transaction lock, held for a whole transaction (not removed by `rm __db.*`).
-pub const TXN_LOCK_FILE: &str = ".rpm.lock";
+pub const TXN_LOCK_FILE: &str = crate::sqlite::LOCK_FILE;
 /// rpm ≥ 4.12 serialises environment open/close with an fcntl lock on this file.
 pub const ENV_LOCK_FILE: &str = ".dbenv.lock";
 /// The external tools the forensics use (Debian package db5.3-util).

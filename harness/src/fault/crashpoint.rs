@@ -8,8 +8,9 @@ use nix::sys::signal::{Signal, raise};
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-/// Eight control words, the region faults' words, then one hit counter per crash point.
-pub const SLOT_WORDS: usize = W_HITS_BASE + HIT_WORDS;
+/// Eight control words, the region faults' words, one hit counter per crash point, then the schedule.
+pub const SLOT_WORDS: usize = SCHED_BASE + crate::fault::schedule::WORDS;
+const SCHED_BASE: usize = W_HITS_BASE + HIT_WORDS;
 pub const HIT_WORDS: usize = 64;
 const W_HITS_BASE: usize = 8 + crate::fault::regions::WORDS;
 // Every crash point has a hit counter: adding a 65th point fails the build here, not a worker at run time.
@@ -42,6 +43,7 @@ static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
 
 fn hook(id: u32) {
     let Some(s) = SLOT.get() else { return };
+    crate::fault::schedule::arrive();
     let hit = POINT_HITS.get(id as usize).map(|h| h.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0);
     if (id as usize) < HIT_WORDS {
         s[W_HITS_BASE + id as usize].store(u64::from(hit), Ordering::Release);
@@ -73,9 +75,11 @@ fn stop(s: &[AtomicU64]) {
 
 /// In a cycle's child: start recording breadcrumbs into `slot` (and stopping at its armed point), and run
 /// the region faults of `regions` as crash points are passed.
-pub fn install(slot: &'static [AtomicU64], regions: crate::fault::regions::Config) {
+pub fn install(slot: &'static [AtomicU64], regions: crate::fault::regions::Config, global: &'static [AtomicU64]) {
     assert!(slot.len() >= SLOT_WORDS, "a crash-point slot is {SLOT_WORDS} words");
+    assert!(global.len() >= crate::fault::schedule::GLOBAL_WORDS);
     let _ = SLOT.set(slot);
+    crate::fault::schedule::install(&slot[SCHED_BASE..SLOT_WORDS], global);
     crate::fault::regions::install(regions, slot);
     dbtorture_backends::crash::set_hook(hook);
 }
@@ -89,6 +93,11 @@ pub struct Breadcrumb {
     pub passed: u64,
     /// Stopped itself at its armed point.
     pub stopped: bool,
+}
+
+/// A worker's schedule words (see `schedule.rs`).
+pub fn schedule_words(slot: &[AtomicU64]) -> &[AtomicU64] {
+    &slot[SCHED_BASE..SLOT_WORDS]
 }
 
 /// Read a worker's breadcrumb.

@@ -18,7 +18,8 @@
 //!   that runs in our workers — MADV_PAGEOUT and mlock of the shared region mappings (`regions.rs`), driven
 //!   from the crash-point hook and measured, not assumed.
 //!
-//! Per cycle these sit behind the scheduler's `CycleFault` trait (`scheduler/faults.rs`).
+//! Per cycle these sit behind the scheduler's `CycleFault` trait (`scheduler/faults.rs`). Every crash point a
+//! worker passes also takes a ticket (`schedule.rs`): the interleaving is recorded, and a replay follows it.
 //!
 //! Out of scope here (the power-loss issue): a process kill never loses what the kernel already has in its
 //! page cache, so fsync bugs that only a power cut shows are not found by this fault model.
@@ -27,4 +28,5 @@ pub mod crashpoint;
 pub mod memory;
 pub mod plan;
 pub mod regions;
+pub mod schedule;
 pub mod stale;

@@ -74,13 +74,15 @@ impl Collected {
         }
     }
 
-    /// A transaction message from a worker that is not a writer is a harness bug, reported as such.
-    fn writer_log(&mut self, index: u32, role: Role, f: impl FnOnce(&mut WriterLog)) {
-        match self.logs.get_mut(index as usize) {
-            Some(log) if role == Role::Writer => f(log),
-            _ => self.findings.push(Finding::HarnessFault {
-                detail: format!("{role} {index} reported a transaction, but only writers have a transaction log"),
-            }),
+    /// A transaction message from a worker that is not a writer, or one that breaks the log's protocol, is a
+    /// harness bug, reported as such.
+    fn writer_log(&mut self, index: u32, role: Role, f: impl FnOnce(&mut WriterLog) -> Result<(), String>) {
+        let broken = match self.logs.get_mut(index as usize) {
+            Some(log) if role == Role::Writer => f(log).err(),
+            _ => Some("reported a transaction, but only writers have a transaction log".to_string()),
+        };
+        if let Some(why) = broken {
+            self.findings.push(Finding::HarnessFault { detail: format!("{role} {index}: {why}") });
         }
     }
 }
@@ -120,6 +122,21 @@ mod tests {
         assert!(matches!(c.findings[0], Finding::EnvironmentError { .. }));
         assert_eq!(c.panics[&0], "boom at x.rs:1");
         assert_eq!(c.messages, vec![(0, "hello".to_string())]);
+    }
+
+    #[test]
+    fn a_broken_transaction_protocol_is_a_harness_fault() {
+        let body = |n| format!("B {n} i+1\n");
+        for lines in [format!("{}{}", body(1), body(2)), format!("{}C 1\nC 1\n", body(1)), "C 5\n".to_string()] {
+            let mut c = Collected::new(1);
+            let mut buf = lines.clone().into_bytes();
+            c.take_lines(0, Role::Writer, &mut buf);
+            assert!(
+                c.findings.iter().any(|f| matches!(f, Finding::HarnessFault { .. })),
+                "{lines:?}: {:?}",
+                c.findings
+            );
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct CycleResult {
     pub armed: Option<&'static str>,
     /// How often each crash point was passed this cycle, over all workers.
     pub point_hits: Vec<(&'static str, u64)>,
+    /// A replay with a recorded schedule: whether it left it (None: not replaying a schedule).
+    pub diverged: Option<bool>,
 }
 
 pub struct Scheduler<'a> {
@@ -90,6 +92,10 @@ pub struct Scheduler<'a> {
     /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
     /// the first point after it — instead of at their times.
     pub replay_kills: Option<Vec<(KillRecord, bool)>>,
+    /// Replay: each child's recorded schedule (its crash-point tickets), to be followed.
+    pub replay_schedule: Option<Vec<Vec<u64>>>,
+    /// Children a cycle can have (the breadcrumb page has a slot for each, then the schedule's words).
+    max_children: usize,
     /// The workload's `.rpm` files (SHA1HEADER, bytes), for targets driven through the rpm binary.
     rpm_files: Vec<(String, Vec<u8>)>,
 }
@@ -136,7 +142,8 @@ impl<'a> Scheduler<'a> {
         let w = &scenario.workload;
         let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
             .context("building the package pool")?;
-        let slots = SharedWords::new(((w.writers + w.readers).max(1) as usize) * crashpoint::SLOT_WORDS)
+        let max_children = (w.writers + w.readers).max(1) as usize;
+        let slots = SharedWords::new(max_children * crashpoint::SLOT_WORDS + crate::fault::schedule::GLOBAL_WORDS)
             .context("mapping the shared breadcrumb page")?;
         let mut s = Scheduler {
             scenario,
@@ -152,6 +159,8 @@ impl<'a> Scheduler<'a> {
             bundles: None,
             workdir: workdir.to_path_buf(),
             replay_kills: None,
+            replay_schedule: None,
+            max_children,
             rpm_files: Vec::new(),
         };
         if let Some(m) = &scenario.memory {
@@ -208,16 +217,22 @@ impl<'a> Scheduler<'a> {
         if let Some(st) = plan.stale.clone() {
             faults.push(Box::new(faults::StaleFault::new(st)));
         }
+        let words = self.slots.words();
+        let global = &words[self.max_children * crashpoint::SLOT_WORDS..];
+        crate::fault::schedule::reset(global);
         let f0 = Instant::now();
         let mut children = self.spawn(t, cycle, &plan)?;
         let fork_time = f0.elapsed();
-        let words = self.slots.words();
         let mut got = Collected::new(match plan.work {
             Work::Workers { writers, .. } => writers,
             Work::Convert { .. } => 0,
         });
-        let watch =
-            supervise::Watch { signals: &self.signals, words, timeout: Duration::from_millis(sc.timeouts.cycle_ms) };
+        let watch = supervise::Watch {
+            signals: &self.signals,
+            words,
+            global,
+            timeout: Duration::from_millis(sc.timeouts.cycle_ms),
+        };
         let dir = self.targets[t].dir.clone();
         let mut env = FaultEnv { dir: &dir, rng: &mut plan.rng, ctx: &mut ctx };
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
@@ -227,6 +242,11 @@ impl<'a> Scheduler<'a> {
         self.interrupted |= sup.interrupted;
         let point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
         self.report_regions(&words[..n * crashpoint::SLOT_WORDS], &mut ctx);
+        let schedule: Vec<Vec<u64>> = words[..n * crashpoint::SLOT_WORDS]
+            .chunks(crashpoint::SLOT_WORDS)
+            .map(|slot| crate::fault::schedule::recorded(crashpoint::schedule_words(slot)))
+            .collect();
+        let diverged = self.replay_schedule.as_ref().map(|_| crate::fault::schedule::diverged(global));
 
         // How each child ended: kills, findings, hang.
         let mut kills = Vec::new();
@@ -268,6 +288,7 @@ impl<'a> Scheduler<'a> {
                 interrupted: true,
                 armed: None,
                 point_hits: Vec::new(),
+                diverged,
             });
         }
 
@@ -313,7 +334,8 @@ impl<'a> Scheduler<'a> {
         };
         let expected = sc.expected(kind).contains(&judged.outcome);
         if !expected && self.bundles.is_some() {
-            self.record_bundle(t, cycle, &before, &described, &kills, judged.outcome, &judged.findings, &mut ctx);
+            let rec = BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
+            self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }
         let res = CycleResult {
             cycle,
@@ -328,6 +350,7 @@ impl<'a> Scheduler<'a> {
             interrupted: false,
             armed: plan.armed(),
             point_hits,
+            diverged,
         };
         Ok(finish(res, &mut ctx))
     }
@@ -341,6 +364,9 @@ impl<'a> Scheduler<'a> {
             let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
             let (arm, after) = plan.arming(i);
             crashpoint::arm_at(slot, arm, after);
+            let tickets = self.replay_schedule.as_ref().and_then(|s| s.get(i)).map(Vec::as_slice);
+            crate::fault::schedule::arm(crashpoint::schedule_words(slot), tickets);
+            let global_at = self.max_children * crashpoint::SLOT_WORDS;
             let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
             let shared = &self.slots;
             let wr_ref = &wr;
@@ -377,10 +403,9 @@ impl<'a> Scheduler<'a> {
                         {
                             return ChildExit::SetupFailed.code();
                         }
-                        crashpoint::install(
-                            &shared.child_static()[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS],
-                            regions,
-                        );
+                        let all = shared.child_static();
+                        let slot = &all[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
+                        crashpoint::install(slot, regions, &all[global_at..]);
                         match wr_ref.try_clone() {
                             Ok(fd) => worker::run(spec, pool, std::fs::File::from(fd)),
                             Err(_) => ChildExit::PipeBroken.code(),
@@ -390,7 +415,8 @@ impl<'a> Scheduler<'a> {
                 }
                 Work::Convert { from, to } => {
                     let pid = sys::fork_child(move || {
-                        crashpoint::install(&shared.child_static()[..crashpoint::SLOT_WORDS], regions);
+                        let all = shared.child_static();
+                        crashpoint::install(&all[..crashpoint::SLOT_WORDS], regions, &all[global_at..]);
                         match wr_ref.try_clone() {
                             Ok(fd) => worker::convert(from, to, dir, std::fs::File::from(fd)),
                             Err(_) => ChildExit::PipeBroken.code(),
@@ -430,18 +456,16 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Write the bundle of a failing cycle and say where (or why not).
-    #[allow(clippy::too_many_arguments)]
     fn record_bundle(
         &self,
         t: usize,
         cycle: u64,
-        before: &BTreeSet<u32>,
-        plan: &str,
-        kills: &[KillRecord],
+        rec: BundleRecord<'_>,
         outcome: Outcome,
         findings: &[Finding],
         ctx: &mut Ctx<'_>,
     ) {
+        let BundleRecord { before, plan, kills, schedule } = rec;
         let root = self.bundles.as_ref().expect("bundles enabled");
         let kind = self.targets[t].kind;
         let sc = self.scenario;
@@ -460,6 +484,7 @@ impl<'a> Scheduler<'a> {
             findings: findings.iter().map(events::record).collect(),
             planted: dbtorture_backends::planted::current(),
             replay: String::new(),
+            schedule,
         };
         let sides = crate::bundle::Sides {
             pre: self.side_dir(kind, "pre"),
@@ -490,6 +515,14 @@ impl Drop for Scheduler<'_> {
     fn drop(&mut self) {
         let _ = self.old_mask.thread_set_mask();
     }
+}
+
+/// What a cycle knows that its bundle records.
+struct BundleRecord<'r> {
+    before: &'r BTreeSet<u32>,
+    plan: &'r str,
+    kills: &'r [KillRecord],
+    schedule: Vec<Vec<u64>>,
 }
 
 /// A conversion killed anywhere leaves the whole original or the whole converted database: the one in

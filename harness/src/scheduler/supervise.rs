@@ -82,6 +82,8 @@ pub struct Watch<'a> {
     pub signals: &'a SignalFd,
     /// The children's breadcrumb slots, `crashpoint::SLOT_WORDS` words each, in child order.
     pub words: &'a [AtomicU64],
+    /// The cycle's shared schedule words.
+    pub global: &'a [AtomicU64],
     pub timeout: Duration,
 }
 
@@ -111,7 +113,7 @@ pub fn run(
         for f in faults.iter_mut() {
             f.on_time(now, env);
         }
-        reap(children, watch.words, t0, faults, env);
+        reap(children, watch, t0, faults, env);
         for c in children.iter_mut() {
             c.drain(got);
         }
@@ -161,13 +163,13 @@ pub fn run(
 /// pauses it (the stale-page injector's writer), which then acts and resumes it.
 fn reap(
     children: &mut [Child],
-    words: &[AtomicU64],
+    watch: &Watch<'_>,
     t0: Instant,
     faults: &mut [Box<dyn CycleFault + '_>],
     env: &mut FaultEnv<'_, '_>,
 ) {
     for (i, c) in children.iter_mut().enumerate().filter(|(_, c)| c.running()) {
-        let slot = &words[c.index as usize * crashpoint::SLOT_WORDS..];
+        let slot = &watch.words[c.index as usize * crashpoint::SLOT_WORDS..];
         match waitpid(c.pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(WaitStatus::Stopped(..)) => {
@@ -181,7 +183,11 @@ fn reap(
                 let at_point = crashpoint::read(slot).stopped;
                 c.send(Signal::SIGKILL, if at_point { KillTrigger::Point } else { KillTrigger::Stopped }, t0.elapsed());
             }
-            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => c.status = Some(Some(st)),
+            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                c.status = Some(Some(st));
+                // A replay's schedule goes on without it.
+                crate::fault::schedule::release_dead(crashpoint::schedule_words(slot), watch.global);
+            }
             // Continued, ptrace events: not an end; look again next round.
             Ok(WaitStatus::Continued(_) | WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(_)) => {}
             Err(nix::errno::Errno::ECHILD) => c.status = Some(None),

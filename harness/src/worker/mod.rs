@@ -62,14 +62,17 @@ fn as_child<W: Write>(rep: &mut Reporter<W>, body: impl FnOnce(&mut Reporter<W>)
             *m = Some(format!("{msg}{at}"));
         }
     }));
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rep))) {
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rep))) {
         Ok(code) => code,
         Err(_) => {
             let message = PANIC_MESSAGE.lock().ok().and_then(|mut m| m.take()).unwrap_or_default();
             let _ = rep.send(&WorkerMsg::Panic { message });
             ChildExit::Panicked.code()
         }
-    }
+    };
+    // The stretch after the last crash point is over: a replay's next worker may go on.
+    crate::fault::schedule::finish();
+    code
 }
 
 /// Run a worker to completion; returns its exit code.
@@ -100,7 +103,7 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
 pub fn convert(from: BackendKind, to: BackendKind, dir: &Path, out: impl Write) -> i32 {
     let mut rep = Reporter { out };
     as_child(&mut rep, |rep| {
-        if from == BackendKind::Rpm && to == BackendKind::Rpm {
+        if from.rebuilds_itself() && from == to {
             use std::os::unix::process::CommandExt;
             let err = dbtorture_backends::rpmcli::command("rpm", dir, &["--rebuilddb"]).exec();
             let _ = rep.send(&WorkerMsg::Error { error: format!("exec rpm --rebuilddb: {err}") });
