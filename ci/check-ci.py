@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkci import github, gitlab  # noqa: E402
 from checkci.lint import actionlint  # noqa: E402
