@@ -40,7 +40,7 @@ struct State {
     cfg: Config,
     slot: &'static [AtomicU64],
     locked: std::sync::Mutex<BTreeSet<(usize, usize)>>,
-    ticks: std::sync::atomic::AtomicU64,
+    ticks: AtomicU64,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
