@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkci import github, gitlab  # noqa: E402
 from checkci.lint import actionlint  # noqa: E402
 from checkci.model import CheckError, Pipeline  # noqa: E402
-from checkci.run import Runner, static_checks  # noqa: E402
+from checkci.run import Runner, shell_expand, static_checks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILES = [ROOT / "ci/github/nightly.yml", ROOT / "ci/gitlab/nightly.gitlab-ci.yml"]
@@ -55,6 +56,7 @@ def check(files: list[Path], args: argparse.Namespace, scratch: Path) -> list[st
         print(f"{f}: {len(p.jobs)} jobs after expanding the matrix")
         errors += static_checks(p, ROOT, overrides)
         pipelines.append(p)
+    errors += same_jobs(pipelines)
     if errors or args.static:
         return errors
     for p in pipelines:
@@ -67,6 +69,21 @@ def check(files: list[Path], args: argparse.Namespace, scratch: Path) -> list[st
     return errors
 
 
+def same_jobs(pipelines: list[Pipeline]) -> list[str]:
+    """The GitHub and GitLab files run the same torture jobs: the same command lines once expanded."""
+    def lines(p: Pipeline) -> set[tuple[str, ...]]:
+        first = min(j.stage for j in p.jobs)
+        return {tuple(shlex.split(shell_expand(c, j.env))) for j in p.jobs if j.stage == first for c in j.commands()}
+
+    errors = []
+    for a, b in zip(pipelines, pipelines[1:]):
+        if a.dialect != b.dialect:
+            for x, y in ((a, b), (b, a)):
+                for cmd in sorted(lines(x) - lines(y)):
+                    errors.append(f"{x.path} runs a job {y.path} does not: {shlex.join(cmd)}")
+    return errors
+
+
 def self_test(args: argparse.Namespace, scratch: Path) -> list[str]:
     """Each mutation of a scratch copy must fail the check, for the stated reason."""
     gh, gl = DEFAULT_FILES
@@ -75,10 +92,14 @@ def self_test(args: argparse.Namespace, scratch: Path) -> list[str]:
         (gl, "lock-region-lost-write", "lock-region-lost-wirte", "scenarios/lock-region-lost-wirte.toml does not exist", True),
         (gh, "runs-on:", "run-on:", "actionlint", True),
         (gl, "  script:", "  scirpt:", "unknown keyword(s) ['scirpt']", True),
+        (gl, 'SHARD: ["1", "2", "3", "4"]', 'SHARD: ["1", "2", "3"]', "runs a job", True),
         (gh, "--backend", "--backends", "exited 2", False),
         (gl, "--backend", "--backends", "exited 2", False),
     ]
-    failures = []
+    # The files as they are pass the static checks, so each failure below is the mutation's.
+    failures = [f"self-test: the unmodified files fail: {e}"
+                for e in check(DEFAULT_FILES, argparse.Namespace(**{**vars(args), "static": True, "only": None}),
+                               scratch / "base")]
     for i, (src, old, new, reason, static) in enumerate(cases):
         text = src.read_text()
         if old not in text:
@@ -96,7 +117,7 @@ def self_test(args: argparse.Namespace, scratch: Path) -> list[str]:
             errs = Runner(ROOT, scratch / f"case{i}-run", {"DURATION": args.duration, "DBTORTURE_SEED": args.seed},
                           args.timeout, log=lambda *_: None).run(p, 1)
         else:
-            errs = check([copy], sub, scratch / f"case{i}-run")
+            errs = check([copy if f == src else f for f in DEFAULT_FILES], sub, scratch / f"case{i}-run")
         hit = [e for e in errs if reason in e]
         print(f"self-test {i}: {src.name} with {old!r} → {new!r}: "
               f"{'fails as it should' if hit else 'NOT DETECTED'}" + (f": {hit[0].splitlines()[0]}" if hit else ""))
