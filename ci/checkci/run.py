@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .model import CheckError, Download, Job, JunitGlob, Pipeline, Upload
+from .model import Download, Job, JunitGlob, Pipeline, Upload
 
 LINKED = ("ci", "scenarios", "qemu", "target")
 PATH_TOKEN = re.compile(r"^(?:\./)?(ci|qemu|scenarios)/\S+$")
