@@ -129,6 +129,15 @@ def self_test(args: argparse.Namespace, scratch: Path) -> list[str]:
               f"{'fails as it should' if hit else 'NOT DETECTED'}" + (f": {hit[0].splitlines()[0]}" if hit else ""))
         if not hit:
             failures.append(f"self-test {i}: {copy} ({old!r} → {new!r}) was not refused for {reason!r}: {errs}")
+    # A job that outlives --timeout is stopped and reported, not waited for.
+    p = load(gh)
+    p.jobs = p.jobs[:1]
+    errs = Runner(ROOT, scratch / "timeout", {"DURATION": "60s", "DBTORTURE_SEED": args.seed}, 2,
+                  log=lambda *_: None).run(p, 1)
+    ok = any("timed out" in e for e in errs)
+    print(f"self-test timeout: a 60 s job under a 2 s timeout: {'stopped as it should' if ok else 'NOT STOPPED'}")
+    if not ok:
+        failures.append(f"self-test timeout: {errs}")
     return failures
 
 

@@ -10,6 +10,7 @@ in, so the warm build is reused) and nothing else; the job's outputs (out/, arti
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fnmatch
 import glob
 import json
@@ -17,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from .model import Download, Job, JunitGlob, Pipeline, Upload
 
 LINKED = ("ci", "scenarios", "qemu", "target")
 PATH_TOKEN = re.compile(r"^(?:\./)?(ci|qemu|scenarios)/\S+$")
+TIMED_OUT = -1000
 VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -81,6 +84,21 @@ def copy_tree(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def run_bounded(argv: list[str], cwd: Path, env: dict[str, str], out, timeout: float) -> int:
+    """Run in a process group of its own; at the timeout (or if the checker is interrupted) the whole group is
+    killed, so no torture worker or qemu outlives the check. Returns the exit status, TIMED_OUT on timeout."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return TIMED_OUT
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class Runner:
     def __init__(self, root: Path, scratch: Path, overrides: dict[str, str], timeout: float, log=print):
         self.root, self.scratch, self.overrides, self.timeout, self.log = root, scratch, overrides, timeout, log
@@ -115,13 +133,8 @@ class Runner:
                 start = time.monotonic()
                 log = ws.parent / f"{ws.name}.log"
                 with open(log, "w") as out:
-                    try:
-                        r = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step], cwd=ws,
-                                           env=env, stdout=out, stderr=subprocess.STDOUT, timeout=self.timeout,
-                                           stdin=subprocess.DEVNULL)
-                        status = r.returncode
-                    except subprocess.TimeoutExpired:
-                        status = -1
+                    status = run_bounded(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step], ws, env,
+                                         out, self.timeout)
                 secs = time.monotonic() - start
                 shown = shell_expand(step, {**job.env, **self.overrides}).replace("\n", " ; ")
                 self.ran.append((job.name, shown, status, secs))
@@ -130,7 +143,7 @@ class Runner:
                 # the file is fine); a job that merges must succeed.
                 if status not in ((0,) if downloads else (0, 1)):
                     tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
-                    what = "timed out" if status == -1 else f"exited {status}"
+                    what = "timed out" if status == TIMED_OUT else f"exited {status}"
                     errors.append(f"{job.name}: {what}: {shown}\n--- {log} (last lines) ---\n{tail}")
                     break
         return errors
