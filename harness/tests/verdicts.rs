@@ -38,7 +38,9 @@ fn bad_input_is_exit_2_in_every_subcommand() {
     let smoke = root().join("scenarios/smoke.toml");
     let smoke = smoke.to_str().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let cases: Vec<(&str, Vec<String>, Vec<(&str, &str)>)> = vec![
+    // (what, arguments, environment)
+    type Case<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         ("--cycles 0", vec!["run".into(), smoke.into(), "--cycles".into(), "0".into()], vec![]),
         ("--duration 0s", vec!["run".into(), smoke.into(), "--duration".into(), "0s".into()], vec![]),
         // 10 cycles are one epoch of 50: the last of three shards has none, counted from 0 or from 1.
