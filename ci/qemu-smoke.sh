@@ -2,8 +2,9 @@
 # The qemu ARM guest check: build the guest (qemu/build-guest.sh — apt, the armv5te cross build, Debian's
 # armel kernel, initramfs, SD template; a ~1 s no-op when nothing changed), boot it and run
 # scenarios/qemu-smoke.toml inside it (24 cycles on each backend), then check the out directory the way
-# any run's is checked. `.ci/run` calls it; the nightly job calls it with `--soak 30m` to add the armv5tel
-# soak (scenarios/qemu-soak.toml, memory pressure in the guest's cgroup v2 inside mem=160M).
+# any run's is checked. `.ci/run` calls it; `--soak 30m` adds the armv5tel soak by hand (scenarios/qemu-soak.toml,
+# memory pressure in the guest's cgroup v2 inside mem=160M) — the nightly's qemu-arm job runs that soak through
+# `ci/nightly.sh qemu`.
 # Usage: ci/qemu-smoke.sh [--soak DURATION]
 set -euo pipefail
 cd "$(dirname "$0")/.."

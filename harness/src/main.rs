@@ -45,7 +45,7 @@ enum Cmd {
         /// database, which costs time on large databases).
         #[arg(long)]
         no_bundles: bool,
-        /// Run only shard I of N (0-based): epochs are dealt round-robin, so N shards with the same seed
+        /// Run only shard I of N (1 ≤ I ≤ N, e.g. 1/4 … 4/4): epochs are dealt round-robin, so N shards with the same seed
         /// together run exactly the cycles of one unsharded run; combine them with `dbtorture merge`.
         #[arg(long, value_parser = dbtorture::run::parse_shard)]
         shard: Option<dbtorture_reports::Shard>,

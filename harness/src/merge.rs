@@ -133,7 +133,7 @@ fn check_runs(agg: &Aggregate) -> Result<()> {
         }
     }
     for &(seed, _, count) in &seen {
-        let missing: Vec<u32> = (0..count).filter(|i| !seen.contains(&(seed, *i, count))).collect();
+        let missing: Vec<u32> = (1..=count).filter(|i| !seen.contains(&(seed, *i, count))).collect();
         if !missing.is_empty() {
             eprintln!(
                 "warning: seed {seed}: shards {} of {count} are missing",

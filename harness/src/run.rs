@@ -34,20 +34,23 @@ pub struct RunReport {
     pub failures: Vec<CycleResult>,
 }
 
-/// Parse "I/N" (0 ≤ I < N).
+/// Parse "I/N", 1-based (1 ≤ I ≤ N): `--shard 1/4` … `--shard 4/4`, like nextest's `--partition count:1/4`.
 pub fn parse_shard(s: &str) -> Result<Shard, String> {
-    let (i, n) = s.split_once('/').ok_or_else(|| format!("expected I/N like 0/4, got {s:?}"))?;
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("expected I/N like 1/4, got {s:?}"))?;
     let index: u32 = i.trim().parse().map_err(|_| format!("shard index {i:?} is not a number"))?;
     let count: u32 = n.trim().parse().map_err(|_| format!("shard count {n:?} is not a number"))?;
-    if count == 0 || index >= count {
-        return Err(format!("shard {index}/{count}: need 0 ≤ I < N"));
+    if count == 0 || index == 0 || index > count {
+        return Err(format!(
+            "shard {index}/{count}: shards are numbered 1 to N (--shard 1/{n} … {n}/{n})",
+            n = count.max(1)
+        ));
     }
     Ok(Shard { index, count })
 }
 
-/// Whether `cycle` belongs to `shard`: epochs are dealt round-robin to shards.
+/// Whether `cycle` belongs to `shard`: epochs are dealt round-robin to shards (epoch 0 to shard 1).
 pub fn in_shard(shard: Option<Shard>, epoch_len: u64, cycle: u64) -> bool {
-    shard.is_none_or(|s| (cycle / epoch_len) % u64::from(s.count) == u64::from(s.index))
+    shard.is_none_or(|s| (cycle / epoch_len) % u64::from(s.count) == u64::from(s.index) - 1)
 }
 
 struct Sink {

@@ -98,16 +98,23 @@ fn shards_merged_equal_one_unsharded_run() {
     let o = run_to(&sc, &whole, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let mut dirs = Vec::new();
-    for i in 0..3 {
+    // Shards are 1-based, as in nextest, Jest and Playwright: 1/3, 2/3, 3/3.
+    for i in 1..=3u64 {
         let d = tmp.path().join(format!("shard-{i}"));
         let o = run_to(&sc, &d, &["--shard", &format!("{i}/3")]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let s = check_reports(&d);
-        // 12 cycles in epochs of 3: shard i runs epochs i and i+3, 6 cycles... except shard 2 has only epoch 2.
-        let expect = (0..12u64).filter(|c| (c / 3) % 3 == i).count() as u64;
+        // 12 cycles in epochs of 3 (epochs 0..=3): shard 1 runs epochs 0 and 3, shards 2 and 3 one epoch each.
+        let expect = (0..12u64).filter(|c| (c / 3) % 3 == i - 1).count() as u64;
         assert_eq!(s["cycles"].as_u64(), Some(expect), "shard {i}");
+        assert_eq!(s["runs"][0]["shard"]["index"].as_u64(), Some(i), "summary.json shows the shard as given");
+        assert!(s["replay"].as_str().unwrap().contains(&format!("--shard {i}/3")), "{}", s["replay"]);
         dirs.push(d);
     }
+    // Merging two of the three names the missing one as the user numbers it.
+    let o = bin().arg("merge").args(&dirs[..2]).arg("--out").arg(tmp.path().join("partial")).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("shards 3 of 3 are missing"), "{}", text(&o));
     let merged = tmp.path().join("merged");
     let o = bin().arg("merge").args(&dirs).arg("--out").arg(&merged).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -128,6 +135,25 @@ fn shards_merged_equal_one_unsharded_run() {
     let o = bin().arg("merge").arg(tmp.path().join("nowhere")).arg("--out").arg(tmp.path().join("x")).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("no events.jsonl"), "{}", text(&o));
+}
+
+#[test]
+fn shards_are_numbered_from_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = deterministic_scenario(tmp.path());
+    for bad in ["0/4", "5/4", "1/0", "a/4", "2"] {
+        let o = run_to(&sc, &tmp.path().join("bad"), &["--shard", bad]);
+        assert_eq!(o.status.code(), Some(2), "--shard {bad}: {}", text(&o));
+        assert!(text(&o).contains("--shard"), "--shard {bad}: {}", text(&o));
+    }
+    let o = run_to(&sc, &tmp.path().join("bad"), &["--shard", "0/4"]);
+    assert!(text(&o).contains("numbered 1 to N"), "{}", text(&o));
+    assert!(!tmp.path().join("bad").exists(), "a refused --shard writes nothing");
+    // The last shard is a real one: 4/4 of 12 cycles in epochs of 3 runs epoch 3 (cycles 9, 10, 11).
+    let out = tmp.path().join("last");
+    let o = run_to(&sc, &out, &["--shard", "4/4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(check_reports(&out)["cycles"].as_u64(), Some(3));
 }
 
 #[test]

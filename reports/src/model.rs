@@ -408,10 +408,13 @@ pub struct Environment {
     pub guest: Option<String>,
 }
 
-/// A slice of a run: shard `index` of `count` (0-based), split by epochs.
+/// A slice of a run: shard `index` of `count`, split by epochs. 1-based (1 ≤ index ≤ count), as users write it
+/// (`--shard 1/4` … `4/4`, the convention of nextest, Jest and Playwright), everywhere it is shown or stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Shard {
+    #[schemars(range(min = 1))]
     pub index: u32,
+    #[schemars(range(min = 1))]
     pub count: u32,
 }
 

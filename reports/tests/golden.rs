@@ -83,8 +83,8 @@ fn events() -> Vec<RunEvent> {
             backends: vec!["sqlite".into(), "bdbenv".into()],
             version: "0.1.0 (sha256 000000000000)".into(),
             environment: env,
-            shard: Some(Shard { index: 0, count: 2 }),
-            replay: "dbtorture run scenarios/golden.toml --seed 7 --cycles 2 --shard 0/2".into(),
+            shard: Some(Shard { index: 1, count: 2 }),
+            replay: "dbtorture run scenarios/golden.toml --seed 7 --cycles 2 --shard 1/2".into(),
         },
         start(0, "sqlite"),
         RunEvent::Kill {
