@@ -14,6 +14,7 @@ pub mod guard;
 pub mod merge;
 pub mod oracle;
 pub mod qemu;
+pub mod readonly;
 pub mod replay;
 pub mod run;
 pub mod scenario;
