@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod selftest;
 pub mod shrink;
 pub mod sys;
+pub mod unpack;
 pub mod verify;
 pub mod worker;
 pub mod workload;

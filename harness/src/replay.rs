@@ -131,6 +131,7 @@ pub fn replay_once(
     let mut sched = match pre {
         Some(pre) => {
             let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
+            crate::unpack::check_installed(&info.installed_before, sched.pool.packages.len())?;
             for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
                 let mine = i == info.target;
                 let installed = if mine { info.installed_before.iter().copied().collect() } else { Default::default() };
