@@ -454,10 +454,23 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
         let n = u32_at(&m, mpool::M_NFRAMES) as usize;
         if u32_at(&m, mpool::M_MAGIC) == mpool::MAGIC && n > 0 && mpool::region_size(n) <= m.len() {
             let start = mpool::region_size(n) - n * mpool::PAGE;
+            // A cached page may lie past the end of its file (allocated, not yet written back), but not
+            // further than the cache could have added: that bounds what the overlay allocates.
+            let bound: Vec<usize> = img.files.iter().map(|f| f.len() / mpool::PAGE + n).collect();
             for i in 0..n {
                 let at = mpool::M_FRAMES + i * mpool::FRAME_HDR;
                 let (file, pgno, flags) = (u32_at(&m, at), u32_at(&m, at + 4), u32_at(&m, at + 8));
-                if flags & mpool::VALID != 0 && (file as usize) < img.files.len() && pgno < 1 << 20 {
+                let Some(&bound) = bound.get(file as usize) else { continue };
+                if flags & mpool::VALID != 0 && pgno as usize >= bound {
+                    findings.push(Finding::EnvRegion {
+                        region: super::MPOOL_FILE.into(),
+                        detail: format!(
+                            "frame {i} holds page {pgno} of data file {file}, past its end and the cache's reach                              ({bound} pages)"
+                        ),
+                    });
+                    continue;
+                }
+                if flags & mpool::VALID != 0 {
                     let page = &m[start + i * mpool::PAGE..start + (i + 1) * mpool::PAGE];
                     let _ = super::datafile::Pages::write(&mut img, file, pgno, page);
                 }
@@ -481,4 +494,31 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
     }
     let snap = snapshot_from(scanned, &mut findings);
     Ok((findings, Some(snap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, BackendKind, OpenMode};
+
+    #[test]
+    fn a_cache_frame_naming_a_page_far_past_its_file_is_a_finding_not_a_4gib_allocation() {
+        let d = tempfile::tempdir().unwrap();
+        let db = super::super::BdbEnv::open(d.path(), OpenMode::Create, BackendKind::Bdbenv, Profile::Db46).unwrap();
+        Box::new(db).close().unwrap();
+        let path = d.path().join(super::super::MPOOL_FILE);
+        let mut m = std::fs::read(&path).unwrap();
+        let n = u32_at(&m, mpool::M_NFRAMES) as usize;
+        assert!(n > 0);
+        for i in 0..n {
+            let at = mpool::M_FRAMES + i * mpool::FRAME_HDR;
+            super::super::shqueue::set_u32(&mut m, at, 0);
+            super::super::shqueue::set_u32(&mut m, at + 4, 0xF_FFFF - i as u32);
+            super::super::shqueue::set_u32(&mut m, at + 8, mpool::VALID);
+        }
+        std::fs::write(&path, &m).unwrap();
+        let (findings, _) = offline(d.path(), Profile::Db46).unwrap();
+        let past = findings.iter().filter(|f| f.to_string().contains("past its end")).count();
+        assert_eq!(past, n, "every frame is named: {findings:?}");
+    }
 }
