@@ -35,6 +35,39 @@ pub(crate) fn walk(
     limit: u32,
     out: &mut Vec<Finding>,
 ) -> Vec<usize> {
+    walk_bucket(r, g, q, pool, label, limit, out, &mut BTreeSet::new())
+}
+
+/// [`walk`] for one bucket of a hash table: an element is in at most one bucket, so the walk stops at an
+/// element an earlier bucket of the same table `claimed` (a finding), and claims what it lists. Walking all
+/// buckets is then bounded by buckets + elements, even when every bucket points into one long chain.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn walk_bucket(
+    r: &[u8],
+    g: &Geometry,
+    q: &impl Chain,
+    pool: &str,
+    label: &str,
+    limit: u32,
+    out: &mut Vec<Finding>,
+    claimed: &mut BTreeSet<usize>,
+) -> Vec<usize> {
+    let elems = walk_inner(r, g, q, pool, label, limit, out, claimed);
+    claimed.extend(elems.iter().copied());
+    elems
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_inner(
+    r: &[u8],
+    g: &Geometry,
+    q: &impl Chain,
+    pool: &str,
+    label: &str,
+    limit: u32,
+    out: &mut Vec<Finding>,
+    claimed: &BTreeSet<usize>,
+) -> Vec<usize> {
     let mut seen = BTreeSet::new();
     let mut elems = Vec::new();
     let mut expect_prev = q.head_first();
@@ -48,6 +81,10 @@ pub(crate) fn walk(
     while let Some(e) = cur {
         if g.classify(e).map(|c| c.0) != Some(pool) {
             out.push(lr("invalid offset", format!("{label}: link leads to {e:#x}, which is not a {pool}")));
+            return elems;
+        }
+        if claimed.contains(&e) {
+            out.push(lr("list broken", format!("{label}: links to {pool} @{e:#x}, which another bucket lists")));
             return elems;
         }
         if !seen.insert(e) || elems.len() as u32 > limit {
@@ -130,8 +167,10 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     let free_lk = walk(r, &g, &g.free_lockers(), "locker", "locker free list", g.maxlockers, out);
     let mut in_buckets: Vec<usize> = Vec::new();
     let mut by_id: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut claimed = BTreeSet::new();
     for b in 0..g.locker_t_size {
-        for l in walk(r, &g, &g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, out) {
+        let label = format!("locker bucket {b}");
+        for l in walk_bucket(r, &g, &g.locker_bucket(b), "locker", &label, g.maxlockers, out, &mut claimed) {
             let id = u32_at(r, l + lock::LK_ID);
             if id % g.locker_t_size != b {
                 out.push(lr(
@@ -171,8 +210,10 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     // Objects.
     let free_ob = walk(r, &g, &g.free_objects(), "object", "object free list", g.maxobjects, out);
     let mut objects = Vec::new();
+    let mut claimed = BTreeSet::new();
     for b in 0..g.object_t_size {
-        objects.extend(walk(r, &g, &g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, out));
+        let label = format!("object bucket {b}");
+        objects.extend(walk_bucket(r, &g, &g.object_bucket(b), "object", &label, g.maxobjects, out, &mut claimed));
     }
     membership("object", g.maxobjects, lock::OBJECT_SIZE, g.objects, &[&free_ob, &objects], out);
     // Locks: free list, holders and waiters of every live object.
