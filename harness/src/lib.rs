@@ -10,6 +10,7 @@ pub mod cli_error;
 pub mod environment;
 pub mod exit_codes;
 pub mod fault;
+pub mod fuzz;
 pub mod guard;
 pub mod merge;
 pub mod oracle;

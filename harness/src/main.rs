@@ -129,6 +129,27 @@ enum Cmd {
         #[arg(long)]
         write: bool,
     },
+    /// Seeded mutation fuzzing of what reads user bytes (header, sqlite, bdbenv, libdb, bundle, merge);
+    /// prints inputs, time and failures per target; exit 1 on any panic, crash, hang or allocation over the cap.
+    #[command(hide = true, name = "__fuzz")]
+    Fuzz {
+        /// Targets (default: all).
+        targets: Vec<String>,
+        /// Inputs per target.
+        #[arg(long, default_value_t = 1000)]
+        inputs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Index of the first input (reproduce one with --from I --inputs 1).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Save failing inputs here.
+        #[arg(long)]
+        crashes: Option<PathBuf>,
+        /// An input running longer than this is a hang.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        time_limit: std::time::Duration,
+    },
     /// Prove the harness catches bugs here: run every planted bug (must be detected within the budget) and
     /// the same scenarios without one (must be clean); prints a table. Exit 0 if all behaved.
     Selftest {
@@ -462,6 +483,9 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 Ok(never) => match never {},
                 Err(e) => Err(CliError::harness(format!("holding a cursor in {}", dir.display())).cause(e)),
             }
+        }
+        Cmd::Fuzz { targets, inputs, seed, from, crashes, time_limit } => {
+            dbtorture::fuzz::main(targets, inputs, seed, from, crashes, time_limit)
         }
         Cmd::Selftest { budget } => match dbtorture::selftest::run(budget) {
             Ok(true) => Ok(exit_codes::OK),
