@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod bundle;
 pub mod cli_error;
+pub mod dirlock;
 pub mod environment;
 pub mod exit_codes;
 pub mod fault;

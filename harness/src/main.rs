@@ -290,6 +290,13 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             if let Some(w) = &workdir {
                 guard_system_db(w, allow_system_db)?;
             }
+            let _owned = match dbtorture::dirlock::lock_all(&[workdir.as_deref(), out.as_deref()]) {
+                Ok(locks) => locks,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(exit_codes::USAGE as u8);
+                }
+            };
             let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
             dbtorture::run::check(&sc, &opts)?;
             let report = run(&sc, &opts).map_err(|e| {
