@@ -5,7 +5,7 @@ use dbtorture::cli_error::CliError;
 use dbtorture::run::{RunOptions, run, summary_table};
 use dbtorture::scenario::{Scenario, parse_duration};
 use dbtorture::{exit_codes, say, say_raw};
-use dbtorture_backends::{BackendKind, OpenMode};
+use dbtorture_backends::BackendKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -67,7 +67,11 @@ enum Cmd {
     Verify {
         #[arg(long, default_value = "sqlite")]
         backend: String,
+        /// A database directory, or a root in which to find one where rpm keeps it.
         dir: PathBuf,
+        /// The database directory inside DIR (as rpm's --root DIR --dbpath P).
+        #[arg(long)]
+        dbpath: Option<PathBuf>,
         /// Print findings as JSON lines.
         #[arg(long)]
         json: bool,
@@ -211,22 +215,9 @@ fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn is_system_db(p: &Path) -> bool {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let home_rpmdb = std::env::var_os("HOME").map(|h| Path::new(&h).join(".rpmdb"));
-    abs.starts_with("/var/lib/rpm") || home_rpmdb.is_some_and(|h| abs.starts_with(h))
-}
-
-/// Refuse to write into a system rpm database unless asked to.
+/// Refuse to write into a system rpm database unless asked to (one guard for every command that writes).
 fn guard_system_db(dir: &Path, allow: bool) -> Result<(), CliError> {
-    if is_system_db(dir) && !allow {
-        return Err(CliError::bad_input(format!(
-            "refusing to modify {} (a system rpm database location)",
-            dir.display()
-        ))
-        .hint("pass --allow-system-db if you really mean it"));
-    }
-    Ok(())
+    dbtorture::guard::check_writable(dir, allow).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
 /// A backend named on the command line (clap's value parsers take the usual path; this is for `--from`/`--to`).
@@ -287,16 +278,11 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             backends,
         } => {
             let sc = Scenario::load(&scenario)?;
-            if let Some(w) = &workdir {
-                guard_system_db(w, allow_system_db)?;
+            for d in [&workdir, &out].into_iter().flatten() {
+                guard_system_db(d, allow_system_db)?;
             }
-            let _owned = match dbtorture::dirlock::lock_all(&[workdir.as_deref(), out.as_deref()]) {
-                Ok(locks) => locks,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(exit_codes::USAGE as u8);
-                }
-            };
+            let _owned = dbtorture::dirlock::lock_all(&[workdir.as_deref(), out.as_deref()])
+                .map_err(|e| CliError::bad_input(e.to_string()))?;
             let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
             dbtorture::run::check(&sc, &opts)?;
             let report = run(&sc, &opts).map_err(|e| {
@@ -319,16 +305,16 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             })
         }
         Cmd::Merge { dirs, out } => {
+            guard_system_db(&out, false)?;
             let summary = dbtorture::merge::merge(&dirs, &out)
                 .map_err(|e| CliError::bad_input("cannot merge these runs").cause(e))?;
             say_raw!("{}", summary_table(&summary, colour()));
             say!("merged {} runs into {}", summary.runs.len(), out.display());
             Ok(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK })
         }
-        Cmd::Verify { backend: name, dir, json } => {
+        Cmd::Verify { backend: name, dir, dbpath, json } => {
             let kind = backend(&name)?;
-            let findings = kind
-                .verify(&dir, OpenMode::ReadOnly)
+            let findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
                 .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
             for f in &findings {
                 if json {
@@ -352,7 +338,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 CliError::bad_input(format!("inspect reads BDB-style environments, not {name:?}"))
                     .hint("--backend bdbenv or bdbenv-db43")
             })?;
-            let i = dbtorture_backends::bdbenv::inspect::inspect(&dir, profile)
+            let i = dbtorture::readonly::inspect(&dir, profile)
                 .map_err(|e| CliError::bad_input(format!("{}: cannot inspect", dir.display())).cause(e))?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
@@ -418,6 +404,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
         }
         Cmd::Shrink { bundle, out } => {
+            guard_system_db(&out.clone().unwrap_or_else(|| dbtorture::shrink::default_out(&bundle)), false)?;
             dbtorture::replay::check(&bundle).map_err(|e| {
                 CliError::bad_input(format!("{}: not a bundle that can be shrunk", bundle.display())).cause(e)
             })?;
@@ -485,6 +472,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             Ok(exit_codes::OK)
         }
         Cmd::Hold { backend: name, dir, write } => {
+            guard_system_db(&dir, false)?;
             let kind = backend(&name)?;
             match kind.hold(&dir, write) {
                 Ok(never) => match never {},
@@ -492,7 +480,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
         }
         Cmd::Fuzz { targets, inputs, seed, from, crashes, time_limit } => {
-            dbtorture::fuzz::main(targets, inputs, seed, from, crashes, time_limit)
+            Ok(dbtorture::fuzz::main(targets, inputs, seed, from, crashes, time_limit))
         }
         Cmd::Selftest { budget } => match dbtorture::selftest::run(budget) {
             Ok(true) => Ok(exit_codes::OK),

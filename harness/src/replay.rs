@@ -53,6 +53,8 @@ pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
         );
     }
     anyhow::ensure!(dir.join("pre").is_dir(), "{}: the bundle has no pre/ directory", dir.display());
+    let pool = u64::from(sc.workload.packages) * u64::from(sc.workload.versions);
+    crate::unpack::check_installed(&info.installed_before, usize::try_from(pool).unwrap_or(usize::MAX))?;
     Ok(info)
 }
 

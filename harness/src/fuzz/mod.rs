@@ -75,6 +75,8 @@ fn fuzz_target(t: &targets::Target, opts: &FuzzOptions) -> anyhow::Result<Target
     let mut next = opts.from;
     let mut failures = Vec::new();
     while next < end {
+        // A child killed mid-input leaves its mutated file behind: every child starts from the real files.
+        let _ = std::fs::remove_dir_all(scratch.path().join("dir"));
         let (rd, wr) = nix::unistd::pipe()?;
         let first = next;
         let pid = sys::fork_child(|| {
@@ -207,23 +209,23 @@ pub fn main(
     from: u64,
     crashes: Option<PathBuf>,
     time_limit: Duration,
-) -> std::process::ExitCode {
+) -> i32 {
     use crate::exit_codes;
     let known = |t: &str| targets::ALL.contains(&t) || targets::CANARIES.iter().any(|(n, _)| *n == t);
     if let Some(t) = targets.iter().find(|t| !known(t)) {
         eprintln!("error: unknown fuzz target {t:?}; known: {}", targets::ALL.join(", "));
-        return std::process::ExitCode::from(exit_codes::USAGE as u8);
+        return exit_codes::USAGE;
     }
     let opts = FuzzOptions { targets, inputs, seed, from, time_limit, mem_cap: 512 << 20, crashes };
     match run(&opts) {
         Ok(reports) => {
             print!("{}", table(&reports));
             let failed = reports.iter().any(|r| !r.failures.is_empty());
-            std::process::ExitCode::from(if failed { exit_codes::FINDINGS } else { exit_codes::OK } as u8)
+            if failed { exit_codes::FINDINGS } else { exit_codes::OK }
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(exit_codes::HARNESS as u8)
+            exit_codes::HARNESS
         }
     }
 }
