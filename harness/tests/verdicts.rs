@@ -153,7 +153,7 @@ fn an_unexpected_signal_to_a_worker_is_a_crashed_cycle_with_a_bundle() {
     let victim = loop {
         assert!(start.elapsed() < Duration::from_secs(60), "no worker appeared");
         // Forks of dbtorture only: the run may first ask the host rpm for its %_dbpath (the system-db guard).
-        let forks = children(run.id())
+        let mut forks = children(run.id())
             .into_iter()
             .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "dbtorture"));
         if let Some(w) = forks.next() {
