@@ -217,3 +217,44 @@ fn a_dropped_unlink_is_named_by_the_verifier() {
     assert!(text.iter().any(|t| t.contains("heldby") || t.contains("nlocks")), "{text:#?}");
     let _ = h2;
 }
+
+#[test]
+fn every_locker_bucket_pointing_into_one_long_chain_is_walked_once() {
+    use dbtorture_backends::bdbenv::shqueue as sq;
+    // 200,000 buckets, all pointing at the head of one 1,000-locker chain: walked bucket by bucket that was
+    // 200 million lockers listed (2.8 GB); each locker is in at most one bucket.
+    let sizes = Sizes { lockers: 1000, objects: 8, locks: 8, locker_t_size: 200_000, object_t_size: 3 };
+    let d = tempfile::tempdir().unwrap();
+    let mut reg = Region::create(&d.path().join("__db.003"), lock::region_size(&sizes)).unwrap();
+    lock::init(&mut reg, &sizes).unwrap();
+    {
+        let mut t = LockTable::new(reg.bytes_mut()).unwrap();
+        for _ in 0..1000 {
+            t.locker_alloc(std::process::id()).unwrap();
+        }
+    }
+    let r = reg.bytes_mut();
+    let g = lock::Geometry::read(r).unwrap();
+    let mut all = Vec::new();
+    for b in 0..g.locker_t_size {
+        let q = g.locker_bucket(b);
+        while let Some(e) = q.first(r).unwrap() {
+            q.remove(r, e).unwrap();
+            all.push(e);
+        }
+    }
+    assert_eq!(all.len(), 1000);
+    let b0 = g.locker_bucket(0);
+    for &e in &all {
+        b0.insert_head(r, e).unwrap();
+    }
+    let first = b0.first(r).unwrap().unwrap();
+    for b in 1..g.locker_t_size {
+        let h = g.locker_bucket(b).head;
+        sq::set(r, h + sq::HEAD_FIRST, first as isize - h as isize).unwrap();
+    }
+    let f = env_findings(r);
+    assert!(f.len() < 3 * 200_000, "{} findings", f.len());
+    let i = dbtorture_backends::bdbenv::inspect::lock_region(r);
+    assert_eq!(i.lockers.len(), 1000, "each locker listed once");
+}

@@ -105,11 +105,8 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     if path.is_dir() {
         return Ok(Opened { dir: path.to_path_buf(), _tmp: None });
     }
-    let f = std::fs::File::open(path).with_context(|| format!("{}: no such bundle", path.display()))?;
     let tmp = tempfile::Builder::new().prefix("dbtorture-bundle-").tempdir()?;
-    tar::Archive::new(flate2::read::GzDecoder::new(f))
-        .unpack(tmp.path())
-        .with_context(|| format!("{}: not a bundle archive (.tar.gz)", path.display()))?;
+    crate::unpack::unpack(path, tmp.path(), crate::unpack::LIMITS)?;
     // The archive holds one folder; find the one with bundle.json.
     let dir = std::fs::read_dir(tmp.path())?
         .filter_map(|e| e.ok())

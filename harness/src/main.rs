@@ -5,7 +5,7 @@ use dbtorture::cli_error::CliError;
 use dbtorture::run::{RunOptions, run, summary_table};
 use dbtorture::scenario::{Scenario, parse_duration};
 use dbtorture::{exit_codes, say, say_raw};
-use dbtorture_backends::{BackendKind, OpenMode};
+use dbtorture_backends::BackendKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -67,7 +67,11 @@ enum Cmd {
     Verify {
         #[arg(long, default_value = "sqlite")]
         backend: String,
+        /// A database directory, or a root in which to find one where rpm keeps it.
         dir: PathBuf,
+        /// The database directory inside DIR (as rpm's --root DIR --dbpath P).
+        #[arg(long)]
+        dbpath: Option<PathBuf>,
         /// Print findings as JSON lines.
         #[arg(long)]
         json: bool,
@@ -128,6 +132,27 @@ enum Cmd {
         /// Hold a write cursor (IW) instead of a read cursor (R).
         #[arg(long)]
         write: bool,
+    },
+    /// Seeded mutation fuzzing of what reads user bytes (header, sqlite, bdbenv, libdb, bundle, merge);
+    /// prints inputs, time and failures per target; exit 1 on any panic, crash, hang or allocation over the cap.
+    #[command(hide = true, name = "__fuzz")]
+    Fuzz {
+        /// Targets (default: all).
+        targets: Vec<String>,
+        /// Inputs per target.
+        #[arg(long, default_value_t = 1000)]
+        inputs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Index of the first input (reproduce one with --from I --inputs 1).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Save failing inputs here.
+        #[arg(long)]
+        crashes: Option<PathBuf>,
+        /// An input running longer than this is a hang.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        time_limit: std::time::Duration,
     },
     /// Prove the harness catches bugs here: run every planted bug (must be detected within the budget) and
     /// the same scenarios without one (must be clean); prints a table. Exit 0 if all behaved.
@@ -190,22 +215,9 @@ fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn is_system_db(p: &Path) -> bool {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let home_rpmdb = std::env::var_os("HOME").map(|h| Path::new(&h).join(".rpmdb"));
-    abs.starts_with("/var/lib/rpm") || home_rpmdb.is_some_and(|h| abs.starts_with(h))
-}
-
-/// Refuse to write into a system rpm database unless asked to.
+/// Refuse to write into a system rpm database unless asked to (one guard for every command that writes).
 fn guard_system_db(dir: &Path, allow: bool) -> Result<(), CliError> {
-    if is_system_db(dir) && !allow {
-        return Err(CliError::bad_input(format!(
-            "refusing to modify {} (a system rpm database location)",
-            dir.display()
-        ))
-        .hint("pass --allow-system-db if you really mean it"));
-    }
-    Ok(())
+    dbtorture::guard::check_writable(dir, allow).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
 /// A backend named on the command line (clap's value parsers take the usual path; this is for `--from`/`--to`).
@@ -266,9 +278,11 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             backends,
         } => {
             let sc = Scenario::load(&scenario)?;
-            if let Some(w) = &workdir {
-                guard_system_db(w, allow_system_db)?;
+            for d in [&workdir, &out].into_iter().flatten() {
+                guard_system_db(d, allow_system_db)?;
             }
+            let _owned = dbtorture::dirlock::lock_all(&[workdir.as_deref(), out.as_deref()])
+                .map_err(|e| CliError::bad_input(e.to_string()))?;
             let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
             dbtorture::run::check(&sc, &opts)?;
             let report = run(&sc, &opts).map_err(|e| {
@@ -291,16 +305,16 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             })
         }
         Cmd::Merge { dirs, out } => {
+            guard_system_db(&out, false)?;
             let summary = dbtorture::merge::merge(&dirs, &out)
                 .map_err(|e| CliError::bad_input("cannot merge these runs").cause(e))?;
             say_raw!("{}", summary_table(&summary, colour()));
             say!("merged {} runs into {}", summary.runs.len(), out.display());
             Ok(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK })
         }
-        Cmd::Verify { backend: name, dir, json } => {
+        Cmd::Verify { backend: name, dir, dbpath, json } => {
             let kind = backend(&name)?;
-            let findings = kind
-                .verify(&dir, OpenMode::ReadOnly)
+            let findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
                 .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
             for f in &findings {
                 if json {
@@ -324,7 +338,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 CliError::bad_input(format!("inspect reads BDB-style environments, not {name:?}"))
                     .hint("--backend bdbenv or bdbenv-db43")
             })?;
-            let i = dbtorture_backends::bdbenv::inspect::inspect(&dir, profile)
+            let i = dbtorture::readonly::inspect(&dir, profile)
                 .map_err(|e| CliError::bad_input(format!("{}: cannot inspect", dir.display())).cause(e))?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
@@ -395,6 +409,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
         }
         Cmd::Shrink { bundle, out } => {
+            guard_system_db(&out.clone().unwrap_or_else(|| dbtorture::shrink::default_out(&bundle)), false)?;
             dbtorture::replay::check(&bundle).map_err(|e| {
                 CliError::bad_input(format!("{}: not a bundle that can be shrunk", bundle.display())).cause(e)
             })?;
@@ -457,11 +472,15 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             Ok(exit_codes::OK)
         }
         Cmd::Hold { backend: name, dir, write } => {
+            guard_system_db(&dir, false)?;
             let kind = backend(&name)?;
             match kind.hold(&dir, write) {
                 Ok(never) => match never {},
                 Err(e) => Err(CliError::harness(format!("holding a cursor in {}", dir.display())).cause(e)),
             }
+        }
+        Cmd::Fuzz { targets, inputs, seed, from, crashes, time_limit } => {
+            Ok(dbtorture::fuzz::main(targets, inputs, seed, from, crashes, time_limit))
         }
         Cmd::Selftest { budget } => match dbtorture::selftest::run(budget) {
             Ok(true) => Ok(exit_codes::OK),

@@ -55,6 +55,8 @@ pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
         );
     }
     anyhow::ensure!(dir.join("pre").is_dir(), "{}: the bundle has no pre/ directory", dir.display());
+    let pool = u64::from(sc.workload.packages) * u64::from(sc.workload.versions);
+    crate::unpack::check_installed(&info.installed_before, usize::try_from(pool).unwrap_or(usize::MAX))?;
     Ok(info)
 }
 
@@ -146,6 +148,7 @@ fn replay_cycle(
     let mut sched = match pre {
         Some(pre) => {
             let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;
+            crate::unpack::check_installed(&info.installed_before, sched.pool.packages.len())?;
             for (i, kind) in sc.backend_kinds().into_iter().enumerate() {
                 let mine = i == info.target;
                 let installed = if mine { info.installed_before.iter().copied().collect() } else { Default::default() };

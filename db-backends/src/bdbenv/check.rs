@@ -35,6 +35,39 @@ pub(crate) fn walk(
     limit: u32,
     out: &mut Vec<Finding>,
 ) -> Vec<usize> {
+    walk_bucket(r, g, q, pool, label, limit, out, &mut BTreeSet::new())
+}
+
+/// [`walk`] for one bucket of a hash table: an element is in at most one bucket, so the walk stops at an
+/// element an earlier bucket of the same table `claimed` (a finding), and claims what it lists. Walking all
+/// buckets is then bounded by buckets + elements, even when every bucket points into one long chain.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn walk_bucket(
+    r: &[u8],
+    g: &Geometry,
+    q: &impl Chain,
+    pool: &str,
+    label: &str,
+    limit: u32,
+    out: &mut Vec<Finding>,
+    claimed: &mut BTreeSet<usize>,
+) -> Vec<usize> {
+    let elems = walk_inner(r, g, q, pool, label, limit, out, claimed);
+    claimed.extend(elems.iter().copied());
+    elems
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_inner(
+    r: &[u8],
+    g: &Geometry,
+    q: &impl Chain,
+    pool: &str,
+    label: &str,
+    limit: u32,
+    out: &mut Vec<Finding>,
+    claimed: &BTreeSet<usize>,
+) -> Vec<usize> {
     let mut seen = BTreeSet::new();
     let mut elems = Vec::new();
     let mut expect_prev = q.head_first();
@@ -48,6 +81,10 @@ pub(crate) fn walk(
     while let Some(e) = cur {
         if g.classify(e).map(|c| c.0) != Some(pool) {
             out.push(lr("invalid offset", format!("{label}: link leads to {e:#x}, which is not a {pool}")));
+            return elems;
+        }
+        if claimed.contains(&e) {
+            out.push(lr("list broken", format!("{label}: links to {pool} @{e:#x}, which another bucket lists")));
             return elems;
         }
         if !seen.insert(e) || elems.len() as u32 > limit {
@@ -130,8 +167,10 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     let free_lk = walk(r, &g, &g.free_lockers(), "locker", "locker free list", g.maxlockers, out);
     let mut in_buckets: Vec<usize> = Vec::new();
     let mut by_id: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut claimed = BTreeSet::new();
     for b in 0..g.locker_t_size {
-        for l in walk(r, &g, &g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, out) {
+        let label = format!("locker bucket {b}");
+        for l in walk_bucket(r, &g, &g.locker_bucket(b), "locker", &label, g.maxlockers, out, &mut claimed) {
             let id = u32_at(r, l + lock::LK_ID);
             if id % g.locker_t_size != b {
                 out.push(lr(
@@ -171,8 +210,10 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     // Objects.
     let free_ob = walk(r, &g, &g.free_objects(), "object", "object free list", g.maxobjects, out);
     let mut objects = Vec::new();
+    let mut claimed = BTreeSet::new();
     for b in 0..g.object_t_size {
-        objects.extend(walk(r, &g, &g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, out));
+        let label = format!("object bucket {b}");
+        objects.extend(walk_bucket(r, &g, &g.object_bucket(b), "object", &label, g.maxobjects, out, &mut claimed));
     }
     membership("object", g.maxobjects, lock::OBJECT_SIZE, g.objects, &[&free_ob, &objects], out);
     // Locks: free list, holders and waiters of every live object.
@@ -454,10 +495,23 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
         let n = u32_at(&m, mpool::M_NFRAMES) as usize;
         if u32_at(&m, mpool::M_MAGIC) == mpool::MAGIC && n > 0 && mpool::region_size(n) <= m.len() {
             let start = mpool::region_size(n) - n * mpool::PAGE;
+            // A cached page may lie past the end of its file (allocated, not yet written back), but not
+            // further than the cache could have added: that bounds what the overlay allocates.
+            let bound: Vec<usize> = img.files.iter().map(|f| f.len() / mpool::PAGE + n).collect();
             for i in 0..n {
                 let at = mpool::M_FRAMES + i * mpool::FRAME_HDR;
                 let (file, pgno, flags) = (u32_at(&m, at), u32_at(&m, at + 4), u32_at(&m, at + 8));
-                if flags & mpool::VALID != 0 && (file as usize) < img.files.len() && pgno < 1 << 20 {
+                let Some(&bound) = bound.get(file as usize) else { continue };
+                if flags & mpool::VALID != 0 && pgno as usize >= bound {
+                    findings.push(Finding::EnvRegion {
+                        region: super::MPOOL_FILE.into(),
+                        detail: format!(
+                            "frame {i} holds page {pgno} of data file {file}, past its end and the cache's reach                              ({bound} pages)"
+                        ),
+                    });
+                    continue;
+                }
+                if flags & mpool::VALID != 0 {
                     let page = &m[start + i * mpool::PAGE..start + (i + 1) * mpool::PAGE];
                     let _ = super::datafile::Pages::write(&mut img, file, pgno, page);
                 }
@@ -481,4 +535,31 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
     }
     let snap = snapshot_from(scanned, &mut findings);
     Ok((findings, Some(snap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, BackendKind, OpenMode};
+
+    #[test]
+    fn a_cache_frame_naming_a_page_far_past_its_file_is_a_finding_not_a_4gib_allocation() {
+        let d = tempfile::tempdir().unwrap();
+        let db = super::super::BdbEnv::open(d.path(), OpenMode::Create, BackendKind::Bdbenv, Profile::Db46).unwrap();
+        Box::new(db).close().unwrap();
+        let path = d.path().join(super::super::MPOOL_FILE);
+        let mut m = std::fs::read(&path).unwrap();
+        let n = u32_at(&m, mpool::M_NFRAMES) as usize;
+        assert!(n > 0);
+        for i in 0..n {
+            let at = mpool::M_FRAMES + i * mpool::FRAME_HDR;
+            super::super::shqueue::set_u32(&mut m, at, 0);
+            super::super::shqueue::set_u32(&mut m, at + 4, 0xF_FFFF - i as u32);
+            super::super::shqueue::set_u32(&mut m, at + 8, mpool::VALID);
+        }
+        std::fs::write(&path, &m).unwrap();
+        let (findings, _) = offline(d.path(), Profile::Db46).unwrap();
+        let past = findings.iter().filter(|f| f.to_string().contains("past its end")).count();
+        assert_eq!(past, n, "every frame is named: {findings:?}");
+    }
 }

@@ -61,6 +61,11 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 pub trait Pages {
     fn read(&mut self, file: u32, pgno: u32) -> Result<Vec<u8>, DataError>;
     fn write(&mut self, file: u32, pgno: u32, page: &[u8]) -> Result<(), DataError>;
+    /// How many pages `file` can hold, when the source knows (a file read whole): no chain can be longer,
+    /// whatever the meta page claims. `None`: trust the meta page.
+    fn page_count(&self, _file: u32) -> Option<u32> {
+        None
+    }
 }
 
 fn u16_at(p: &[u8], at: usize) -> usize {
@@ -157,6 +162,16 @@ impl<'a, P: Pages> DataFile<'a, P> {
         Ok(m)
     }
 
+    /// The last page a walk may visit: the meta page's last page, bounded by what the file can hold (a meta
+    /// page claiming 0xffffffff pages must not make a self-linked page a walk of four billion steps).
+    fn last(&self, m: &[u8]) -> u32 {
+        let claimed = u32_of(m, M_LAST);
+        match self.pages.page_count(self.file) {
+            Some(n) => claimed.min(n.saturating_sub(1)),
+            None => claimed,
+        }
+    }
+
     fn bucket_of(&self, m: &[u8], key: &[u8]) -> usize {
         M_BUCKETS + (hash(key) % u32_of(m, M_NBUCKETS)) as usize * 4
     }
@@ -208,7 +223,7 @@ impl<'a, P: Pages> DataFile<'a, P> {
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
         let m = self.meta()?;
         let first = u32_of(&m, self.bucket_of(&m, key));
-        let last = u32_of(&m, M_LAST);
+        let last = self.last(&m);
         self.walk(first, last, |s, _pg, p, its| {
             for it in its {
                 if &p[it.key.clone()] == key {
@@ -250,7 +265,7 @@ impl<'a, P: Pages> DataFile<'a, P> {
     pub fn del(&mut self, key: &[u8]) -> Result<bool, DataError> {
         let mut m = self.meta()?;
         let first = u32_of(&m, self.bucket_of(&m, key));
-        let last = u32_of(&m, M_LAST);
+        let last = self.last(&m);
         let hit = self.walk(first, last, |_, pg, p, its| {
             Ok(its.iter().find(|it| &p[it.key.clone()] == key).map(|it| (pg, p.to_vec(), it.at, it.size, it.overflow)))
         })?;
@@ -309,7 +324,7 @@ impl<'a, P: Pages> DataFile<'a, P> {
         }
         // A bucket page with room, or a new one at the head of the chain.
         let first = u32_of(&m, bucket);
-        let last = u32_of(&m, M_LAST);
+        let last = self.last(&m);
         let room = self.walk(first, last, |_, pg, p, _| {
             Ok((P_DATA + u16_at(p, P_USED) + size <= PAGE).then(|| (pg, p.to_vec())))
         })?;
@@ -359,7 +374,7 @@ impl<'a, P: Pages> DataFile<'a, P> {
     /// Only an unreadable meta page is an error.
     pub fn salvage(&mut self) -> Result<(Vec<KeyValue>, Vec<DataError>), DataError> {
         let m = self.meta()?;
-        let last = u32_of(&m, M_LAST);
+        let last = self.last(&m);
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for b in 0..u32_of(&m, M_NBUCKETS) as usize {
@@ -406,6 +421,10 @@ impl Pages for PageImage {
         f[start..start + PAGE].copy_from_slice(page);
         Ok(())
     }
+
+    fn page_count(&self, file: u32) -> Option<u32> {
+        self.files.get(file as usize).map(|f| u32::try_from(f.len() / PAGE).unwrap_or(u32::MAX))
+    }
 }
 
 /// Pack an index value: (header number, tag index) pairs, host order, sorted (rpm's dbiIndexSet).
@@ -433,6 +452,45 @@ pub fn unpack_set(v: &[u8]) -> Option<Vec<(u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages read whole from memory, counting the reads.
+    struct Counting(PageImage, usize);
+
+    impl Pages for Counting {
+        fn read(&mut self, file: u32, pgno: u32) -> Result<Vec<u8>, DataError> {
+            self.1 += 1;
+            self.0.read(file, pgno)
+        }
+        fn write(&mut self, file: u32, pgno: u32, page: &[u8]) -> Result<(), DataError> {
+            self.0.write(file, pgno, page)
+        }
+        fn page_count(&self, file: u32) -> Option<u32> {
+            self.0.page_count(file)
+        }
+    }
+
+    #[test]
+    fn a_self_linked_bucket_page_under_a_meta_claiming_4g_pages_is_a_bounded_walk() {
+        let mut img = PageImage { files: vec![meta_page()] };
+        let mut f = DataFile::new(&mut img, 0);
+        for i in 0..40u32 {
+            f.put(&i.to_ne_bytes(), b"value").unwrap();
+        }
+        let file = &mut img.files[0];
+        set_u32(file, M_LAST, 0xffff_ffff);
+        // Every bucket page links to itself.
+        let pages = file.len() / PAGE;
+        for pg in 1..pages {
+            if file[pg * PAGE + P_TYPE] == T_BUCKET {
+                set_u32(&mut file[pg * PAGE..], P_NEXT, pg as u32);
+            }
+        }
+        let mut c = Counting(img, 0);
+        let (_, errors) = DataFile::new(&mut c, 0).salvage().unwrap();
+        assert!(!errors.is_empty() && errors.iter().all(|e| e.to_string().contains("loops")), "{errors:?}");
+        // At most one visit per page the file holds, per bucket.
+        assert!(c.1 <= 1 + NBUCKETS as usize * (pages + 1), "{} reads for a {pages}-page file", c.1);
+    }
 
     #[test]
     fn put_get_del_scan_with_overflow_values() {

@@ -5,7 +5,7 @@
 //! Works on a damaged region: it reads copies of the files, walks with the verifier's bounded walks, and
 //! never takes a mutex.
 
-use super::check::{self, walk};
+use super::check::{self, walk, walk_bucket};
 use super::lock::{self, Geometry, status, u32_at};
 use super::{env, is_alive, mpool};
 use crate::rpmdb::Finding;
@@ -150,9 +150,11 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
     info.free_objects = walk(r, &g, &g.free_objects(), "object", "object free list", g.maxobjects, &mut p).len();
     info.free_locks = walk(r, &g, &g.free_locks(), "lock", "lock free list", g.maxlocks, &mut p).len();
     info.problems.extend(strings(p));
+    let mut claimed = std::collections::BTreeSet::new();
     for b in 0..g.locker_t_size {
         let mut p = Vec::new();
-        let ls = walk(r, &g, &g.locker_bucket(b), "locker", &format!("locker bucket {b}"), g.maxlockers, &mut p);
+        let label = format!("locker bucket {b}");
+        let ls = walk_bucket(r, &g, &g.locker_bucket(b), "locker", &label, g.maxlockers, &mut p, &mut claimed);
         info.problems.extend(strings(p));
         for l in ls {
             let mut p = Vec::new();
@@ -171,9 +173,11 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
         }
     }
     info.lockers.sort_by_key(|l| l.id);
+    let mut claimed = std::collections::BTreeSet::new();
     for b in 0..g.object_t_size {
         let mut p = Vec::new();
-        let os = walk(r, &g, &g.object_bucket(b), "object", &format!("object bucket {b}"), g.maxobjects, &mut p);
+        let label = format!("object bucket {b}");
+        let os = walk_bucket(r, &g, &g.object_bucket(b), "object", &label, g.maxobjects, &mut p, &mut claimed);
         info.problems.extend(strings(p));
         for o in os {
             let mut p = Vec::new();

@@ -19,7 +19,7 @@ use crate::backend::BackendError;
 use crate::bdbenv::datafile::KeyValue;
 use crate::rpmdb::{Finding, Snapshot};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,24 +28,23 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hard limit (SIGKILL) for each external tool run.
 pub const TOOL_TIMEOUT_S: u32 = 3;
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+/// A scratch directory made with mkdtemp semantics (a fresh name no one else can have prepared), removed on
+/// drop.
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new() -> std::io::Result<Scratch> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("dbtorture-libdb-check.{}.{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(p.join("data"))?;
-        std::fs::create_dir_all(p.join("env"))?;
-        Ok(Scratch(p))
+        let t = tempfile::Builder::new()
+            .prefix("dbtorture-libdb-check.")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
+        std::fs::create_dir(t.path().join("data"))?;
+        std::fs::create_dir(t.path().join("env"))?;
+        Ok(Scratch(t))
     }
-}
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -63,7 +62,7 @@ pub fn check(dir: &Path) -> Result<(Vec<Finding>, Option<Snapshot>), BackendErro
         move |source| BackendError::Io { path, source }
     };
     let scratch = Scratch::new().map_err(io(&std::env::temp_dir()))?;
-    let (data, envd) = (scratch.0.join("data"), scratch.0.join("env"));
+    let (data, envd) = (scratch.path().join("data"), scratch.path().join("env"));
     let mut findings = Vec::new();
     for name in data_files() {
         let src = dir.join(name);
@@ -467,5 +466,26 @@ mod tests {
         let (recs, whole) = decode(&buf[..buf.len() - 2]);
         assert!(!whole, "a child killed mid-record leaves a cut stream");
         assert_eq!(recs.len(), 3);
+    }
+
+    #[test]
+    fn scratch_dirs_are_fresh_private_and_leave_others_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        // What the predictable name of before would have been: someone else's directory there survives.
+        let planted: Vec<_> = (0..4)
+            .map(|n| std::env::temp_dir().join(format!("dbtorture-libdb-check.{}.{n}", std::process::id())))
+            .collect();
+        for p in &planted {
+            std::fs::create_dir_all(p).unwrap();
+            std::fs::write(p.join("keep"), b"x").unwrap();
+        }
+        let (a, b) = (Scratch::new().unwrap(), Scratch::new().unwrap());
+        assert_ne!(a.path(), b.path());
+        assert_eq!(std::fs::metadata(a.path()).unwrap().permissions().mode() & 0o777, 0o700);
+        drop((a, b));
+        for p in &planted {
+            assert!(p.join("keep").exists(), "{} was left alone", p.display());
+            std::fs::remove_dir_all(p).unwrap();
+        }
     }
 }

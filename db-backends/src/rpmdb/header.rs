@@ -16,6 +16,8 @@ pub const HEADER_MAGIC: [u8; 8] = [0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
 pub const MAX_ENTRIES: u32 = 0x0000_ffff;
 pub const MAX_DATA: u32 = 0x0fff_ffff;
 const ENTRY_LEN: usize = 16;
+/// RPMTAG_HEADERIMAGE: the region tag of old (v3) headers; type-checked like HEADERIMMUTABLE.
+const HEADERIMAGE: u32 = 61;
 
 /// Header data types (rpmTagType).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +67,63 @@ impl TagType {
 /// Why a blob is unreadable. Each variant names what rpm would reject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
-    TooShort { len: usize },
-    BadCounts { il: u32, dl: u32 },
-    LengthMismatch { expected: u64, actual: usize },
-    BadType { entry: u32, tag: u32, ty: u32 },
-    BadOffset { entry: u32, tag: u32, offset: i32 },
-    BadAlignment { entry: u32, tag: u32, offset: i32 },
-    DataOverflow { entry: u32, tag: u32 },
-    Overlap { entry: u32, tag: u32 },
-    BadCount { entry: u32, tag: u32, count: u32 },
-    UnterminatedString { entry: u32, tag: u32 },
-    BadRegion { reason: &'static str },
+    TooShort {
+        len: usize,
+    },
+    BadCounts {
+        il: u32,
+        dl: u32,
+    },
+    LengthMismatch {
+        expected: u64,
+        actual: usize,
+    },
+    BadType {
+        entry: u32,
+        tag: u32,
+        ty: u32,
+    },
+    BadOffset {
+        entry: u32,
+        tag: u32,
+        offset: i32,
+    },
+    BadAlignment {
+        entry: u32,
+        tag: u32,
+        offset: i32,
+    },
+    DataOverflow {
+        entry: u32,
+        tag: u32,
+    },
+    Overlap {
+        entry: u32,
+        tag: u32,
+    },
+    BadCount {
+        entry: u32,
+        tag: u32,
+        count: u32,
+    },
+    UnterminatedString {
+        entry: u32,
+        tag: u32,
+    },
+    BadRegion {
+        reason: &'static str,
+    },
+    /// A tag number below HEADER_I18NTABLE outside the region tag (rpm's hdrchkTag).
+    BadTag {
+        entry: u32,
+        tag: u32,
+    },
+    /// A tag rpm knows, stored with another type (rpm's hdrchkTagType, for headers with an immutable region).
+    TagTypeMismatch {
+        entry: u32,
+        tag: u32,
+        ty: u32,
+    },
 }
 
 impl fmt::Display for HeaderError {
@@ -89,6 +137,12 @@ impl fmt::Display for HeaderError {
             }
             HeaderError::LengthMismatch { expected, actual } => {
                 write!(f, "blob length {actual} does not match header size {expected}")
+            }
+            HeaderError::BadTag { entry, tag } => {
+                write!(f, "entry {entry} has tag {tag}, below the first tag a header may hold")
+            }
+            HeaderError::TagTypeMismatch { entry, tag, ty } => {
+                write!(f, "entry {entry} (tag {tag}) is stored with type {ty}, not the type rpm declares for it")
             }
             HeaderError::BadType { entry, tag, ty } => {
                 write!(f, "entry {entry} (tag {tag}) has invalid type {ty}")
@@ -241,12 +295,24 @@ impl<'a> Header<'a> {
             self.region_dl = (first.offset + 16) as u32;
             start = 1;
         }
+        // rpm type-checks known tags only in package headers (not signature headers).
+        let typechk = start == 1 && (first.tag == super::tags::HEADERIMMUTABLE || first.tag == HEADERIMAGE);
         let mut end = 0usize;
         for (i, e) in self.entries.iter().enumerate().skip(start) {
             if e.offset < end {
                 return Err(HeaderError::Overlap { entry: i as u32, tag: e.tag });
             }
+            if e.tag < super::tags::HEADERI18NTABLE {
+                return Err(HeaderError::BadTag { entry: i as u32, tag: e.tag });
+            }
+            if typechk && super::tagtypes::mismatched(e.tag, e.ty) {
+                return Err(HeaderError::TagTypeMismatch { entry: i as u32, tag: e.tag, ty: e.ty as u32 });
+            }
             end = e.offset + e.len;
+            // No entry's data may overlap the region trailer (the loop skips the trailer's own entry).
+            if start == 1 && end > self.region_dl as usize - 16 && e.offset < self.region_dl as usize {
+                return Err(HeaderError::BadRegion { reason: "entry data overlaps the region trailer" });
+            }
             if i < self.region_il as usize && end > self.region_dl as usize {
                 return Err(HeaderError::BadRegion { reason: "region entry data runs past the trailer" });
             }

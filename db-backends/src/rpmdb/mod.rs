@@ -6,6 +6,7 @@ pub mod finding;
 pub mod header;
 pub mod index;
 pub mod tags;
+pub mod tagtypes;
 
 pub use check::{Snapshot, cross_check};
 pub use finding::{Finding, FindingClass};
