@@ -84,8 +84,10 @@ pub struct Scheduler<'a> {
     signals: SignalFd,
     old_mask: SigSet,
     pub interrupted: bool,
-    /// Write a bundle for every cycle whose outcome the scenario does not allow, here.
+    /// Write bundles here, for the cycles `bundle_policy` keeps.
     pub bundles: Option<PathBuf>,
+    /// Which cycles keep a bundle (the scenario's `bundles` key; shrink asks for `Findings`).
+    pub bundle_policy: crate::scenario::BundlePolicy,
     workdir: PathBuf,
     /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
     /// the first point after it — instead of at their times.
@@ -150,6 +152,7 @@ impl<'a> Scheduler<'a> {
             old_mask,
             interrupted: false,
             bundles: None,
+            bundle_policy: scenario.bundles,
             workdir: workdir.to_path_buf(),
             replay_kills: None,
             rpm_files: Vec::new(),
@@ -312,7 +315,7 @@ impl<'a> Scheduler<'a> {
             }
         };
         let expected = sc.expected(kind).contains(&judged.outcome);
-        if !expected && self.bundles.is_some() {
+        if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
             self.record_bundle(t, cycle, &before, &described, &kills, judged.outcome, &judged.findings, &mut ctx);
         }
         let res = CycleResult {
@@ -448,7 +451,7 @@ impl<'a> Scheduler<'a> {
         let info = crate::bundle::BundleInfo {
             schema: crate::bundle::BUNDLE_SCHEMA,
             scenario_path: sc.source.display().to_string(),
-            scenario_text: std::fs::read_to_string(&sc.source).unwrap_or_default(),
+            scenario_text: sc.text.clone(),
             seed: self.seed,
             cycle,
             backend: kind.name().into(),
