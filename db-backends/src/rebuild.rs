@@ -24,8 +24,10 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 /// Rebuild the database in `dir` (backend `from`) into backend `to`, then swap it into `dir`.
 pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<RebuildReport, BackendError> {
     let pid = std::process::id();
-    let new_dir = sibling(dir, &format!("rebuilddb.{pid}"));
-    let old_dir = sibling(dir, &format!("old.{pid}"));
+    // `DIR.rebuilddb.PID` and `DIR.old.PID` beside `DIR` (rpm's own names are `rebuilddb.PID` inside the
+    // parent of the dbpath; a separate dot keeps the names readable).
+    let new_dir = sibling(dir, &format!(".rebuilddb.{pid}"));
+    let old_dir = sibling(dir, &format!(".old.{pid}"));
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BackendError::Io { path, source }
@@ -34,7 +36,9 @@ pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<Rebui
         std::fs::remove_dir_all(&new_dir).map_err(io(&new_dir))?;
     }
     let mut report = RebuildReport { copied: 0, skipped: Vec::new() };
-    {
+    // A failed copy removes its half-built database (a killed one leaves it; the next rebuild or the
+    // harness clears it).
+    let copied = (|| -> Result<(), BackendError> {
         let mut src = from.open(dir, OpenMode::ReadWrite)?;
         let mut dst = to.open(&new_dir, OpenMode::Create)?;
         let hnums = src.hnums()?;
@@ -63,6 +67,11 @@ pub fn rebuilddb(from: BackendKind, to: BackendKind, dir: &Path) -> Result<Rebui
         dst.commit()?;
         dst.close()?;
         src.close()?;
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_dir_all(&new_dir);
+        return Err(e);
     }
     // Swap: the original stays in place until the new one is complete.
     crate::crash::point("rebuild.swap.before");

@@ -13,7 +13,9 @@ use dbtorture_reports::{FindingRecord, KillRecord, Outcome};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const BUNDLE_SCHEMA: u32 = 1;
+/// The version of `bundle.json` (2, like every other file dbtorture writes). Version 1 bundles have the same
+/// fields and still replay.
+pub const BUNDLE_SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BundleInfo {
@@ -93,6 +95,29 @@ pub fn pack(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     Ok(archive)
 }
 
+/// Copy the bundle archive `from` to the archive `to` (which must end in `.tar.gz`), its top-level folder
+/// renamed after `to` and its replay command naming `to`. Atomic: `to` appears complete or not at all.
+pub fn repack(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let name = to.file_name().context("the bundle path has no file name")?.to_string_lossy().into_owned();
+    let stem = name.strip_suffix(".tar.gz").context("a bundle archive ends in .tar.gz")?;
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let opened = open(from)?;
+    let staging = tempfile::Builder::new().prefix(".dbtorture-bundle-").tempdir_in(parent)?;
+    let dir = staging.path().join(stem);
+    copy_dir(&opened.dir, &dir)?;
+    let json = dir.join("bundle.json");
+    let mut info: BundleInfo = serde_json::from_str(&std::fs::read_to_string(&json)?).context("bundle.json")?;
+    info.replay = format!("dbtorture replay {}", to.display());
+    dbtorture_reports::write_json_atomic(&json, &info)?;
+    let archive = pack(&dir)?;
+    std::fs::rename(&archive, to).with_context(|| format!("writing {}", to.display()))?;
+    Ok(to.to_path_buf())
+}
+
 /// A bundle ready to read: a directory, or an archive unpacked into a temporary directory.
 pub struct Opened {
     pub dir: std::path::PathBuf,
@@ -149,7 +174,8 @@ pub fn write(
     {
         std::fs::write(dir.join("inspect.json"), serde_json::to_vec_pretty(&i)?)?;
     }
-    info.replay = format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy());
+    // The bundles directory as the run was given it: the command works from where the run was started.
+    info.replay = format!("dbtorture replay {}.tar.gz", dir.display());
     dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
     std::fs::write(dir.join("README.txt"), README)?;
     Ok(pack(&dir)?)

@@ -4,6 +4,7 @@
 //! exact crash points, then verifies the database (storage, the rpmdb cross-check, the oracle of what was
 //! acknowledged, operability) and classifies each cycle's outcome.
 
+pub mod arg_values;
 pub mod bench;
 pub mod bundle;
 pub mod cli_error;
@@ -19,9 +20,11 @@ pub mod qemu;
 pub mod readonly;
 pub mod replay;
 pub mod run;
+pub mod run_text;
 pub mod scenario;
 pub mod scheduler;
 pub mod selftest;
+pub mod shipped;
 pub mod shrink;
 pub mod sys;
 pub mod unpack;

@@ -20,7 +20,9 @@ struct Cli {
 enum Cmd {
     /// Run a scenario: fork workers, kill them, verify, classify; exit 1 if any outcome was unexpected.
     Run {
+        /// The scenario file (TOML; see scenarios/ and docs of every key in scenarios/smoke.toml).
         scenario: PathBuf,
+        /// Seed of the packages, transactions and kill plans (default: the scenario's `seed`).
         #[arg(long)]
         seed: Option<u64>,
         /// Cycles per backend (at least 1).
@@ -29,7 +31,8 @@ enum Cmd {
         /// Run for a duration instead, e.g. 60s, 5m.
         #[arg(long, value_parser = parse_duration_arg)]
         duration: Option<std::time::Duration>,
-        /// Write summary.json and events.jsonl here.
+        /// Write the reports here: events.jsonl, summary.json, junit.xml, report.html and bundles/ of the
+        /// cycles the scenario's `bundles` policy keeps.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Keep the databases here instead of a temporary directory.
@@ -51,7 +54,7 @@ enum Cmd {
         shard: Option<dbtorture_reports::Shard>,
         /// Run only this backend of the scenario (repeatable); its cycles are the ones it has in a full run,
         /// so per-backend CI jobs merge into the full run's report.
-        #[arg(long = "backend", value_parser = parse_backend)]
+        #[arg(long = "backend", value_parser = dbtorture::arg_values::backend_kind())]
         backends: Vec<BackendKind>,
     },
     /// Combine the output directories of several runs (e.g. shards) into one summary.json, junit.xml and
@@ -60,12 +63,14 @@ enum Cmd {
         /// Output directories of `dbtorture run --out`.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+        /// Directory for the merged reports (and the inputs' bundles, one folder per input).
         #[arg(long)]
         out: PathBuf,
     },
     /// Verify a database directory: storage checks plus the full rpmdb cross-check (read-only).
     Verify {
-        #[arg(long, default_value = "sqlite")]
+        /// The backend whose database is in DIR.
+        #[arg(long, default_value = "sqlite", value_parser = dbtorture::arg_values::backend_name())]
         backend: String,
         /// A database directory, or a root in which to find one where rpm keeps it.
         dir: PathBuf,
@@ -78,56 +83,73 @@ enum Cmd {
     },
     /// Dump a BDB-style environment like `db_stat -CA`, with every broken link or count where it is.
     Inspect {
+        /// The environment directory (with __db.001…003), e.g. a bundle's post/.
         dir: PathBuf,
-        #[arg(long, default_value = "bdbenv")]
+        /// Which BDB-style layout to read.
+        #[arg(long, default_value = "bdbenv", value_parser = dbtorture::arg_values::inspect_backend())]
         backend: String,
+        /// Print the whole dump as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List scenarios, backends and crash points.
     List {
-        /// Directory of scenarios.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
+        /// List the scenarios in this directory instead of the ones shipped with (built into) dbtorture.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
     },
     /// Re-run a failing cycle from its bundle (same seed, plan, kill points); exit 0 if it reaches the same
     /// verdict, 1 if not.
-    Replay { bundle: PathBuf },
+    Replay {
+        /// A bundle: OUT/bundles/cycle-….tar.gz, or its unpacked directory.
+        bundle: PathBuf,
+    },
     /// Reduce a failing cycle while its finding persists and write a minimal bundle (default:
     /// BUNDLE-min.tar.gz).
     Shrink {
+        /// A bundle: OUT/bundles/cycle-….tar.gz, or its unpacked directory.
         bundle: PathBuf,
+        /// The minimal bundle to write (.tar.gz is added; its directory must exist).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Run a named recovery procedure on a database directory (what a cycle runs after damage).
     Recover {
-        #[arg(long)]
+        /// The backend whose database is in DIR.
+        #[arg(long, value_parser = dbtorture::arg_values::backend_name())]
         backend: String,
+        /// The database directory.
         dir: PathBuf,
         /// rebuilddb (sqlite: rebuild; bdbenv: rm __db.* + rebuilddb) or db_recover (bdbenv: set panic and
         /// remove the region files, data untouched).
-        #[arg(long, default_value = "rebuilddb")]
+        #[arg(long, default_value = "rebuilddb", value_parser = dbtorture::arg_values::procedure())]
         procedure: String,
+        /// Allow DIR inside a system rpm database location.
         #[arg(long)]
         allow_system_db: bool,
     },
     /// rebuilddb from one backend into another (e.g. bdbenv → sqlite); the original stays in place until
     /// the new database is complete.
     Convert {
-        #[arg(long)]
+        /// The backend of the database in DIR now.
+        #[arg(long, value_parser = dbtorture::arg_values::backend_name())]
         from: String,
-        #[arg(long)]
+        /// The backend to convert it into (not rpm: it installs from .rpm files a database does not hold).
+        #[arg(long, value_parser = dbtorture::arg_values::backend_name())]
         to: String,
+        /// The database directory; replaced by the converted database only once that is complete.
         dir: PathBuf,
+        /// Allow DIR inside a system rpm database location.
         #[arg(long)]
         allow_system_db: bool,
     },
     /// Open a bdbenv or libdb database and hold a cursor lock on Packages until killed (reproduces stale locks).
     #[command(hide = true, name = "__hold")]
     Hold {
-        #[arg(long, default_value = "bdbenv")]
+        /// The backend whose database is in DIR.
+        #[arg(long, default_value = "bdbenv", value_parser = dbtorture::arg_values::backend_name())]
         backend: String,
+        /// The database directory.
         dir: PathBuf,
         /// Hold a write cursor (IW) instead of a read cursor (R).
         #[arg(long)]
@@ -169,6 +191,7 @@ enum Cmd {
         /// Which figure.
         #[arg(value_enum, default_value = "all")]
         what: BenchWhat,
+        /// The scenario the smoke figure runs.
         #[arg(long, default_value = "scenarios/smoke.toml")]
         scenario: PathBuf,
     },
@@ -289,13 +312,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 CliError::harness("the harness failed; reports were written for the cycles done").cause(e)
             })?;
             say_raw!("{}", summary_table(&report.summary, colour()));
-            for f in report.failures.iter().take(10) {
-                say!("unexpected: cycle {} {} → {}", f.cycle, f.backend.name(), f.outcome);
-                for finding in f.findings.iter().take(5) {
-                    say!("    {finding}");
-                }
-            }
-            say!("replay: {}", report.summary.replay);
+            say_raw!("{}", dbtorture::run_text::run_result(&report, opts.out.as_deref()));
             Ok(if report.summary.interrupted {
                 exit_codes::INTERRUPTED
             } else if report.summary.unexpected > 0 {
@@ -348,17 +365,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             Ok(if i.findings.is_empty() { exit_codes::OK } else { exit_codes::FINDINGS })
         }
         Cmd::List { scenarios } => {
-            say!("scenarios ({}):", scenarios.display());
-            let mut entries: Vec<_> = std::fs::read_dir(&scenarios)
-                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
-            entries.sort();
-            for p in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
-                match Scenario::load(p) {
-                    Ok(s) => say!("  {:<28} {}", p.display(), s.description),
-                    Err(e) => say!("  {:<28} INVALID: {e}", p.display()),
-                }
-            }
+            say_raw!("{}", dbtorture::shipped::listing(scenarios.as_deref()));
             say!("backends:");
             for b in BackendKind::ALL {
                 let pr = b.promises();
@@ -421,11 +428,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
             let r = dbtorture::shrink::shrink(&bundle, &out)
                 .map_err(|e| CliError::harness(format!("shrinking {} failed", bundle.display())).cause(e))?;
-            say!("shrunk in {} tries:", r.tried);
-            for s in &r.steps {
-                say!("  {s}");
-            }
-            say!("minimal bundle: {} (replay: dbtorture replay {})", r.bundle.display(), r.bundle.display());
+            say_raw!("{}", dbtorture::run_text::shrunk(&r));
             Ok(exit_codes::OK)
         }
         Cmd::Recover { backend: name, dir, procedure, allow_system_db } => {

@@ -43,8 +43,23 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
             bail!("{}: no events.jsonl here (not the output directory of `dbtorture run --out`)", d.display());
         }
     }
+    let created = !out.exists();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut log = EventLog::create(&out.join("events.jsonl"))?;
+    // The merged events go to a temporary file that becomes events.jsonl only when the merge is accepted: a
+    // refused merge leaves nothing behind (and an OUT it created is removed again).
+    let tmp = out.join(".events.jsonl.merging");
+    let res = merge_into(dirs, out, &tmp);
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        if created {
+            let _ = std::fs::remove_dir_all(out);
+        }
+    }
+    res
+}
+
+fn merge_into(dirs: &[PathBuf], out: &Path, tmp: &Path) -> Result<Summary> {
+    let mut log = EventLog::create(tmp)?;
     let mut agg = Aggregate::new();
     let mut write_err = None;
     for (dir, name) in dirs.iter().zip(names(dirs)) {
@@ -81,7 +96,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary> {
         return Err(e.into());
     }
     check_runs(&agg)?;
-    let summary = agg.summary();
+    drop(log);
+    std::fs::rename(tmp, out.join("events.jsonl")).context("writing events.jsonl")?;
+    let mut summary = agg.summary();
+    crate::run_text::anchor_replays(&mut summary, out);
     write_reports(out, &summary, agg.timeline())?;
     Ok(summary)
 }

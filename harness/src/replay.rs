@@ -41,7 +41,11 @@ pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
     let text = std::fs::read_to_string(dir.join("bundle.json"))
         .with_context(|| format!("{}: not a bundle (no bundle.json)", dir.display()))?;
     let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
-    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
+    anyhow::ensure!(
+        (1..=BUNDLE_SCHEMA).contains(&info.schema),
+        "bundle schema {} is not one this dbtorture reads (1..={BUNDLE_SCHEMA})",
+        info.schema
+    );
     let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
     anyhow::ensure!(
         info.target < sc.backends.len(),
@@ -60,11 +64,15 @@ pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
     Ok(info)
 }
 
+/// How many times replay runs each kill placement before it gives up on reaching the recorded verdict.
+pub const REPLAY_ROUNDS: u32 = 3;
+
 /// Re-run a bundle's cycle from its `pre/` copy with the same seed, plan and kill points.
 ///
 /// A kill at a crash point is replayed exactly. A random-time kill landed somewhere after the last point it
 /// passed (P, hit n) and before the next one; the replay stops the worker either at P#n or at the first point
-/// after it, and tries those placements (at most 16 combinations) until one reaches the recorded verdict.
+/// after it, and tries those placements (at most 16 combinations, each up to [`REPLAY_ROUNDS`] times) until
+/// one reaches the recorded verdict.
 pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     use anyhow::Context;
     let opened = open(bundle)?;
@@ -72,7 +80,11 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     let text = std::fs::read_to_string(bundle.join("bundle.json"))
         .with_context(|| format!("{}: not a bundle (no bundle.json)", bundle.display()))?;
     let info: BundleInfo = serde_json::from_str(&text).context("bundle.json")?;
-    anyhow::ensure!(info.schema == BUNDLE_SCHEMA, "bundle schema {} is not {}", info.schema, BUNDLE_SCHEMA);
+    anyhow::ensure!(
+        (1..=BUNDLE_SCHEMA).contains(&info.schema),
+        "bundle schema {} is not one this dbtorture reads (1..={BUNDLE_SCHEMA})",
+        info.schema
+    );
     if let Some(p) = &info.planted {
         anyhow::ensure!(dbtorture_backends::planted::force(p), "this process already runs another planted bug");
     }
@@ -86,7 +98,10 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
         .take(4)
         .collect();
     let mut last = None;
-    for mask in 0..(1u32 << timed.len()) {
+    // Workers run concurrently, so one run of the cycle may interleave differently from the recorded one:
+    // every placement is tried up to REPLAY_ROUNDS times before replay calls the verdict different.
+    let masks = (0..REPLAY_ROUNDS).flat_map(|_| 0..(1u32 << timed.len()));
+    for mask in masks {
         let kills: Vec<(KillRecord, bool)> = info
             .kills
             .iter()
@@ -164,6 +179,9 @@ fn replay_cycle(
     // Follow the recorded interleaving (bundles written before schedules were recorded have none).
     sched.replay_schedule = (!info.schedule.is_empty()).then(|| info.schedule.clone());
     sched.bundles = bundles.map(Path::to_path_buf);
+    // A replay that writes a bundle writes it for any finding: the caller (shrink) wants the evidence even
+    // where the scenario allows the outcome.
+    sched.bundle_policy = crate::scenario::BundlePolicy::Findings;
     let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
     Ok((res.outcome, res.findings, res.diverged))
 }

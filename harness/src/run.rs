@@ -204,39 +204,33 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         b.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
         b
     };
-    let scenario_text = std::fs::read(&sc.source).unwrap_or_default();
-    let replay = format!(
-        "dbtorture run {} --seed {seed} {}{}",
-        sc.source.display(),
-        match (cycles, duration) {
-            (Some(c), _) => format!("--cycles {c}"),
-            (None, Some(d)) => format!("--duration {}s", d.as_secs()),
-            _ => String::new(),
-        },
-        shard.map(|s| format!(" --shard {s}")).unwrap_or_default()
-    ) + &opts.backends.iter().map(|b| format!(" --backend {}", b.name())).collect::<String>();
+    let scenario_text = sc.text.as_bytes();
+    let replay = crate::run_text::run_command(sc, seed, cycles, duration, shard, &opts.backends);
     let mut sink =
         Sink { log, agg: Aggregate::new(), bar, overhead: Vec::new(), failures: Vec::new(), write_error: None };
     sink.event(&RunEvent::RunStart {
         schema: SCHEMA_VERSION,
         scenario: sc.name.clone(),
-        scenario_hash: crate::environment::sha256_hex(&scenario_text),
+        scenario_hash: crate::environment::sha256_hex(scenario_text),
         seed,
         backends,
         version: crate::environment::binary_version(),
         environment: crate::environment::detect(),
         shard,
-        replay: replay.trim().to_string(),
+        replay,
     });
     let started = Instant::now();
     let mut harness_error = None;
     let mut interrupted = false;
+    // The cycle indices run (or begun): what a replay of a `--duration` run pins.
+    let mut cycles_run = 0u64;
     let only = (!opts.backends.is_empty()).then_some(opts.backends.as_slice());
     match Scheduler::with_backends(sc, seed, &workdir, only) {
         Err(e) => harness_error = Some(e.context("preparing the databases")),
         Ok(mut sched) => {
-            // Every cycle whose outcome the scenario does not allow leaves a bundle beside the reports.
-            sched.bundles = opts.out.as_ref().filter(|_| !opts.no_bundles).map(|o| o.join("bundles"));
+            // The cycles the scenario's bundle policy keeps leave a bundle beside the reports.
+            let bundles = !opts.no_bundles && sc.bundles != crate::scenario::BundlePolicy::None;
+            sched.bundles = opts.out.as_ref().filter(|_| bundles).map(|o| o.join("bundles"));
             let mut cycle = 0u64;
             'outer: loop {
                 if let Some(c) = cycles
@@ -253,6 +247,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
                     cycle += 1;
                     continue;
                 }
+                cycles_run = cycle + 1;
                 for t in 0..sched.targets.len() {
                     if let Err(e) = sched.cycle(t, cycle, &mut sink) {
                         harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
@@ -279,8 +274,16 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         duration_s: elapsed,
         harness_error: harness_text,
     });
-    let summary = sink.agg.summary();
+    let mut summary = sink.agg.summary();
+    if duration.is_some() {
+        // Pin what the duration turned out to be: the cycles this run actually ran.
+        summary.replay = crate::run_text::run_command(sc, seed, Some(cycles_run), None, shard, &opts.backends);
+        for r in &mut summary.runs {
+            r.replay = summary.replay.clone();
+        }
+    }
     if let Some(out) = &opts.out {
+        crate::run_text::anchor_replays(&mut summary, out);
         write_reports(out, &summary, sink.agg.timeline())?;
     }
     if let Some(e) = sink.write_error {

@@ -50,11 +50,17 @@ pub struct Scenario {
     pub memory: Option<Memory>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Which cycles keep a bundle (pre/, post/, inspect.json, bundle.json) under `run --out`.
+    #[serde(default)]
+    pub bundles: BundlePolicy,
     /// backend → outcomes this scenario allows for it.
     pub expect: BTreeMap<String, Vec<String>>,
     /// Where the scenario was loaded from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
+    /// The TOML text it was parsed from (not a key): what a bundle records, even when no file holds it.
+    #[serde(skip)]
+    pub text: String,
 }
 
 fn default_seed() -> u64 {
@@ -100,6 +106,31 @@ impl Default for Workload {
             txns_per_writer: 8,
             queries_per_reader: 200,
             convert_to: None,
+        }
+    }
+}
+
+/// Which cycles keep a forensic bundle. A reproduction scenario (seed 000's lost write) allows every outcome
+/// it produces, so "only unexpected outcomes" would leave the developer no evidence; it asks for `findings`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BundlePolicy {
+    /// Cycles whose outcome the scenario does not allow.
+    #[default]
+    Unexpected,
+    /// Every cycle with a finding (or an unexpected outcome).
+    Findings,
+    /// No bundles.
+    None,
+}
+
+impl BundlePolicy {
+    /// Whether a cycle with this verdict keeps its bundle.
+    pub fn keeps(self, expected: bool, has_findings: bool) -> bool {
+        match self {
+            BundlePolicy::Unexpected => !expected,
+            BundlePolicy::Findings => !expected || has_findings,
+            BundlePolicy::None => false,
         }
     }
 }
@@ -291,6 +322,7 @@ impl Scenario {
             }
         })?;
         sc.source = path.into();
+        sc.text = text.to_string();
         sc.validate()?;
         Ok(sc)
     }
@@ -506,6 +538,21 @@ mod tests {
         assert!(e.contains("expect.sqlite"), "{e}");
         let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'")).unwrap_err().to_string();
         assert!(e.contains("duration"), "{e}");
+    }
+
+    #[test]
+    fn bundle_policy_defaults_to_unexpected_and_findings_keeps_expected_findings() {
+        assert_eq!(parse(OK).unwrap().bundles, BundlePolicy::Unexpected);
+        let s = parse(&OK.replace("name='t'", "name='t'\nbundles='findings'")).unwrap();
+        assert_eq!(s.bundles, BundlePolicy::Findings);
+        assert!(BundlePolicy::Findings.keeps(true, true));
+        assert!(!BundlePolicy::Findings.keeps(true, false));
+        assert!(BundlePolicy::Findings.keeps(false, false));
+        assert!(!BundlePolicy::Unexpected.keeps(true, true));
+        assert!(BundlePolicy::Unexpected.keeps(false, false));
+        assert!(!BundlePolicy::None.keeps(false, true));
+        let e = parse(&OK.replace("name='t'", "name='t'\nbundles='all'")).unwrap_err().to_string();
+        assert!(e.contains("bundles") && e.contains("findings"), "{e}");
     }
 
     #[test]

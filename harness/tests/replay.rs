@@ -104,17 +104,26 @@ fn shrink_writes_a_smaller_bundle_that_still_fails_the_same_way() {
     assert_eq!(o.status.code(), Some(1));
     let mut bundles: Vec<_> = std::fs::read_dir(out.join("bundles")).unwrap().map(|e| e.unwrap().path()).collect();
     bundles.sort();
-    let b = &bundles[0];
-    let min = tmp.path().join("min");
-    let s = bin().arg("shrink").arg(b).arg("--out").arg(&min).env_remove("DBTORTURE_PLANT").output().unwrap();
+    // Shrink beside the input (the default), from a directory holding only the bundle.
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let b = &work.join("cycle.tar.gz");
+    std::fs::copy(&bundles[0], b).unwrap();
+    let s = bin().arg("shrink").arg(b).env_remove("DBTORTURE_PLANT").output().unwrap();
     let t = String::from_utf8_lossy(&s.stdout);
-    assert_eq!(s.status.code(), Some(0), "{t}{}", String::from_utf8_lossy(&s.stderr));
+    let progress = String::from_utf8_lossy(&s.stderr);
+    assert_eq!(s.status.code(), Some(0), "{t}{progress}");
+    // Progress on stderr, try by try.
+    assert!(progress.contains("shrink: try 1:"), "{progress}");
     let read = |p: &Path| -> serde_json::Value {
         let opened = dbtorture::bundle::open(p).unwrap();
         serde_json::from_str(&std::fs::read_to_string(opened.dir.join("bundle.json")).unwrap()).unwrap()
     };
-    // `--out min` writes the archive min.tar.gz.
-    let min = tmp.path().join("min.tar.gz");
+    let min = work.join("cycle-min.tar.gz");
+    // Nothing else is left beside the input: no scenario file, no staging directory.
+    let mut left: Vec<_> = std::fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["cycle-min.tar.gz", "cycle.tar.gz"], "{t}");
     let (orig, small) = (read(b), read(&min));
     let files = |v: &serde_json::Value| -> i64 {
         let sc: toml::Table = toml::from_str(v["scenario_text"].as_str().unwrap()).unwrap();
@@ -124,8 +133,16 @@ fn shrink_writes_a_smaller_bundle_that_still_fails_the_same_way() {
     assert!(files(&small) <= files(&orig), "{t}");
     assert!(small["kills"].as_array().unwrap().len() <= orig["kills"].as_array().unwrap().len());
     assert_eq!(small["findings"][0]["kind"], orig["findings"][0]["kind"]);
+    assert_eq!(small["replay"].as_str().unwrap(), format!("dbtorture replay {}", min.display()));
+    assert!(t.contains(&format!("replay: dbtorture replay {}", min.display())), "{t}");
+    // The output is a real bundle that replays to its own verdict.
     let r = bin().arg("replay").arg(&min).output().unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stdout));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("same verdict"));
+    // --out in a directory that does not exist: a clear usage error, before any work.
+    let s = bin().arg("shrink").arg(b).arg("--out").arg(tmp.path().join("nope/min")).output().unwrap();
+    assert_eq!(s.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&s.stderr).contains("nope"), "{}", text(&s));
 }
 
 #[test]

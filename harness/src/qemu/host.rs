@@ -38,6 +38,7 @@ pub struct QemuArgs {
     /// The scenario to run in the guest (copied onto the guest's SD card).
     #[arg(long)]
     pub scenario: PathBuf,
+    /// Seed of the packages, transactions and kill plans (default: the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Cycles per backend.

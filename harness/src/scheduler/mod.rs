@@ -86,8 +86,10 @@ pub struct Scheduler<'a> {
     signals: SignalFd,
     old_mask: SigSet,
     pub interrupted: bool,
-    /// Write a bundle for every cycle whose outcome the scenario does not allow, here.
+    /// Write bundles here, for the cycles `bundle_policy` keeps.
     pub bundles: Option<PathBuf>,
+    /// Which cycles keep a bundle (the scenario's `bundles` key; shrink asks for `Findings`).
+    pub bundle_policy: crate::scenario::BundlePolicy,
     workdir: PathBuf,
     /// Replay: kill where these kills landed — at the crash point and hit they passed last, or (`true`) at
     /// the first point after it — instead of at their times.
@@ -157,6 +159,7 @@ impl<'a> Scheduler<'a> {
             old_mask,
             interrupted: false,
             bundles: None,
+            bundle_policy: scenario.bundles,
             workdir: workdir.to_path_buf(),
             replay_kills: None,
             replay_schedule: None,
@@ -333,7 +336,7 @@ impl<'a> Scheduler<'a> {
             }
         };
         let expected = sc.expected(kind).contains(&judged.outcome);
-        if !expected && self.bundles.is_some() {
+        if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
             let rec = BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }
@@ -472,7 +475,7 @@ impl<'a> Scheduler<'a> {
         let info = crate::bundle::BundleInfo {
             schema: crate::bundle::BUNDLE_SCHEMA,
             scenario_path: sc.source.display().to_string(),
-            scenario_text: std::fs::read_to_string(&sc.source).unwrap_or_default(),
+            scenario_text: sc.text.clone(),
             seed: self.seed,
             cycle,
             backend: kind.name().into(),

@@ -118,7 +118,7 @@ impl Scheduler<'_> {
         Ok(())
     }
 
-    /// Clear leftovers of killed rebuilds beside target `t` (`<dir>rebuilddb.<pid>`, `<dir>old.<pid>`).
+    /// Clear leftovers of killed rebuilds beside target `t` (`<dir>.rebuilddb.<pid>`, `<dir>.old.<pid>`).
     pub(super) fn clear_rebuild_leftovers(&self, t: usize) -> Result<()> {
         let dir = &self.targets[t].dir;
         if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
@@ -126,7 +126,7 @@ impl Scheduler<'_> {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.len() > name.len()
                     && n.starts_with(name)
-                    && (n[name.len()..].starts_with("rebuilddb.") || n[name.len()..].starts_with("old."))
+                    && (n[name.len()..].starts_with(".rebuilddb.") || n[name.len()..].starts_with(".old."))
                 {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
