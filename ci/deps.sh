@@ -6,6 +6,8 @@
 #   db5.3-util    db5.3_stat / db5.3_verify, the libdb backend's forensics
 #   libxml2-utils xmllint, to validate junit.xml against reports/schema/junit.xsd
 #   chromium      to render report.html headless in the report tests
+#   fuse3         fusermount3, for the power-loss recorder (a FUSE filesystem) when not run as root
+#   eatmydata     runs the real rpm with fsync turned into a no-op: power loss must catch it losing commits
 set -euo pipefail
 
 need=()
@@ -13,6 +15,8 @@ command -v rpm >/dev/null 2>&1 || need+=(rpm)
 [ -f /usr/include/db.h ] || need+=(libdb5.3-dev)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+command -v eatmydata >/dev/null 2>&1 || need+=(eatmydata)
 { command -v db5.3_stat >/dev/null 2>&1 && command -v db5.3_verify >/dev/null 2>&1; } || need+=(db5.3-util)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -153,6 +153,15 @@ impl SharedWords {
     }
 }
 
+/// A word of a [`SharedWords`] mapping by raw pointer, `None` for null. For a pointer published in a
+/// global by the mapping's owner (the power-loss recorder's counter): the owner clears the global before it
+/// unmaps, and forked workers end with `_exit` while the mapping is still theirs.
+pub fn shared_word(p: *mut AtomicU64) -> Option<&'static AtomicU64> {
+    // SAFETY: `p` is null or points at a word of a live MAP_SHARED mapping made by `SharedWords::new`
+    // (aligned, initialised, only accessed atomically), which outlives every use per the contract above.
+    unsafe { p.as_ref() }
+}
+
 static TERMINATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_terminate(_: libc::c_int) {
