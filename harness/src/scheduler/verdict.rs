@@ -406,7 +406,7 @@ mod tests {
         let crash = Finding::WorkerCrashed { worker: 0, role: "writer".into(), detail: "x".into() };
         let stale = Finding::StaleLock { detail: "y".into() };
         assert_eq!(classify(&[stale.clone(), crash.clone()], false), Outcome::Crashed);
-        assert_eq!(classify(&[stale.clone()], true), Outcome::Hang);
+        assert_eq!(classify(std::slice::from_ref(&stale), true), Outcome::Hang);
         assert!(recoverable(&[stale]));
         assert!(!recoverable(&[crash]));
     }

@@ -42,7 +42,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,16 +68,10 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| RecorderError::Io { what, path: path.to_path_buf(), source }
 }
 
-/// The counter of the recorder mounted now (set in the scheduler before it forks the workers, so they
-/// inherit the pointer into the shared page).
-static COUNTER: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
-
-/// In a worker: how many operations the recorder has answered so far (`None` when no recorder runs).
+/// In a worker: how many operations the recorder has answered so far (`None` when no recorder runs). The
+/// counter is published (`sys::publish_word`) before the workers are forked, so they inherit it.
 pub fn ack_seq() -> Option<u64> {
-    let p = COUNTER.load(Ordering::SeqCst);
-    // The page is mapped for as long as the pointer is set (cleared before unmapping, in `stop`), and
-    // workers only exist between the two.
-    sys::shared_word(p).map(|w| w.load(Ordering::SeqCst))
+    sys::published_word().map(|w| w.load(Ordering::SeqCst))
 }
 
 /// A mounted recorder.
@@ -88,6 +82,22 @@ pub struct Recorder {
     log_path: PathBuf,
     counter: SharedWords,
     pub started: Duration,
+    stopped: bool,
+}
+
+impl Drop for Recorder {
+    /// A recorder abandoned on an error path (the cycle failed between start and stop): unmount, end the
+    /// daemon, put the directory back — never leave a mount or a published counter behind.
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        sys::publish_word(None);
+        let _ = nix::mount::umount2(&self.mount, nix::mount::MntFlags::MNT_DETACH);
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+        let _ = restore(&self.mount, &self.backing);
+    }
 }
 
 /// The hidden sibling that holds a recorded directory's files.
@@ -136,7 +146,7 @@ impl Recorder {
             let _ = restore(dir, &backing);
             return Err(RecorderError::Mount { path: dir.to_path_buf(), detail: answer.trim().to_string() });
         }
-        COUNTER.store(counter.words().as_ptr().cast_mut(), Ordering::SeqCst);
+        sys::publish_word(Some(&counter));
         Ok(Recorder {
             pid,
             mount: dir.to_path_buf(),
@@ -144,6 +154,7 @@ impl Recorder {
             log_path: log_path.to_path_buf(),
             counter,
             started: t0.elapsed(),
+            stopped: false,
         })
     }
 
@@ -153,8 +164,9 @@ impl Recorder {
     }
 
     /// Unmount, collect the daemon and its log, and put the directory back.
-    pub fn stop(self) -> Result<oplog::Log, RecorderError> {
-        COUNTER.store(std::ptr::null_mut(), Ordering::SeqCst);
+    pub fn stop(mut self) -> Result<oplog::Log, RecorderError> {
+        self.stopped = true;
+        sys::publish_word(None);
         let umount = nix::mount::umount2(&self.mount, nix::mount::MntFlags::MNT_DETACH);
         let limit = Duration::from_secs(20);
         let t0 = Instant::now();
