@@ -177,7 +177,12 @@ pub fn run(budget: Duration) -> Result<bool> {
     }
     crate::say!(
         "{:<30} {:<8} {:<10} {:<13} {:>9} {:>7}  what",
-        "planted bug", "backend", "fault", "verdict", "time", "cycles"
+        "planted bug",
+        "backend",
+        "fault",
+        "verdict",
+        "time",
+        "cycles"
     );
     let mut ok = true;
     for (bug, backend, power, (v, wall)) in &rows {
