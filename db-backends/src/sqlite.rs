@@ -99,6 +99,10 @@ impl SqliteBackend {
         if writable {
             let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             conn.execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA synchronous = FULL")?;
+            if crate::planted::active("sqlite-sync-off") {
+                // Planted bug: nothing is ever synced; a process kill cannot tell, a power cut can.
+                conn.execute_batch("PRAGMA synchronous = OFF")?;
+            }
             Self::init_schema(&conn)?;
         }
         point("sqlite.open.after");

@@ -4,6 +4,7 @@
 //!   (storage checks + cross-check + installed set), operability probe, classify. Target ≤ 5 ms.
 //! - smoke: kills/s and cycles/s of a scenario (default smoke.toml).
 //! - verify-fedora: full verify of a Fedora-size database (2,500 packages, ~350,000 files). Target < 1 s.
+//! - power-loss: crash images judged per second, and the recorder's cost per cycle (fault::powerloss::bench).
 
 use crate::run::{RunOptions, run};
 use crate::scenario::Scenario;
@@ -216,13 +217,17 @@ pub fn run_bench(what: &str, scenario: &Path) -> Result<()> {
         "smoke" => smoke(scenario),
         "verify-fedora" => verify_fedora(),
         "bdbenv" => bdbenv(),
+        "power-loss" => crate::fault::powerloss::bench::power_loss(),
         "all" => {
             overhead()?;
             smoke(scenario)?;
             verify_fedora()?;
-            bdbenv()
+            bdbenv()?;
+            crate::fault::powerloss::bench::power_loss()
         }
-        other => anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv or all"),
+        other => {
+            anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv, power-loss or all")
+        }
     }
     .context(what.to_string())
 }

@@ -89,6 +89,9 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
         anyhow::ensure!(dbtorture_backends::planted::force(p), "this process already runs another planted bug");
     }
     let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
+    if bundle.join("power-loss.json").exists() {
+        return crate::fault::powerloss::session::replay_bundle(bundle, info, &sc);
+    }
     let timed: Vec<usize> = info
         .kills
         .iter()

@@ -53,6 +53,9 @@ pub struct Scenario {
     /// Which cycles keep a bundle (pre/, post/, inspect.json, bundle.json) under `run --out`.
     #[serde(default)]
     pub bundles: BundlePolicy,
+    /// Record every cycle's file operations and judge the crash images a power cut would leave.
+    #[serde(default)]
+    pub power_loss: Option<PowerLoss>,
     /// backend → outcomes this scenario allows for it.
     pub expect: BTreeMap<String, Vec<String>>,
     /// Where the scenario was loaded from (not a TOML key).
@@ -230,6 +233,22 @@ impl Default for StalePage {
             hit_max: 5,
             mlock: false,
         }
+    }
+}
+
+/// `[power_loss]`: see `fault::powerloss`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerLoss {
+    /// Seeded random cuts per recorded cycle, besides one at every sync boundary.
+    pub images_random: u32,
+    /// At most this many images per recorded cycle (sync boundaries thinned evenly beyond it).
+    pub images_max: u32,
+}
+
+impl Default for PowerLoss {
+    fn default() -> Self {
+        PowerLoss { images_random: 20, images_max: 100 }
     }
 }
 
@@ -455,6 +474,18 @@ impl Scenario {
                 }
             }
             range("stale_page.hit_max", sp.hit_max.into(), 1, 1_000_000)?;
+        }
+        if let Some(pl) = &self.power_loss {
+            range("power_loss.images_max", pl.images_max.into(), 1, 1_000_000)?;
+            range("power_loss.images_random", pl.images_random.into(), 0, u64::from(pl.images_max))?;
+            if self.kill.mode != KillMode::None {
+                return Err(
+                    self.field_err("kill.mode", "a power-loss scenario records whole cycles: expected \"none\"")
+                );
+            }
+            if self.convert_to().is_some() || self.stale_page.is_some() || self.memory.is_some() {
+                return Err(self.field_err("power_loss", "cannot be combined with convert, stale_page or memory"));
+            }
         }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;

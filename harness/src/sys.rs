@@ -153,6 +153,25 @@ impl SharedWords {
     }
 }
 
+/// A word of a [`SharedWords`] mapping published process-wide: children forked while it is published find it
+/// through [`published_word`] (the power-loss recorder's operation counter, read by workers after `commit`).
+static PUBLISHED: std::sync::atomic::AtomicPtr<AtomicU64> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Publish word 0 of `words` (or, with `None`, withdraw it: before the mapping is dropped).
+pub fn publish_word(words: Option<&SharedWords>) {
+    let p = words.map_or(std::ptr::null_mut(), |w| w.ptr.as_ptr());
+    PUBLISHED.store(p, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The published word, if one is.
+pub fn published_word() -> Option<&'static AtomicU64> {
+    let p = PUBLISHED.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `p` is null or word 0 of a live `SharedWords` mapping (aligned, initialised, only accessed
+    // atomically): the owner withdraws it before dropping the mapping, and forked workers that inherited it
+    // end with `_exit` while the mapping is still theirs.
+    unsafe { p.as_ref() }
+}
+
 static TERMINATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_terminate(_: libc::c_int) {

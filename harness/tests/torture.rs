@@ -279,10 +279,11 @@ fn selftest_detects_every_planted_bug_and_passes_without_one() {
         let line =
             t.lines().find(|l| l.starts_with(bug.name)).unwrap_or_else(|| panic!("no row for {}: {t}", bug.name));
         assert!(line.contains("detected"), "{line}");
-        let cycles: u64 = line.split_whitespace().nth(4).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let cycles: u64 = line.split_whitespace().nth(5).and_then(|c| c.parse().ok()).unwrap_or(0);
         assert!(cycles >= 1, "a detection needs a cycle that ran: {line}");
     }
-    assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("clean")).count(), 2, "{t}");
+    assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("clean")).count(), 4, "{t}");
+    assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("power-cut")).count(), 2, "{t}");
 }
 
 #[test]

@@ -203,6 +203,10 @@ pub enum FaultKind {
     Mlock,
     /// MADV_PAGEOUT of the region mappings in the workers (calls measured per worker).
     Pageout,
+    /// A recorded cycle's crash images judged (how many, their outcomes, the throughput).
+    PowerLoss,
+    /// One crash image whose outcome the scenario does not allow: the cut, the model's knobs, the findings.
+    PowerLossImage,
 }
 
 /// How one child process of a cycle ended, decided in one place (the scheduler's verdict module).

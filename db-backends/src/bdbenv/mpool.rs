@@ -173,8 +173,11 @@ impl Mpool {
         }
         mutex_unlock(&self.region, M_MUTEX);
         res?;
-        for f in &self.files {
-            f.sync_data()?;
+        // Planted bug: the pages are written back (a kill cannot tell) but never reach the disk.
+        if !crate::planted::active("bdbenv-no-fsync") {
+            for f in &self.files {
+                f.sync_data()?;
+            }
         }
         Ok(())
     }

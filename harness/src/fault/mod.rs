@@ -21,12 +21,15 @@
 //! Per cycle these sit behind the scheduler's `CycleFault` trait (`scheduler/faults.rs`). Every crash point a
 //! worker passes also takes a ticket (`schedule.rs`): the interleaving is recorded, and a replay follows it.
 //!
-//! Out of scope here (the power-loss issue): a process kill never loses what the kernel already has in its
-//! page cache, so fsync bugs that only a power cut shows are not found by this fault model.
+//! - **Power loss** ([`powerloss`]): a process kill never loses what the kernel already has in its page cache,
+//!   so fsync bugs only a power cut shows need their own fault: a cycle's file operations are recorded through
+//!   a FUSE filesystem and many crash images are judged against each engine's power-loss promise; the model
+//!   is in that module.
 
 pub mod crashpoint;
 pub mod memory;
 pub mod plan;
+pub mod powerloss;
 pub mod regions;
 pub mod schedule;
 pub mod stale;

@@ -24,6 +24,8 @@ pub struct Collected {
     pub reported: BTreeSet<u32>,
     /// Workers that panicked, with the message their panic hook sent.
     pub panics: BTreeMap<u32, String>,
+    /// (worker, txn) → the power-loss recorder's count when the worker saw `commit` return.
+    pub acks: BTreeMap<(u32, u64), u64>,
 }
 
 impl Collected {
@@ -57,6 +59,9 @@ impl Collected {
         match msg {
             WorkerMsg::Begin { txn, body } => self.writer_log(index, role, |l| l.begin(txn, body)),
             WorkerMsg::Commit { txn } => self.writer_log(index, role, |l| l.set(txn, TxnState::Committed)),
+            WorkerMsg::Acked { txn, seq } => {
+                self.acks.insert((index, txn), seq);
+            }
             WorkerMsg::Abort { txn, error } => self.writer_log(index, role, |l| l.set(txn, TxnState::Aborted(error))),
             WorkerMsg::Error { error } => {
                 self.reported.insert(index);

@@ -223,6 +223,14 @@ impl<'a> Scheduler<'a> {
         let words = self.slots.words();
         let global = &words[self.max_children * crashpoint::SLOT_WORDS..];
         crate::fault::schedule::reset(global);
+        // Power loss: record the cycle's file operations (mounted before any child exists).
+        let recording = match &sc.power_loss {
+            Some(_) => Some(crate::fault::powerloss::session::Recording::start(
+                &self.targets[t].dir,
+                &self.side_dir(kind, "power-loss"),
+            )?),
+            None => None,
+        };
         let f0 = Instant::now();
         let mut children = self.spawn(t, cycle, &plan)?;
         let fork_time = f0.elapsed();
@@ -241,6 +249,7 @@ impl<'a> Scheduler<'a> {
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
         let done = faults::finish_all(&mut faults, &mut ctx);
         drop(faults);
+        let recorded = recording.map(|r| r.finish()).transpose()?;
         sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         self.interrupted |= sup.interrupted;
         let point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
@@ -335,6 +344,28 @@ impl<'a> Scheduler<'a> {
                 j
             }
         };
+        let mut judged = judged;
+        if let Some((pre, log)) = recorded {
+            let pl = crate::fault::powerloss::session::CycleCtx {
+                scenario: sc,
+                run_seed: self.seed,
+                cycle,
+                cycle_seed: plan.seed,
+                target: self.targets[t].slot,
+                kind,
+                pool: &self.pool,
+                scratch: self.side_dir(kind, "image"),
+                bundles: self.bundles.as_deref(),
+            };
+            let v =
+                crate::fault::powerloss::session::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
+            if let Some(o) =
+                v.outcome.filter(|o| o.severity() > judged.outcome.severity() || judged.outcome == Outcome::Clean)
+            {
+                judged.outcome = o;
+            }
+            judged.findings.extend(v.findings);
+        }
         let expected = sc.expected(kind).contains(&judged.outcome);
         if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
             let rec = BundleRecord { before: &before, plan: &described, kills: &kills, schedule };

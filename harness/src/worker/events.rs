@@ -10,6 +10,8 @@ pub enum WorkerMsg {
     Begin { txn: u64, body: Txn },
     /// `commit` returned Ok: the transaction is acknowledged.
     Commit { txn: u64 },
+    /// Under the power-loss recorder: the recorder's operation count read right after `commit` returned.
+    Acked { txn: u64, seq: u64 },
     /// The transaction failed with an error; its effect is unknown (e.g. an error at COMMIT).
     Abort { txn: u64, error: String },
     /// A fatal error; the worker exits.
@@ -41,6 +43,7 @@ impl WorkerMsg {
         match self {
             WorkerMsg::Begin { txn, body } => format!("B {txn} {}\n", body.encode()),
             WorkerMsg::Commit { txn } => format!("C {txn}\n"),
+            WorkerMsg::Acked { txn, seq } => format!("S {txn} {seq}\n"),
             WorkerMsg::Abort { txn, error } => format!("A {txn} {}\n", clean(error)),
             WorkerMsg::Error { error } => format!("E {}\n", clean(error)),
             WorkerMsg::Inconsistent { detail } => format!("X {}\n", clean(detail)),
@@ -58,6 +61,10 @@ impl WorkerMsg {
                 WorkerMsg::Begin { txn: txn.parse().ok()?, body: Txn::decode(body)? }
             }
             "C" => WorkerMsg::Commit { txn: rest.parse().ok()? },
+            "S" => {
+                let (txn, seq) = rest.split_once(' ')?;
+                WorkerMsg::Acked { txn: txn.parse().ok()?, seq: seq.parse().ok()? }
+            }
             "A" => {
                 let (txn, e) = rest.split_once(' ').unwrap_or((rest, ""));
                 WorkerMsg::Abort { txn: txn.parse().ok()?, error: e.into() }
@@ -82,6 +89,7 @@ mod tests {
         let msgs = [
             WorkerMsg::Begin { txn: 7, body: Txn { kind: TxnKind::Install, steps: vec![Step::Add(3)] } },
             WorkerMsg::Commit { txn: 7 },
+            WorkerMsg::Acked { txn: 7, seq: 12345 },
             WorkerMsg::Abort { txn: 8, error: "database is locked".into() },
             WorkerMsg::Error { error: "multi\nline".into() },
             WorkerMsg::Inconsistent { detail: "x".into() },

@@ -138,12 +138,17 @@ fn writer<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -
         let txn_no = spec.txn_base + t;
         rep.send(&WorkerMsg::Begin { txn: txn_no, body: txn.clone() })?;
         let res = run_txn(db.as_mut(), pool, &txn, txn_no);
+        // Read before anything else happens: the power-loss oracle needs where in the recording it returned.
+        let acked_at = crate::fault::powerloss::ack_seq();
         for line in db.take_messages() {
             rep.send(&WorkerMsg::Log { line })?;
         }
         match res {
             Ok(()) => {
                 rep.send(&WorkerMsg::Commit { txn: txn_no })?;
+                if let Some(seq) = acked_at {
+                    rep.send(&WorkerMsg::Acked { txn: txn_no, seq })?;
+                }
                 txn.apply(&mut installed);
             }
             Err(e) => {

@@ -1,0 +1,375 @@
+//! One recorded cycle, end to end: read `pre`, mount the recorder before the workers start, unmount after
+//! they end, then judge the cycle's crash images; a failing image becomes a bundle that `replay` rebuilds
+//! exactly. The scheduler calls [`Recording::start`], [`Recording::finish`] and [`judge_cycle`]; the rest is
+//! here.
+
+use super::judge::{self, Recorded, Verdict};
+use super::model::{self, Choices, Cut};
+use super::oplog::Log;
+use super::recorder::{Recorder, RecorderError};
+use crate::oracle::{TxnState, WriterLog};
+use crate::scenario::PowerLoss;
+use crate::workload::{Pool, Txn};
+use anyhow::Context;
+use dbtorture_backends::BackendKind;
+use dbtorture_backends::rpmdb::Finding;
+use dbtorture_reports::{FaultKind, Outcome};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A recorder mounted over a target's directory for one cycle.
+pub struct Recording {
+    rec: Recorder,
+    pre: BTreeMap<String, Vec<u8>>,
+    /// Reading `pre` and mounting.
+    pub setup: Duration,
+}
+
+/// Every regular file under `dir` by relative path.
+pub fn read_tree(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(dir.join(&rel))? {
+            let e = e?;
+            let p = rel.join(e.file_name());
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.to_string_lossy().into_owned(), std::fs::read(e.path())?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Recording {
+    /// Mount a recorder over `dir`; `side` is a directory of the harness's own for the log.
+    pub fn start(dir: &Path, side: &Path) -> Result<Recording, anyhow::Error> {
+        let t0 = Instant::now();
+        std::fs::create_dir_all(side)?;
+        let pre = read_tree(dir).with_context(|| format!("reading {} before recording", dir.display()))?;
+        let rec = Recorder::start(dir, &side.join("oplog.bin"))?;
+        Ok(Recording { rec, pre, setup: t0.elapsed() })
+    }
+
+    /// Unmount; the directory is back in place with what the cycle left.
+    pub fn finish(self) -> Result<(BTreeMap<String, Vec<u8>>, Log), RecorderError> {
+        let log = self.rec.stop()?;
+        Ok((self.pre, log))
+    }
+}
+
+/// What a cycle's images came to.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub images: usize,
+    pub by_outcome: BTreeMap<Outcome, usize>,
+    /// Images whose outcome the scenario does not allow (the first few).
+    pub failing: Vec<Verdict>,
+    pub failing_total: usize,
+    /// Images the engine could not open at all (before recovery).
+    pub unopenable: usize,
+    /// Images that needed recovery (any outcome but clean), and of those, how many it made verify clean.
+    pub damaged: usize,
+    pub mended: usize,
+    pub ops: usize,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn describe(&self) -> String {
+        let counts: Vec<String> = self.by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        format!(
+            "{} crash images of {} recorded operations judged in {} ms ({:.0}/s): {}; unopenable {}, rebuilddb \
+             made {} of {} damaged verify clean; {} not allowed",
+            self.images,
+            self.ops,
+            self.elapsed.as_millis(),
+            self.images as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            counts.join(", "),
+            self.unopenable,
+            self.mended,
+            self.damaged,
+            self.failing_total
+        )
+    }
+}
+
+/// Judge the cycle's images: every sync boundary plus `cfg.images_random` seeded cuts, at most
+/// `cfg.images_max`. Images in `scratch`.
+pub fn judge_cycle(
+    rec: &Recorded,
+    pool: &Pool,
+    cfg: &PowerLoss,
+    seed: u64,
+    expected: &[Outcome],
+    scratch: &Path,
+) -> Result<Summary, anyhow::Error> {
+    let t0 = Instant::now();
+    let cuts = model::plan(&rec.log, seed, cfg.images_random as usize, cfg.images_max as usize);
+    let mut s = Summary { ops: rec.log.ops.len(), ..Summary::default() };
+    for cut in cuts {
+        let v = judge::judge(rec, pool, cut, scratch)?;
+        s.images += 1;
+        *s.by_outcome.entry(v.outcome).or_default() += 1;
+        s.unopenable += usize::from(v.findings.iter().any(|f| matches!(f, Finding::Unopenable { .. })));
+        if let Some(ok) = v.recovered {
+            s.damaged += 1;
+            s.mended += usize::from(ok);
+        }
+        if !expected.contains(&v.outcome) {
+            s.failing_total += 1;
+            if s.failing.len() < 3 {
+                s.failing.push(v);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+    s.elapsed = t0.elapsed();
+    Ok(s)
+}
+
+/// `power-loss.json` of a bundle: with `pre/` and `oplog.bin` (the log up to the cut), everything `replay`
+/// needs to rebuild the image byte for byte and judge it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageBundle {
+    pub backend: BackendKind,
+    pub cut: Cut,
+    pub choices: Choices,
+    pub outcome: Outcome,
+    /// Per writer: (txn, encoded body, acknowledged at recorder count).
+    pub writers: Vec<Vec<(u64, String, Option<u64>)>>,
+    pub installed_before: Vec<u32>,
+    /// SHA-256 of every file of the image, to prove a replay rebuilt the same bytes.
+    pub image_sha256: BTreeMap<String, String>,
+}
+
+fn sha(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Write the bundle of a failing image into `dir` (created): pre/, oplog.bin, image/, power-loss.json.
+pub fn write_bundle(rec: &Recorded, v: &Verdict, dir: &Path) -> Result<(), anyhow::Error> {
+    std::fs::create_dir_all(dir)?;
+    let img = model::image(&rec.pre, &rec.log, v.cut)?;
+    let pre = model::Image {
+        files: rec.pre.clone(),
+        dirs: rec.log.pre.iter().filter(|(_, (_, d))| *d).map(|(p, _)| p.clone()).collect(),
+        choices: Choices::default(),
+    };
+    judge::materialize(&pre, &dir.join("pre"))?;
+    judge::materialize(&img, &dir.join("image"))?;
+    let upto = Log { pre: rec.log.pre.clone(), ops: rec.log.ops[..v.cut.at as usize].to_vec() };
+    std::fs::write(dir.join("oplog.bin"), upto.encode())?;
+    let writers = rec
+        .writers
+        .iter()
+        .enumerate()
+        .map(|(w, l)| {
+            l.txns.iter().map(|(t, body, _)| (*t, body.encode(), rec.acks.get(&(w as u32, *t)).copied())).collect()
+        })
+        .collect();
+    let b = ImageBundle {
+        backend: rec.kind,
+        cut: v.cut,
+        choices: v.choices.clone(),
+        outcome: v.outcome,
+        writers,
+        installed_before: rec.before.iter().copied().collect(),
+        image_sha256: img.files.iter().map(|(p, b)| (p.clone(), sha(b))).collect(),
+    };
+    std::fs::write(dir.join("power-loss.json"), serde_json::to_vec_pretty(&b)?)?;
+    Ok(())
+}
+
+/// Rebuild a bundle's image from pre/ + oplog.bin + the cut, check it is byte for byte the recorded one,
+/// and judge it again. Returns (same bytes, verdict).
+pub fn replay(dir: &Path, pool: &Pool) -> Result<(bool, Verdict), anyhow::Error> {
+    let b: ImageBundle =
+        serde_json::from_slice(&std::fs::read(dir.join("power-loss.json"))?).context("power-loss.json")?;
+    let log = Log::decode(&std::fs::read(dir.join("oplog.bin"))?)?;
+    let pre = read_tree(&dir.join("pre"))?;
+    let mut writers = Vec::new();
+    let mut acks = BTreeMap::new();
+    for (w, txns) in b.writers.iter().enumerate() {
+        let mut l = WriterLog::default();
+        for (t, body, ack) in txns {
+            let body = Txn::decode(body).with_context(|| format!("power-loss.json: transaction {t}"))?;
+            l.txns.push((*t, body, TxnState::Committed));
+            if let Some(a) = ack {
+                acks.insert((w as u32, *t), *a);
+            }
+        }
+        writers.push(l);
+    }
+    let rec = Recorded {
+        kind: b.backend,
+        pre,
+        log,
+        writers,
+        acks,
+        before: b.installed_before.iter().copied().collect::<BTreeSet<u32>>(),
+    };
+    let img = model::image(&rec.pre, &rec.log, b.cut)?;
+    let same = img.files.iter().map(|(p, x)| (p.clone(), sha(x))).collect::<BTreeMap<_, _>>() == b.image_sha256;
+    let scratch = tempfile::Builder::new().prefix("dbtorture-image-").tempdir()?;
+    let v = judge::judge(&rec, pool, b.cut, &scratch.path().join("image"))?;
+    Ok((same, v))
+}
+
+/// What the scheduler hands over after a recorded cycle.
+pub struct CycleCtx<'a> {
+    pub scenario: &'a crate::scenario::Scenario,
+    pub run_seed: u64,
+    pub cycle: u64,
+    pub cycle_seed: u64,
+    pub target: usize,
+    pub kind: BackendKind,
+    pub pool: &'a Pool,
+    pub scratch: PathBuf,
+    pub bundles: Option<&'a Path>,
+}
+
+/// The images' verdict on a recorded cycle, for the scheduler to merge into the cycle's.
+pub struct CycleVerdict {
+    /// The most severe image outcome the scenario does not allow, if any.
+    pub outcome: Option<Outcome>,
+    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+}
+
+/// Judge a recorded cycle's images, report them as events, bundle the first failing one.
+#[allow(clippy::too_many_arguments)]
+pub fn after_cycle(
+    cc: CycleCtx<'_>,
+    pre: BTreeMap<String, Vec<u8>>,
+    log: Log,
+    writers: &[WriterLog],
+    acks: &BTreeMap<(u32, u64), u64>,
+    before: &BTreeSet<u32>,
+    ctx: &mut crate::scheduler::events::Ctx<'_>,
+) -> Result<CycleVerdict, anyhow::Error> {
+    let cfg = cc.scenario.power_loss.clone().unwrap_or_default();
+    let rec =
+        Recorded { kind: cc.kind, pre, log, writers: writers.to_vec(), acks: acks.clone(), before: before.clone() };
+    let expected = cc.scenario.expected(cc.kind);
+    let seed = crate::scheduler::derive_seed(cc.cycle_seed, 0x9017_0055, 0);
+    let s = judge_cycle(&rec, cc.pool, &cfg, seed, &expected, &cc.scratch)?;
+    ctx.fault(FaultKind::PowerLoss, s.describe());
+    let mut out = CycleVerdict { outcome: None, findings: Vec::new() };
+    for (i, v) in s.failing.iter().enumerate() {
+        let detail = format!(
+            "image cut after operation {} of {} (keep {}‰, torn {}, {} acknowledged commits before it): {}; {}; \
+             {}",
+            v.cut.at,
+            s.ops,
+            v.cut.keep_per_mille,
+            v.cut.torn,
+            v.acked,
+            v.outcome,
+            v.findings.iter().take(3).map(|f| f.to_string()).collect::<Vec<_>>().join("; "),
+            match v.recovered {
+                Some(true) => "after rebuilddb the database verifies clean (what was lost stays lost)",
+                Some(false) => "still damaged after rebuilddb",
+                None => "no recovery needed",
+            }
+        );
+        ctx.fault(FaultKind::PowerLossImage, detail);
+        if out.outcome.is_none_or(|o| v.outcome.severity() > o.severity()) {
+            out.outcome = Some(v.outcome);
+        }
+        if i == 0 {
+            // The first failing image's findings are the cycle's: as events (selftest reads them) and in
+            // the verdict.
+            for f in &v.findings {
+                ctx.finding("power-loss", f);
+            }
+            out.findings.extend(v.findings.iter().cloned());
+            if let Some(root) = cc.bundles {
+                match bundle_image(&cc, &rec, v, root) {
+                    Ok(path) => ctx.bundle(
+                        Path::new(root.file_name().unwrap_or_default())
+                            .join(path.file_name().unwrap_or_default())
+                            .display()
+                            .to_string(),
+                    ),
+                    Err(e) => ctx.finding(
+                        "bundle",
+                        &Finding::HarnessFault { detail: format!("could not write the crash image's bundle: {e:#}") },
+                    ),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bundle_image(ctx: &CycleCtx<'_>, rec: &Recorded, v: &Verdict, root: &Path) -> Result<PathBuf, anyhow::Error> {
+    let dir = root.join(format!("cycle-{:05}-{}-image-{}", ctx.cycle, ctx.kind.name(), v.cut.at));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_bundle(rec, v, &dir)?;
+    let sc = ctx.scenario;
+    let info = crate::bundle::BundleInfo {
+        schema: crate::bundle::BUNDLE_SCHEMA,
+        scenario_path: sc.source.display().to_string(),
+        scenario_text: std::fs::read_to_string(&sc.source).unwrap_or_default(),
+        seed: ctx.run_seed,
+        cycle: ctx.cycle,
+        backend: ctx.kind.name().into(),
+        target: ctx.target,
+        installed_before: rec.before.iter().copied().collect(),
+        plan: format!("power cut after operation {} (keep {}‰, torn {})", v.cut.at, v.cut.keep_per_mille, v.cut.torn),
+        kills: Vec::new(),
+        outcome: v.outcome,
+        findings: v.findings.iter().map(crate::scheduler::events::record).collect(),
+        planted: dbtorture_backends::planted::current(),
+        replay: format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy()),
+        schedule: Vec::new(),
+    };
+    dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
+    std::fs::write(dir.join("README.txt"), README)?;
+    Ok(crate::bundle::pack(&dir)?)
+}
+
+pub const README: &str = "This is a dbtorture power-loss bundle: one crash image that failed its engine's promise.
+
+  bundle.json      scenario (full text), seed, cycle, backend, outcome, findings, the replay command
+  power-loss.json  the cut (where the power went out, the model's seed and knobs), the model's choices, what
+                   each writer had acknowledged and at which recorded operation, SHA-256 of the image's files
+  pre/             the database directory when the recorder was mounted
+  oplog.bin        every recorded file operation up to the cut (see harness/src/fault/powerloss/oplog.rs)
+  image/           the disk after the power cut, before the reboot and any recovery
+
+`dbtorture replay` on this bundle rebuilds image/ from pre/ + oplog.bin + the cut, checks the bytes are the
+same, and judges it again. `dbtorture verify --backend BACKEND image` looks at it by hand.
+";
+
+/// `dbtorture replay` of a power-loss bundle: rebuild the image, check its bytes, judge it again.
+pub fn replay_bundle(
+    dir: &Path,
+    info: crate::bundle::BundleInfo,
+    sc: &crate::scenario::Scenario,
+) -> Result<crate::replay::Replayed, anyhow::Error> {
+    let w = &sc.workload;
+    let pool = Pool::build(crate::workload::PoolSpec {
+        names: w.packages,
+        versions: w.versions,
+        files_mean: w.files_mean,
+        seed: info.seed,
+    })
+    .context("building the package pool")?;
+    let (same, v) = replay(dir, &pool)?;
+    anyhow::ensure!(same, "the rebuilt crash image differs from the bundle's image/ (model or log changed?)");
+    Ok(crate::replay::Replayed {
+        recorded: info.outcome,
+        replayed: v.outcome,
+        findings: v.findings,
+        info,
+        placement: vec![format!("crash image rebuilt byte for byte (cut after operation {})", v.cut.at)],
+        kills: Vec::new(),
+        diverged: None,
+    })
+}
