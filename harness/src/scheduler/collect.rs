@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn lines_become_records_and_a_torn_line_waits() {
         let mut c = Collected::new(1);
-        let mut buf = b"C 7\nE rpmdb: Locker is not valid\nP boom at x.rs:1\nL hello\nC 8".to_vec();
+        let mut buf = b"B 7 i+1\nC 7\nE rpmdb: Locker is not valid\nP boom at x.rs:1\nL hello\nC 8".to_vec();
         c.take_lines(0, Role::Writer, &mut buf);
         assert_eq!(buf, b"C 8", "an incomplete last line stays in the buffer");
         assert!(c.reported.contains(&0));
