@@ -154,7 +154,14 @@ fn an_unexpected_signal_to_a_worker_is_a_crashed_cycle_with_a_bundle() {
     let start = Instant::now();
     let victim = loop {
         assert!(start.elapsed() < Duration::from_secs(60), "no worker appeared");
-        // Forks of dbtorture only: the run may first ask the host rpm for its %_dbpath (the system-db guard).
+        // The workers are forked right after `cycle-start` is written (events are flushed as they happen);
+        // before it, the run may run other programs (the system-db guard asks the host rpm for %_dbpath).
+        let started = std::fs::read_to_string(out.join("events.jsonl")).is_ok_and(|e| e.contains("\"cycle-start\""));
+        if !started {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        // Forks of dbtorture only.
         let mut forks = children(run.id())
             .into_iter()
             .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "dbtorture"));

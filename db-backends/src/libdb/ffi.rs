@@ -377,8 +377,15 @@ pub fn run_in_child(
     // SAFETY: fork in a process whose other threads (if any) we do not rely on in the child: the child
     // only runs `f` (BDB calls on its own handles and writes to the pipe) and leaves with _exit, never
     // returning into the caller's stack or running destructors or atexit handlers of the parent's state.
+    let parent = nix::unistd::getpid();
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
+            // Die with the process that asked (a reader stuck in a damaged environment must not outlive it).
+            let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
+            if nix::unistd::getppid() != parent {
+                // SAFETY: _exit ends the child at once without unwinding or running the parent's exit handlers.
+                unsafe { libc::_exit(crate::child::ChildExit::Orphaned.code()) }
+            }
             drop(rd);
             let mut out = std::fs::File::from(wr);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut out)))
