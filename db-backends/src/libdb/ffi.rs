@@ -374,10 +374,10 @@ pub fn run_in_child(
     use std::io::Read;
     use std::os::fd::AsFd;
     let (rd, wr) = nix::unistd::pipe()?;
+    let parent = nix::unistd::getpid();
     // SAFETY: fork in a process whose other threads (if any) we do not rely on in the child: the child
     // only runs `f` (BDB calls on its own handles and writes to the pipe) and leaves with _exit, never
     // returning into the caller's stack or running destructors or atexit handlers of the parent's state.
-    let parent = nix::unistd::getpid();
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             // Die with the process that asked (a reader stuck in a damaged environment must not outlive it).
