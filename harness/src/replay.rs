@@ -90,7 +90,16 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     }
     let sc = crate::scenario::Scenario::parse(&info.scenario_text, Path::new(&info.scenario_path))?;
     if bundle.join("power-loss.json").exists() {
-        return crate::fault::powerloss::session::replay_bundle(bundle, info, &sc);
+        let v = crate::scheduler::powercut::replay_bundle(bundle, &info, &sc)?;
+        return Ok(Replayed {
+            recorded: info.outcome,
+            replayed: v.outcome,
+            findings: v.findings,
+            info,
+            placement: vec![format!("crash image rebuilt byte for byte (cut after operation {})", v.cut.at)],
+            kills: Vec::new(),
+            diverged: None,
+        });
     }
     let timed: Vec<usize> = info
         .kills

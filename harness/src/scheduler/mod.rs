@@ -7,10 +7,12 @@
 //! how each child ended into kills and findings and the database's state into an outcome. Databases and
 //! epochs are [`targets`]; events are built in [`events`].
 
+mod bundling;
 pub mod collect;
 pub mod events;
 pub mod faults;
 pub mod plan;
+pub mod powercut;
 pub mod supervise;
 pub mod targets;
 pub mod verdict;
@@ -225,7 +227,7 @@ impl<'a> Scheduler<'a> {
         crate::fault::schedule::reset(global);
         // Power loss: record the cycle's file operations (mounted before any child exists).
         let recording = match &sc.power_loss {
-            Some(_) => Some(crate::fault::powerloss::session::Recording::start(
+            Some(_) => Some(crate::scheduler::powercut::Recording::start(
                 &self.targets[t].dir,
                 &self.side_dir(kind, "power-loss"),
             )?),
@@ -346,7 +348,7 @@ impl<'a> Scheduler<'a> {
         };
         let mut judged = judged;
         if let Some((pre, log)) = recorded {
-            let pl = crate::fault::powerloss::session::CycleCtx {
+            let pl = crate::scheduler::powercut::CycleCtx {
                 scenario: sc,
                 run_seed: self.seed,
                 cycle,
@@ -358,7 +360,7 @@ impl<'a> Scheduler<'a> {
                 bundles: self.bundles.as_deref(),
             };
             let v =
-                crate::fault::powerloss::session::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
+                crate::scheduler::powercut::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
             if let Some(o) =
                 v.outcome.filter(|o| o.severity() > judged.outcome.severity() || judged.outcome == Outcome::Clean)
             {
@@ -368,7 +370,7 @@ impl<'a> Scheduler<'a> {
         }
         let expected = sc.expected(kind).contains(&judged.outcome);
         if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
-            let rec = BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
+            let rec = bundling::BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }
         let res = CycleResult {
@@ -488,75 +490,12 @@ impl<'a> Scheduler<'a> {
             ctx.fault(FaultKind::Pageout, crate::fault::regions::describe_pageout(&per));
         }
     }
-
-    /// Write the bundle of a failing cycle and say where (or why not).
-    fn record_bundle(
-        &self,
-        t: usize,
-        cycle: u64,
-        rec: BundleRecord<'_>,
-        outcome: Outcome,
-        findings: &[Finding],
-        ctx: &mut Ctx<'_>,
-    ) {
-        let BundleRecord { before, plan, kills, schedule } = rec;
-        let root = self.bundles.as_ref().expect("bundles enabled");
-        let kind = self.targets[t].kind;
-        let sc = self.scenario;
-        let info = crate::bundle::BundleInfo {
-            schema: crate::bundle::BUNDLE_SCHEMA,
-            scenario_path: sc.source.display().to_string(),
-            scenario_text: sc.text.clone(),
-            seed: self.seed,
-            cycle,
-            backend: kind.name().into(),
-            target: self.targets[t].slot,
-            installed_before: before.iter().copied().collect(),
-            plan: plan.into(),
-            kills: kills.to_vec(),
-            outcome,
-            findings: findings.iter().map(events::record).collect(),
-            planted: dbtorture_backends::planted::current(),
-            replay: String::new(),
-            schedule,
-        };
-        let sides = crate::bundle::Sides {
-            pre: self.side_dir(kind, "pre"),
-            post: self.side_dir(kind, "post"),
-            live: self.targets[t].dir.clone(),
-        };
-        match crate::bundle::write(root, info, &sides, kind.profile()) {
-            // Relative to the run's output directory (the parent of the bundles directory).
-            Ok(path) => ctx.bundle(
-                Path::new(root.file_name().unwrap_or_default())
-                    .join(path.file_name().unwrap_or_default())
-                    .display()
-                    .to_string(),
-            ),
-            Err(e) => ctx.emit(&RunEvent::Finding {
-                cycle,
-                backend: kind.name().into(),
-                phase: "bundle".into(),
-                finding: events::record(&Finding::HarnessFault {
-                    detail: format!("could not write the bundle: {e:#}"),
-                }),
-            }),
-        }
-    }
 }
 
 impl Drop for Scheduler<'_> {
     fn drop(&mut self) {
         let _ = self.old_mask.thread_set_mask();
     }
-}
-
-/// What a cycle knows that its bundle records.
-struct BundleRecord<'r> {
-    before: &'r BTreeSet<u32>,
-    plan: &'r str,
-    kills: &'r [KillRecord],
-    schedule: Vec<Vec<u64>>,
 }
 
 /// A conversion killed anywhere leaves the whole original or the whole converted database: the one in

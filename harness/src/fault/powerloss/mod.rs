@@ -24,7 +24,7 @@ pub mod bench;
 pub mod judge;
 pub mod model;
 pub mod oplog;
+mod passthrough;
 pub mod recorder;
-pub mod session;
 
 pub use recorder::ack_seq;

@@ -3,10 +3,10 @@
 //! exactly. The scheduler calls [`Recording::start`], [`Recording::finish`] and [`judge_cycle`]; the rest is
 //! here.
 
-use super::judge::{self, Recorded, Verdict};
-use super::model::{self, Choices, Cut};
-use super::oplog::Log;
-use super::recorder::{Recorder, RecorderError};
+use crate::fault::powerloss::judge::{self, Recorded, Verdict};
+use crate::fault::powerloss::model::{self, Choices, Cut};
+use crate::fault::powerloss::oplog::Log;
+use crate::fault::powerloss::recorder::{Recorder, RecorderError};
 use crate::oracle::{TxnState, WriterLog};
 use crate::scenario::PowerLoss;
 use crate::workload::{Pool, Txn};
@@ -250,13 +250,13 @@ pub fn after_cycle(
     writers: &[WriterLog],
     acks: &BTreeMap<(u32, u64), u64>,
     before: &BTreeSet<u32>,
-    ctx: &mut crate::scheduler::events::Ctx<'_>,
+    ctx: &mut super::events::Ctx<'_>,
 ) -> Result<CycleVerdict, anyhow::Error> {
     let cfg = cc.scenario.power_loss.clone().unwrap_or_default();
     let rec =
         Recorded { kind: cc.kind, pre, log, writers: writers.to_vec(), acks: acks.clone(), before: before.clone() };
     let expected = cc.scenario.expected(cc.kind);
-    let seed = crate::scheduler::derive_seed(cc.cycle_seed, 0x9017_0055, 0);
+    let seed = super::derive_seed(cc.cycle_seed, 0x9017_0055, 0);
     let s = judge_cycle(&rec, cc.pool, &cfg, seed, &expected, &cc.scratch)?;
     ctx.fault(FaultKind::PowerLoss, s.describe());
     let mut out = CycleVerdict { outcome: None, findings: Vec::new() };
@@ -324,7 +324,7 @@ fn bundle_image(ctx: &CycleCtx<'_>, rec: &Recorded, v: &Verdict, root: &Path) ->
         plan: format!("power cut after operation {} (keep {}‰, torn {})", v.cut.at, v.cut.keep_per_mille, v.cut.torn),
         kills: Vec::new(),
         outcome: v.outcome,
-        findings: v.findings.iter().map(crate::scheduler::events::record).collect(),
+        findings: v.findings.iter().map(super::events::record).collect(),
         planted: dbtorture_backends::planted::current(),
         replay: format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy()),
         schedule: Vec::new(),
@@ -347,12 +347,13 @@ pub const README: &str = "This is a dbtorture power-loss bundle: one crash image
 same, and judges it again. `dbtorture verify --backend BACKEND image` looks at it by hand.
 ";
 
-/// `dbtorture replay` of a power-loss bundle: rebuild the image, check its bytes, judge it again.
+/// `dbtorture replay` of a power-loss bundle: rebuild the image, check its bytes, judge it again. Returns the
+/// verdict on the rebuilt image (`replay.rs` turns it into its report; this module does not import it).
 pub fn replay_bundle(
     dir: &Path,
-    info: crate::bundle::BundleInfo,
+    info: &crate::bundle::BundleInfo,
     sc: &crate::scenario::Scenario,
-) -> Result<crate::replay::Replayed, anyhow::Error> {
+) -> Result<Verdict, anyhow::Error> {
     let w = &sc.workload;
     let pool = Pool::build(crate::workload::PoolSpec {
         names: w.packages,
@@ -363,13 +364,5 @@ pub fn replay_bundle(
     .context("building the package pool")?;
     let (same, v) = replay(dir, &pool)?;
     anyhow::ensure!(same, "the rebuilt crash image differs from the bundle's image/ (model or log changed?)");
-    Ok(crate::replay::Replayed {
-        recorded: info.outcome,
-        replayed: v.outcome,
-        findings: v.findings,
-        info,
-        placement: vec![format!("crash image rebuilt byte for byte (cut after operation {})", v.cut.at)],
-        kills: Vec::new(),
-        diverged: None,
-    })
+    Ok(v)
 }

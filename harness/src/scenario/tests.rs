@@ -1,0 +1,82 @@
+//! The scenario loader's unit tests: defaults, field errors with line and column, validation, every shipped
+//! scenario loads.
+
+use super::*;
+
+fn parse(s: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(s, Path::new("t.toml"))
+}
+
+const OK: &str = "name='t'\nbackends=['sqlite']\n[expect]\nsqlite=['clean']\n";
+
+#[test]
+fn minimal_scenario_loads_with_defaults() {
+    let s = parse(OK).unwrap();
+    assert_eq!(s.workload.writers, 2);
+    assert_eq!(s.expected(BackendKind::Sqlite), vec![Outcome::Clean]);
+}
+
+#[test]
+fn errors_name_file_field_and_expectation() {
+    let e = parse(&OK.replace("[expect]", "[workload]\nwriters='two'\n[expect]")).unwrap_err().to_string();
+    assert!(e.contains("t.toml") && e.contains("workload.writers"), "{e}");
+    assert!(e.contains("line 4, column 9"), "TOML errors keep line and column: {e}");
+    let e = parse(&OK.replace("name='t'", "name='t'\nbogus=1")).unwrap_err().to_string();
+    assert!(e.contains("bogus"), "{e}");
+    let e = parse(&OK.replace("['clean']", "['fine']")).unwrap_err().to_string();
+    assert!(e.contains("expect.sqlite[0]") && e.contains("clean"), "{e}");
+    let e = parse(&OK.replace("['sqlite']", "['nope']")).unwrap_err().to_string();
+    assert!(e.contains("backends[0]") && e.contains("sqlite"), "{e}");
+    let e = parse(&format!("{OK}[kill]\nprobability=2.0\n")).unwrap_err().to_string();
+    assert!(e.contains("kill.probability"), "{e}");
+    let e = parse(&format!("{OK}[kill]\npoint='no.such.point'\n")).unwrap_err().to_string();
+    assert!(e.contains("kill.point"), "{e}");
+    // A point of a backend the scenario does not run would kill nothing: refused, listing the valid ones.
+    let e = parse(&format!("{OK}[kill]\nmode='crash-point'\npoint='bdbenv.sync.before'\n")).unwrap_err().to_string();
+    assert!(e.contains("kill.point") && e.contains("sqlite.commit.before"), "{e}");
+    let e = parse("name='t'\nbackends=['rpm']\n[kill]\nmode='sweep'\n[expect]\nrpm=['clean']\n").unwrap_err();
+    assert!(e.to_string().contains("kill.mode"), "{e}");
+    let e = parse("name='t'\nbackends=['sqlite']\n[expect]\n").unwrap_err().to_string();
+    assert!(e.contains("expect.sqlite"), "{e}");
+    let e = parse(&OK.replace("name='t'", "name='t'\nduration='soon'")).unwrap_err().to_string();
+    assert!(e.contains("duration"), "{e}");
+}
+
+#[test]
+fn bundle_policy_defaults_to_unexpected_and_findings_keeps_expected_findings() {
+    assert_eq!(parse(OK).unwrap().bundles, BundlePolicy::Unexpected);
+    let s = parse(&OK.replace("name='t'", "name='t'\nbundles='findings'")).unwrap();
+    assert_eq!(s.bundles, BundlePolicy::Findings);
+    assert!(BundlePolicy::Findings.keeps(true, true));
+    assert!(!BundlePolicy::Findings.keeps(true, false));
+    assert!(BundlePolicy::Findings.keeps(false, false));
+    assert!(!BundlePolicy::Unexpected.keeps(true, true));
+    assert!(BundlePolicy::Unexpected.keeps(false, false));
+    assert!(!BundlePolicy::None.keeps(false, true));
+    let e = parse(&OK.replace("name='t'", "name='t'\nbundles='all'")).unwrap_err().to_string();
+    assert!(e.contains("bundles") && e.contains("findings"), "{e}");
+}
+
+#[test]
+fn durations_parse_with_units() {
+    assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+    assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+    assert_eq!(parse_duration("x"), None);
+    assert_eq!(parse_duration("-1s"), None);
+}
+
+#[test]
+fn every_shipped_scenario_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the shipped scenarios in {}", dir.display());
+}
