@@ -157,6 +157,7 @@ fn fuzz_target(t: &targets::Target, opts: &FuzzOptions) -> anyhow::Result<Target
 
 /// Cap the address space at what it is now plus `cap` (RLIMIT_AS): a larger allocation fails and the child
 /// aborts, which the parent records.
+#[allow(clippy::unnecessary_fallible_conversions)]
 fn cap_address_space(cap: u64) {
     let now_kib: u64 = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -166,13 +167,17 @@ fn cap_address_space(cap: u64) {
             })
         })
         .unwrap_or(0);
-    let limit = now_kib * 1024 + cap;
+    // rlim_t is 32 bits on armel (the qemu guest): a limit past it is no limit there.
+    let limit = nix::sys::resource::rlim_t::try_from(now_kib * 1024 + cap).unwrap_or(nix::sys::resource::RLIM_INFINITY);
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, limit, limit);
 }
 
-/// Peak resident set of any child so far, in KiB.
+/// Peak resident set of any child so far, in KiB (`c_long`: 32 bits on armel, hence `i64::from`).
+#[allow(clippy::useless_conversion)]
 pub fn peak_child_rss_kib() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map(|u| u.max_rss()).unwrap_or(0)
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| i64::from(u.max_rss()))
+        .unwrap_or(0)
 }
 
 /// The figures as a table.

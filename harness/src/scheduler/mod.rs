@@ -359,8 +359,7 @@ impl<'a> Scheduler<'a> {
                 scratch: self.side_dir(kind, "image"),
                 bundles: self.bundles.as_deref(),
             };
-            let v =
-                crate::scheduler::powercut::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
+            let v = crate::scheduler::powercut::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
             if let Some(o) =
                 v.outcome.filter(|o| o.severity() > judged.outcome.severity() || judged.outcome == Outcome::Clean)
             {

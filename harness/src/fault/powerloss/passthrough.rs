@@ -508,15 +508,17 @@ impl Filesystem for Fs {
         reply.ok();
     }
 
+    // fsblkcnt_t is 32 bits on armel (the qemu guest), 64 on x86_64: `u64::from` fits both.
+    #[allow(clippy::useless_conversion)]
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let root = self.st().root.clone();
         match nix::sys::statvfs::statvfs(&root) {
             Ok(v) => reply.statfs(
-                v.blocks(),
-                v.blocks_free(),
-                v.blocks_available(),
-                v.files(),
-                v.files_free(),
+                u64::from(v.blocks()),
+                u64::from(v.blocks_free()),
+                u64::from(v.blocks_available()),
+                u64::from(v.files()),
+                u64::from(v.files_free()),
                 v.block_size() as u32,
                 v.name_max() as u32,
                 v.fragment_size() as u32,
