@@ -141,6 +141,18 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     Ok(Opened { dir, _tmp: Some(tmp) })
 }
 
+/// Move a directory; across filesystems (the out directory on a tmpfs, the work directory on disk: rename
+/// says EXDEV) copy it and remove the original.
+pub fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            copy_dir(from, to)?;
+            std::fs::remove_dir_all(from)
+        }
+        other => other,
+    }
+}
+
 /// Where a failing cycle's database states are: the copy taken when the cycle started, the copy taken
 /// before recovery (if one was), and the live directory (the state to take when there is no `post`).
 pub struct Sides {
@@ -163,9 +175,9 @@ pub fn write(
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(dir.with_extension("tar.gz"));
     std::fs::create_dir_all(&dir)?;
-    std::fs::rename(&sides.pre, dir.join("pre")).context("moving pre/")?;
+    move_dir(&sides.pre, &dir.join("pre")).context("moving pre/")?;
     if sides.post.exists() {
-        std::fs::rename(&sides.post, dir.join("post")).context("moving post/")?;
+        move_dir(&sides.post, &dir.join("post")).context("moving post/")?;
     } else {
         copy_dir(&sides.live, &dir.join("post"))?;
     }

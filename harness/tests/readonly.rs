@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether `cmd` runs here (Berkeley DB's tools answer `-V`, rpm `--version`).
 fn have(cmd: &str) -> bool {
-    Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success())
+    let flag = if cmd.starts_with("db5.3_") { "-V" } else { "--version" };
+    Command::new(cmd).arg(flag).output().is_ok_and(|o| o.status.success())
 }
 
 fn skip_or_fail(why: &str) {

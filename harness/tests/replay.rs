@@ -197,3 +197,36 @@ fn bdbenv_bundles_record_the_interleaving_and_replays_say_whether_they_followed_
         assert!(t.contains("interleaving: followed") || t.contains("interleaving: left"), "{t}");
     }
 }
+
+/// Bundles cross filesystems: with `--out` on a tmpfs and the work directory on disk, `rename` says EXDEV,
+/// and every failing cycle still leaves its bundle (it used to leave none, saying so only in an event).
+#[test]
+fn bundles_are_written_when_out_is_on_another_filesystem() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let Ok(shm) = tempfile::Builder::new().prefix("dbtorture-out-").tempdir_in("/dev/shm") else {
+        assert!(std::env::var_os("CI").is_none(), "CI machines have /dev/shm");
+        eprintln!("SKIPPED: no /dev/shm here");
+        return;
+    };
+    if std::fs::metadata(work.path()).unwrap().dev() == std::fs::metadata(shm.path()).unwrap().dev() {
+        assert!(std::env::var_os("CI").is_none(), "CI's /tmp and /dev/shm are different filesystems");
+        eprintln!("SKIPPED: /dev/shm is on the same filesystem as the work directory here");
+        return;
+    }
+    let sc = work.path().join("planted.toml");
+    std::fs::write(&sc, SCENARIO).unwrap();
+    let out = shm.path().join("out");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "4", "-q", "--out", out.to_str().unwrap()])
+        .arg("--workdir")
+        .arg(work.path().join("w"))
+        .env("DBTORTURE_PLANT", "sqlite-skip-index-row")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let bundles: Vec<_> = std::fs::read_dir(out.join("bundles")).unwrap().map(|e| e.unwrap().path()).collect();
+    let unexpected = events(&out).iter().filter(|e| e["event"] == "cycle-end" && e["expected"] == false).count();
+    assert!(unexpected > 0);
+    assert_eq!(bundles.len(), unexpected, "a bundle per failing cycle: {bundles:?}");
+}
