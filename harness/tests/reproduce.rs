@@ -69,11 +69,10 @@ fn lost_write_runs(tmp: &Path, scenario: &str, backend: &str, inspect: bool, fir
     }
     // Concurrency (and, for real BDB, its own timing) makes a cycle's verdict vary a little; one of the bundles
     // must replay to its own.
-    let replayed = archives.iter().any(|b| {
+    archives.iter().any(|b| {
         let r = bin().arg("replay").arg(b).output().unwrap();
         r.status.code() == Some(0) && String::from_utf8_lossy(&r.stdout).contains("same verdict")
-    });
-    replayed
+    })
 }
 
 /// A lost-write run with a fixed seed keeps bundles of every cycle with a finding; `inspect` reads them and
