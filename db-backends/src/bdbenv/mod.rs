@@ -16,8 +16,11 @@ mod engine;
 pub mod env;
 pub mod inspect;
 pub mod lock;
+pub mod lock_layout;
 pub mod mmap;
 pub mod mpool;
+mod region_files;
 pub mod shqueue;
 
 pub use engine::*;
+pub use region_files::*;

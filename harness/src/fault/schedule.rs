@@ -11,7 +11,7 @@
 //! and the replay says it diverged. A worker past the end of its schedule (killed just after its last point
 //! in the recorded cycle) runs on without waiting.
 //!
-//! Layout: per worker, in its crash-point slot, `WORDS` words (mode, count, position, held ticket, log);
+//! Layout: per worker, in its crash-point slot, `WORDS` words (mode, count, position, log);
 //! for the whole cycle, `GLOBAL_WORDS` words after the slots (the next ticket, the diverged flag).
 
 use crate::sys::AtomicU64;
@@ -24,9 +24,7 @@ pub const CAP: usize = 8192;
 const W_MODE: usize = 0;
 const W_COUNT: usize = 1;
 const W_POS: usize = 2;
-/// The ticket held, plus one (0: none).
-const W_HELD: usize = 3;
-const W_LOG: usize = 4;
+const W_LOG: usize = 3;
 pub const WORDS: usize = W_LOG + CAP;
 
 const G_NEXT: usize = 0;
@@ -95,26 +93,6 @@ pub fn arrive() {
     }
 }
 
-/// Give the turn on: the held ticket's stretch is over.
-fn release(slot: &[AtomicU64], global: &[AtomicU64]) {
-    let held = slot[W_HELD].swap(0, Ordering::AcqRel);
-    if held > 0 {
-        global[G_NEXT].fetch_max(held, Ordering::AcqRel);
-    }
-}
-
-/// In a child that is about to exit: its last stretch is over.
-pub fn finish() {
-    if let Some(s) = SCHED.get() {
-        release(s.slot, s.global);
-    }
-}
-
-/// In the scheduler, once a child is reaped (killed at its point, or dead anyhow): release its turn.
-pub fn release_dead(slot: &[AtomicU64], global: &[AtomicU64]) {
-    release(slot, global);
-}
-
 /// In the scheduler before a cycle: reset the shared counter.
 pub fn reset(global: &[AtomicU64]) {
     for w in global.iter().take(GLOBAL_WORDS) {
@@ -166,16 +144,5 @@ mod tests {
         assert_eq!(recorded(&slot), vec![3, 5, 9]);
         arm(&slot, None);
         assert_eq!(recorded(&slot), Vec::<u64>::new());
-    }
-
-    #[test]
-    fn releasing_a_dead_workers_turn_moves_the_counter_past_it() {
-        let (slot, global) = (words(WORDS), words(GLOBAL_WORDS));
-        slot[W_HELD].store(8, Ordering::Release); // holds ticket 7
-        global[G_NEXT].store(7, Ordering::Release);
-        release_dead(&slot, &global);
-        assert_eq!(global[G_NEXT].load(Ordering::Acquire), 8);
-        release_dead(&slot, &global);
-        assert_eq!(global[G_NEXT].load(Ordering::Acquire), 8, "released once");
     }
 }

@@ -240,12 +240,8 @@ impl<'a> Scheduler<'a> {
             Work::Workers { writers, .. } => writers,
             Work::Convert { .. } => 0,
         });
-        let watch = supervise::Watch {
-            signals: &self.signals,
-            words,
-            global,
-            timeout: Duration::from_millis(sc.timeouts.cycle_ms),
-        };
+        let watch =
+            supervise::Watch { signals: &self.signals, words, timeout: Duration::from_millis(sc.timeouts.cycle_ms) };
         let dir = self.targets[t].dir.clone();
         let mut env = FaultEnv { dir: &dir, rng: &mut plan.rng, ctx: &mut ctx };
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;

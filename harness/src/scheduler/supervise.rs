@@ -82,8 +82,6 @@ pub struct Watch<'a> {
     pub signals: &'a SignalFd,
     /// The children's breadcrumb slots, `crashpoint::SLOT_WORDS` words each, in child order.
     pub words: &'a [AtomicU64],
-    /// The cycle's shared schedule words.
-    pub global: &'a [AtomicU64],
     pub timeout: Duration,
 }
 
@@ -183,11 +181,7 @@ fn reap(
                 let at_point = crashpoint::read(slot).stopped;
                 c.send(Signal::SIGKILL, if at_point { KillTrigger::Point } else { KillTrigger::Stopped }, t0.elapsed());
             }
-            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                c.status = Some(Some(st));
-                // A replay's schedule goes on without it.
-                crate::fault::schedule::release_dead(crashpoint::schedule_words(slot), watch.global);
-            }
+            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => c.status = Some(Some(st)),
             // Continued, ptrace events: not an end; look again next round.
             Ok(WaitStatus::Continued(_) | WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(_)) => {}
             Err(nix::errno::Errno::ECHILD) => c.status = Some(None),

@@ -62,17 +62,14 @@ fn as_child<W: Write>(rep: &mut Reporter<W>, body: impl FnOnce(&mut Reporter<W>)
             *m = Some(format!("{msg}{at}"));
         }
     }));
-    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rep))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rep))) {
         Ok(code) => code,
         Err(_) => {
             let message = PANIC_MESSAGE.lock().ok().and_then(|mut m| m.take()).unwrap_or_default();
             let _ = rep.send(&WorkerMsg::Panic { message });
             ChildExit::Panicked.code()
         }
-    };
-    // The stretch after the last crash point is over: a replay's next worker may go on.
-    crate::fault::schedule::finish();
-    code
+    }
 }
 
 /// Run a worker to completion; returns its exit code.
