@@ -129,6 +129,21 @@ def self_test(args: argparse.Namespace, scratch: Path) -> list[str]:
               f"{'fails as it should' if hit else 'NOT DETECTED'}" + (f": {hit[0].splitlines()[0]}" if hit else ""))
         if not hit:
             failures.append(f"self-test {i}: {copy} ({old!r} → {new!r}) was not refused for {reason!r}: {errs}")
+    # A red night (a planted bug the torture job finds) is a verdict, not a broken file: the torture job and
+    # the merge exit 1, the check passes and the merged report counts the red cycles. A merge exiting 1 after
+    # green jobs would be refused (run.py).
+    p = load(gh)
+    first = min(j.stage for j in p.jobs)
+    p.jobs = [j for j in p.jobs if j.stage > first or j.name == "torture (smoke sqlite shard 1/4)"]
+    red = Runner(ROOT, scratch / "red-night", {"DURATION": "4s", "DBTORTURE_SEED": args.seed}, args.timeout,
+                 log=lambda *_: None, extra_env={"DBTORTURE_PLANT": "sqlite-commit-per-package"})
+    errs = red.run(p, 1)
+    statuses = [s for _, _, s, _ in red.ran]
+    ok = not errs and len(statuses) == 2 and statuses == [1, 1]
+    print(f"self-test red night: torture and merge exit {statuses}, check {'passes' if not errs else errs}: "
+          f"{'as it should' if ok else 'WRONG'}")
+    if not ok:
+        failures.append(f"self-test red night: statuses {statuses}, errors {errs}")
     # A job that outlives --timeout is stopped and reported, not waited for.
     p = load(gh)
     p.jobs = p.jobs[:1]

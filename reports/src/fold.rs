@@ -73,6 +73,16 @@ pub struct Aggregate {
     harness_error: Option<String>,
     pending: BTreeMap<(u64, String), Pending>,
     timeline: Timeline,
+    /// Per run (parallel to `runs`): what its cycles took, and whether its run-end event was seen.
+    clocks: Vec<RunClock>,
+}
+
+/// A run's own account of time, for runs whose log ends without a run-end event.
+#[derive(Default, Clone, Copy)]
+struct RunClock {
+    cycles: u64,
+    cycle_ms: f64,
+    ended: bool,
 }
 
 impl Aggregate {
@@ -138,6 +148,7 @@ impl Aggregate {
                     source: None,
                     replay: replay.clone(),
                 });
+                self.clocks.push(RunClock::default());
                 self.pending.clear();
             }
             RunEvent::CycleStart { cycle, backend, .. } => {
@@ -168,6 +179,10 @@ impl Aggregate {
             }
             RunEvent::CycleEnd { cycle, backend, outcome, expected, findings, commits, duration_ms, armed, hits } => {
                 let p = self.pending.remove(&(*cycle, backend.clone())).unwrap_or_default();
+                if let Some(c) = self.clocks.last_mut() {
+                    c.cycles += 1;
+                    c.cycle_ms += duration_ms;
+                }
                 for (point, h) in hits {
                     self.coverage.entry(point.clone()).or_default().hits += h;
                 }
@@ -189,6 +204,9 @@ impl Aggregate {
                 }
                 let running = u64::from(cycle.is_some());
                 self.cycles += running;
+                if let Some(c) = self.clocks.last_mut() {
+                    c.cycles += running;
+                }
                 *self.outcomes.entry(backend.clone()).or_default().entry(outcome.name().into()).or_default() += 1;
                 let t = self.per_backend.entry(backend.clone()).or_default();
                 t.cycles += running;
@@ -206,6 +224,9 @@ impl Aggregate {
                     r.cycles = *cycles;
                     r.interrupted = *interrupted;
                     r.duration_s = *duration_s;
+                }
+                if let Some(c) = self.clocks.last_mut() {
+                    c.ended = true;
                 }
             }
             RunEvent::WorkerExit { .. }
@@ -276,9 +297,26 @@ impl Aggregate {
         }
     }
 
+    /// The runs as they ended; a run whose log stops without its run-end event (its harness or guest died,
+    /// its upload was cut) is interrupted, holds the cycles its log holds, and lasted its cycles' own time.
+    fn finished_runs(&self) -> Vec<RunInfo> {
+        let mut runs = self.runs.clone();
+        for (r, c) in runs.iter_mut().zip(&self.clocks) {
+            if !c.ended {
+                r.interrupted = true;
+                r.cycles = c.cycles;
+                r.duration_s = c.cycle_ms / 1000.0;
+            }
+        }
+        runs
+    }
+
     pub fn summary(&self) -> Summary {
-        let first = self.runs.first();
-        let duration_s: f64 = self.runs.iter().map(|r| r.duration_s).sum();
+        let runs = self.finished_runs();
+        let first = runs.first();
+        let duration_s: f64 = runs.iter().map(|r| r.duration_s).sum();
+        // No time measured, no rate (a count over 1e-9 s would print two billion cycles per second).
+        let per_sec = |n: u64| if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 };
         let mut per_backend = self.per_backend.clone();
         for t in per_backend.values_mut() {
             t.failure_rate = rate(t.failure_rate.failing_kills, t.failure_rate.kills);
@@ -291,7 +329,7 @@ impl Aggregate {
             seed: first.map(|r| r.seed).unwrap_or_default(),
             backends: self.backends.clone(),
             environment: first.map(|r| r.environment.clone()).unwrap_or_default(),
-            runs: self.runs.clone(),
+            runs: runs.clone(),
             cycles: self.cycles,
             kills: self.kills,
             commits: self.commits,
@@ -299,10 +337,10 @@ impl Aggregate {
             per_backend,
             unexpected: self.unexpected,
             failure_rate: rate(failing, self.kills),
-            cycles_per_sec: self.cycles as f64 / duration_s.max(1e-9),
-            kills_per_sec: self.kills as f64 / duration_s.max(1e-9),
+            cycles_per_sec: per_sec(self.cycles),
+            kills_per_sec: per_sec(self.kills),
             duration_s,
-            interrupted: self.runs.iter().any(|r| r.interrupted),
+            interrupted: runs.iter().any(|r| r.interrupted),
             kill_points: self.kill_points.clone(),
             coverage: self.coverage.clone(),
             failures: self.failures.clone(),

@@ -141,19 +141,8 @@ pub fn summary_from_events(events: &[RunEvent], replay: String) -> Option<Summar
     if agg.runs().is_empty() {
         return None;
     }
+    // A run without its run-end event is interrupted and timed by its cycles: the fold says so.
     let mut s = agg.summary();
-    if !events.iter().any(|e| matches!(e, RunEvent::RunEnd { .. })) {
-        s.interrupted = true;
-        if let Some(r) = s.runs.last_mut() {
-            r.interrupted = true;
-            r.cycles = s.cycles;
-        }
-        // No run-end: the duration is the cycles' own time.
-        let ms: f64 = agg.timeline().cycles.iter().map(|c| c.duration_ms).sum();
-        s.duration_s = ms / 1000.0;
-        s.cycles_per_sec = s.cycles as f64 / s.duration_s.max(1e-9);
-        s.kills_per_sec = s.kills as f64 / s.duration_s.max(1e-9);
-    }
     if s.replay.is_empty() {
         s.replay = replay;
     }
