@@ -46,12 +46,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
-    let err = |source| WriteError { path: path.into(), source };
-    let mut f = File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    Ok(())
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    // A failed write (a full disk) leaves nothing behind: not a truncated temporary file beside the reports.
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        WriteError { path: path.into(), source }
+    })
 }
 
 /// Write `value` as pretty JSON to `path` atomically.
@@ -62,14 +66,16 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 }
 
 /// Write summary.json, junit.xml and report.html into `dir`.
+/// Each is attempted even when one before it failed (a nearly full disk may still take the small ones); the
+/// first error is returned.
 pub fn write_reports(dir: &Path, summary: &Summary, timeline: &Timeline) -> Result<(), WriteError> {
-    write_json_atomic(&dir.join("summary.json"), summary)?;
-    let xml = crate::junit::junit(summary)
+    let summary_json = write_json_atomic(&dir.join("summary.json"), summary);
+    let junit = crate::junit::junit(summary)
         .to_string()
-        .map_err(|e| WriteError { path: dir.join("junit.xml"), source: std::io::Error::other(e.to_string()) })?;
-    write_atomic(&dir.join("junit.xml"), xml.as_bytes())?;
-    write_atomic(&dir.join("report.html"), crate::html::html(summary, timeline).as_bytes())?;
-    Ok(())
+        .map_err(|e| WriteError { path: dir.join("junit.xml"), source: std::io::Error::other(e.to_string()) })
+        .and_then(|xml| write_atomic(&dir.join("junit.xml"), xml.as_bytes()));
+    let html = write_atomic(&dir.join("report.html"), crate::html::html(summary, timeline).as_bytes());
+    summary_json.and(junit).and(html)
 }
 
 #[cfg(test)]

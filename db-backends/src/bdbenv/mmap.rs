@@ -33,10 +33,19 @@ impl Region {
         Ok(Region { map, _file: file })
     }
 
-    /// Create (or replace) a region file of `len` zero bytes and map it.
+    /// Create (or replace) a region file of `len` zero bytes and map it. The file's blocks are allocated
+    /// here (as Berkeley DB writes its regions out before mapping them): on a full filesystem this is an
+    /// ENOSPC error, where a sparse file would be SIGBUS at the first store into an unbacked page.
     pub fn create(path: &Path, len: usize) -> std::io::Result<Region> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        file.set_len(len as u64)?;
+        let reserved = nix::libc::off_t::try_from(len)
+            .map_err(std::io::Error::other)
+            .and_then(|n| nix::fcntl::posix_fallocate(&file, 0, n).map_err(std::io::Error::from));
+        if let Err(e) = reserved {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         drop(file);
         Self::map(path)
     }
