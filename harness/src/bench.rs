@@ -54,7 +54,7 @@ pub fn overhead() -> Result<()> {
 }
 
 fn overhead_at(files_mean: u32) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
+    let tmp = crate::leftovers::scratch("bench")?;
     let dir = tmp.path().join("db");
     let pool = Pool::build(PoolSpec { names: 100, versions: 1, files_mean, seed: 1 })?;
     build_db(&dir, &pool)?;
@@ -114,7 +114,7 @@ pub fn verify_fedora() -> Result<()> {
     let pool = Pool::build(PoolSpec { names: 2500, versions: 1, files_mean: 140, seed: 4 })?;
     let files: u64 = pool.packages.iter().map(|p| u64::from(p.files)).sum();
     let built = t0.elapsed();
-    let tmp = tempfile::tempdir()?;
+    let tmp = crate::leftovers::scratch("bench")?;
     let dir = tmp.path().join("db");
     let t1 = Instant::now();
     build_db(&dir, &pool)?;
@@ -168,7 +168,7 @@ fn breakdown(dir: &Path, n: usize) -> Result<()> {
 /// region with 1,000 lockers and 1,000 locks.
 pub fn bdbenv() -> Result<()> {
     use dbtorture_backends::bdbenv::{check, lock, mmap::Region};
-    let tmp = tempfile::tempdir()?;
+    let tmp = crate::leftovers::scratch("bench")?;
     let sizes = lock::Sizes { lockers: 1100, objects: 1000, locks: 1100, locker_t_size: 211, object_t_size: 211 };
     let mut r = Region::create(&tmp.path().join("__db.003"), lock::region_size(&sizes))?;
     lock::init(&mut r, &sizes)?;

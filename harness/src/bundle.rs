@@ -130,7 +130,7 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
     if path.is_dir() {
         return Ok(Opened { dir: path.to_path_buf(), _tmp: None });
     }
-    let tmp = tempfile::Builder::new().prefix("dbtorture-bundle-").tempdir()?;
+    let tmp = crate::leftovers::scratch("bundle")?;
     crate::unpack::unpack(path, tmp.path(), crate::unpack::LIMITS)?;
     // The archive holds one folder; find the one with bundle.json.
     let dir = std::fs::read_dir(tmp.path())?

@@ -14,6 +14,7 @@ pub mod exit_codes;
 pub mod fault;
 pub mod fuzz;
 pub mod guard;
+pub mod leftovers;
 pub mod merge;
 pub mod oracle;
 pub mod qemu;

@@ -286,6 +286,19 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
+    // Commands that make scratch directories or memory cgroups first clear those of runs that died.
+    if matches!(
+        cmd,
+        Cmd::Run { .. }
+            | Cmd::Replay { .. }
+            | Cmd::Shrink { .. }
+            | Cmd::Selftest { .. }
+            | Cmd::Qemu(_)
+            | Cmd::Bench { .. }
+            | Cmd::Fuzz { .. }
+    ) {
+        dbtorture::leftovers::sweep();
+    }
     match cmd {
         Cmd::Run {
             scenario,

@@ -73,11 +73,7 @@ pub fn snapshot(kind: BackendKind, db_dir: &Path) -> Result<Snapshot, ReadOnlyEr
         let path = path.to_path_buf();
         move |source| ReadOnlyError::Io { path, source }
     };
-    let tmp = tempfile::Builder::new()
-        .prefix("dbtorture-verify.")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .map_err(io(&std::env::temp_dir()))?;
+    let tmp = crate::leftovers::scratch("verify").map_err(io(&std::env::temp_dir()))?;
     let (target, copy_to) = if kind == BackendKind::Rpm {
         let root = tmp.path().join("root");
         (root.clone(), dbtorture_backends::rpmcli::db_dir(&root))

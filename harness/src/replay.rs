@@ -171,7 +171,7 @@ fn replay_cycle(
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
 ) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>, Option<bool>)> {
-    let tmp = tempfile::Builder::new().prefix("dbtorture-replay-").tempdir()?;
+    let tmp = crate::leftovers::scratch("replay")?;
     let mut sched = match pre {
         Some(pre) => {
             let mut sched = crate::scheduler::Scheduler::unprepared(sc, info.seed, tmp.path())?;

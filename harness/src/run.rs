@@ -181,7 +181,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
             w.clone()
         }
         None => {
-            tmp = tempfile::Builder::new().prefix("dbtorture-").tempdir().context("creating a work directory")?;
+            tmp = crate::leftovers::scratch("run").context("creating a work directory")?;
             tmp.path().to_path_buf()
         }
     };

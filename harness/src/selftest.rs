@@ -166,7 +166,7 @@ fn run_case(
 
 /// Run every planted bug and both unplanted baselines; print the table. Ok(true) if all behaved.
 pub fn run(budget: Duration) -> Result<bool> {
-    let tmp = tempfile::tempdir()?;
+    let tmp = crate::leftovers::scratch("selftest")?;
     let mut rows = Vec::new();
     for bug in planted::ALL {
         let power = needs_power_loss(bug);

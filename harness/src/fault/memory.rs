@@ -55,27 +55,17 @@ fn stat_value(text: &str, key: &str) -> u64 {
 }
 
 impl MemCgroup {
-    /// Create a child memory cgroup of this process's own, limited to `limit` bytes (v2: `high` too).
-    pub fn create(name: &str, limit: u64, high: Option<u64>) -> Result<MemCgroup, String> {
-        // v2: a unified hierarchy with the memory controller enabled for children.
+    /// Where this process may create child memory cgroups: its own cgroup in the v2 hierarchy (when the
+    /// memory controller is enabled there), then in the v1 memory hierarchy.
+    fn parents() -> Vec<(PathBuf, Version)> {
+        let mut out = Vec::new();
         for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
             let ctl = std::fs::read_to_string(Path::new(root).join("cgroup.controllers")).unwrap_or_default();
-            if !ctl.split_whitespace().any(|c| c == "memory") {
-                continue;
-            }
-            let own = own_path(|l| l.strip_prefix("0::").map(str::to_string)).unwrap_or_default();
-            let parent = Path::new(root).join(own.trim_start_matches('/'));
-            let path = parent.join(name);
-            if std::fs::create_dir(&path).is_ok() {
-                let cg = MemCgroup { path, version: Version::V2 };
-                cg.write("memory.max", &limit.to_string())?;
-                if let Some(h) = high {
-                    cg.write("memory.high", &h.to_string())?;
-                }
-                return Ok(cg);
+            if ctl.split_whitespace().any(|c| c == "memory") {
+                let own = own_path(|l| l.strip_prefix("0::").map(str::to_string)).unwrap_or_default();
+                out.push((Path::new(root).join(own.trim_start_matches('/')), Version::V2));
             }
         }
-        // v1: the memory hierarchy.
         let root = Path::new("/sys/fs/cgroup/memory");
         if root.join("memory.limit_in_bytes").exists() {
             let own = own_path(|l| {
@@ -84,13 +74,57 @@ impl MemCgroup {
                 ctl.split(',').any(|c| c == "memory").then(|| path.to_string())
             })
             .unwrap_or_default();
-            let path = root.join(own.trim_start_matches('/')).join(name);
-            std::fs::create_dir(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let cg = MemCgroup { path, version: Version::V1 };
-            cg.write("memory.limit_in_bytes", &limit.to_string())?;
+            out.push((root.join(own.trim_start_matches('/')), Version::V1));
+        }
+        out
+    }
+
+    /// Create a child memory cgroup of this process's own, limited to `limit` bytes (v2: `high` too).
+    pub fn create(name: &str, limit: u64, high: Option<u64>) -> Result<MemCgroup, String> {
+        let parents = Self::parents();
+        let mut errors = Vec::new();
+        for (parent, version) in &parents {
+            let path = parent.join(name);
+            if let Err(e) = std::fs::create_dir(&path) {
+                errors.push(format!("cannot create {}: {e}", path.display()));
+                continue;
+            }
+            let cg = MemCgroup { path, version: *version };
+            match version {
+                Version::V2 => {
+                    cg.write("memory.max", &limit.to_string())?;
+                    if let Some(h) = high {
+                        cg.write("memory.high", &h.to_string())?;
+                    }
+                }
+                Version::V1 => cg.write("memory.limit_in_bytes", &limit.to_string())?,
+            }
             return Ok(cg);
         }
-        Err("no writable memory cgroup (neither v2 with the memory controller nor v1 memory)".into())
+        if parents.is_empty() {
+            return Err("no writable memory cgroup (neither v2 with the memory controller nor v1 memory)".into());
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Remove the memory cgroups beside this process's own whose name `dead` says belongs to a run that is
+    /// gone; processes still in one (orphans of that run) are killed first. Returns what was removed.
+    pub fn sweep(dead: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for (parent, version) in Self::parents() {
+            let Ok(entries) = std::fs::read_dir(&parent) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !e.path().is_dir() || !dead(&name) {
+                    continue;
+                }
+                kill_all(&e.path(), version);
+                if std::fs::remove_dir(e.path()).is_ok() {
+                    removed.push(e.path());
+                }
+            }
+        }
+        removed
     }
 
     fn write(&self, file: &str, value: &str) -> Result<(), String> {
@@ -144,6 +178,33 @@ pub fn balloon(bytes: usize, mut ready: std::fs::File) -> ! {
     drop(ready);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// SIGKILL every process in the cgroup (`cgroup.kill` where v2 has it) and wait until it is empty.
+fn kill_all(path: &Path, version: Version) {
+    let procs = || -> Vec<i32> {
+        std::fs::read_to_string(path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    if procs().is_empty() {
+        return;
+    }
+    if version == Version::V1 || std::fs::write(path.join("cgroup.kill"), "1").is_err() {
+        for pid in procs() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    // A SIGKILLed process leaves the cgroup as soon as it is gone; bounded, since a process stuck in
+    // uninterruptible sleep may take a while (the cgroup is then left for the next sweep).
+    for _ in 0..100 {
+        if procs().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

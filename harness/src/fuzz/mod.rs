@@ -55,7 +55,7 @@ pub struct TargetReport {
 
 /// Run the fuzzer; one report per target.
 pub fn run(opts: &FuzzOptions) -> anyhow::Result<Vec<TargetReport>> {
-    let work = tempfile::Builder::new().prefix("dbtorture-fuzz.").tempdir()?;
+    let work = crate::leftovers::scratch("fuzz")?;
     let all = targets::corpus(work.path())?;
     let mut reports = Vec::new();
     let chosen = |t: &&targets::Target| match opts.targets.is_empty() {
@@ -69,7 +69,7 @@ pub fn run(opts: &FuzzOptions) -> anyhow::Result<Vec<TargetReport>> {
 }
 
 fn fuzz_target(t: &targets::Target, opts: &FuzzOptions) -> anyhow::Result<TargetReport> {
-    let scratch = tempfile::Builder::new().prefix("dbtorture-fuzz-scratch.").tempdir()?;
+    let scratch = crate::leftovers::scratch("fuzz-scratch")?;
     let start = Instant::now();
     let end = opts.from + opts.inputs;
     let mut next = opts.from;

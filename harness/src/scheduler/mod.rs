@@ -169,7 +169,7 @@ impl<'a> Scheduler<'a> {
             rpm_files: Vec::new(),
         };
         if let Some(m) = &scenario.memory {
-            let name = format!("dbtorture-{}", std::process::id());
+            let name = crate::leftovers::cgroup_name();
             let pageout = if m.pageout { "on" } else { "off" };
             match crate::fault::memory::MemCgroup::create(&name, m.limit_mb << 20, m.high_mb.map(|h| h << 20)) {
                 Ok(cg) => {

@@ -216,7 +216,7 @@ pub fn replay(dir: &Path, pool: &Pool) -> Result<(bool, Verdict), anyhow::Error>
     };
     let img = model::image(&rec.pre, &rec.log, b.cut)?;
     let same = img.files.iter().map(|(p, x)| (p.clone(), sha(x))).collect::<BTreeMap<_, _>>() == b.image_sha256;
-    let scratch = tempfile::Builder::new().prefix("dbtorture-image-").tempdir()?;
+    let scratch = crate::leftovers::scratch("image")?;
     let v = judge::judge(&rec, pool, b.cut, &scratch.path().join("image"))?;
     Ok((same, v))
 }

@@ -37,7 +37,7 @@ fn figures(out: &Path) -> Result<(f64, u64, f64)> {
 }
 
 pub fn power_loss() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
+    let tmp = crate::leftovers::scratch("bench")?;
     let mut res = Vec::new();
     for power in [false, true] {
         let path = tmp.path().join(format!("bench-{power}.toml"));
