@@ -29,7 +29,8 @@ pub fn cgroup_mode() -> &'static str {
     }
 }
 
-fn mem_total_mb() -> u64 {
+/// MemTotal in MiB (0 when /proc/meminfo cannot be read).
+pub fn mem_total_mb() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {

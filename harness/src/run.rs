@@ -161,6 +161,18 @@ pub fn check(sc: &Scenario, opts: &RunOptions) -> Result<Resolved, BadInput> {
             "run more cycles, fewer shards, or lower `epoch`",
         ));
     }
+    if let Some(m) = &sc.memory {
+        let have = crate::environment::mem_total_mb();
+        if have > 0 && m.balloon_mb >= have {
+            return Err(bad(
+                format!(
+                    "memory.balloon_mb = {}: this machine has {have} MiB of memory; the balloon could never inflate",
+                    m.balloon_mb
+                ),
+                "size the balloon just above the cgroup's limit, well under the machine's memory",
+            ));
+        }
+    }
     for (flag, dir) in [("--out", &opts.out), ("--workdir", &opts.workdir)] {
         if let Some(d) = dir
             && d.exists()
@@ -225,7 +237,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     // The cycle indices run (or begun): what a replay of a `--duration` run pins.
     let mut cycles_run = 0u64;
     let only = (!opts.backends.is_empty()).then_some(opts.backends.as_slice());
+    let stopped = |e: &anyhow::Error| e.downcast_ref::<crate::scheduler::Interrupted>().is_some();
     match Scheduler::with_backends(sc, seed, &workdir, only) {
+        Err(e) if stopped(&e) => interrupted = true,
         Err(e) => harness_error = Some(e.context("preparing the databases")),
         Ok(mut sched) => {
             // The cycles the scenario's bundle policy keeps leave a bundle beside the reports.
@@ -249,9 +263,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
                 }
                 cycles_run = cycle + 1;
                 for t in 0..sched.targets.len() {
-                    if let Err(e) = sched.cycle(t, cycle, &mut sink) {
-                        harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
-                        break 'outer;
+                    match sched.cycle(t, cycle, &mut sink) {
+                        Err(e) if stopped(&e) => break 'outer,
+                        Err(e) => {
+                            harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
+                            break 'outer;
+                        }
+                        Ok(_) => {}
                     }
                     if sched.interrupted {
                         break 'outer;

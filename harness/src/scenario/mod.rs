@@ -402,6 +402,30 @@ impl Scenario {
         range("workload.writers", w.writers.into(), 0, 64)?;
         range("workload.readers", w.readers.into(), 0, 64)?;
         range("workload.txns_per_writer", w.txns_per_writer.into(), 0, 1_000_000)?;
+        // The pool is built in memory before the first cycle: bounded so a typo cannot build for hours
+        // (measured: 100,000 packages × 20 files ≈ 40 s on 2 cores; Fedora is ~2,500 × 140).
+        let pool = u64::from(w.packages) * u64::from(w.versions);
+        if pool > MAX_POOL_PACKAGES {
+            return Err(self.field_err(
+                "workload.versions",
+                format!(
+                    "packages × versions = {} packages in the pool; at most {}",
+                    thousands(pool),
+                    thousands(MAX_POOL_PACKAGES)
+                ),
+            ));
+        }
+        let files = pool * u64::from(w.files_mean);
+        if files > MAX_POOL_FILES {
+            return Err(self.field_err(
+                "workload.files_mean",
+                format!(
+                    "packages × versions × files_mean = {} files in the pool; at most {} (Fedora has ~350,000)",
+                    thousands(files),
+                    thousands(MAX_POOL_FILES)
+                ),
+            ));
+        }
         if let Some(to) = &w.convert_to {
             if BackendKind::from_name(to).is_none() {
                 return Err(self.field_err(
@@ -513,6 +537,24 @@ impl Scenario {
     pub fn expected(&self, b: BackendKind) -> Vec<Outcome> {
         self.expect.get(b.name()).map(|v| v.iter().filter_map(|o| Outcome::from_name(o)).collect()).unwrap_or_default()
     }
+}
+
+/// The largest package pool a scenario may ask for (packages × versions).
+pub const MAX_POOL_PACKAGES: u64 = 200_000;
+/// The largest number of files over the pool's packages (packages × versions × files_mean).
+pub const MAX_POOL_FILES: u64 = 5_000_000;
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// 1-based line and column of a byte offset.

@@ -80,3 +80,15 @@ fn every_shipped_scenario_loads() {
     }
     assert!(n >= 2, "expected the shipped scenarios in {}", dir.display());
 }
+
+#[test]
+fn a_pool_too_big_to_build_is_refused_at_load_naming_its_size() {
+    // The example: 100,000 packages of ~2,000 files each would build for hours.
+    let big = format!("{OK}[workload]\npackages=2000\nversions=50\nfiles_mean=2000\n");
+    let e = parse(&big).unwrap_err().to_string();
+    assert!(e.contains("workload.files_mean") && e.contains("200,000,000 files"), "{e}");
+    let e = parse(&format!("{OK}[workload]\npackages=100000\nversions=50\nfiles_mean=0\n")).unwrap_err().to_string();
+    assert!(e.contains("workload.versions") && e.contains("5,000,000 packages"), "{e}");
+    // Fedora-sized pools (2,500 packages × 140 files) load.
+    parse(&format!("{OK}[workload]\npackages=2500\nversions=2\nfiles_mean=140\n")).unwrap();
+}

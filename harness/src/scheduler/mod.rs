@@ -76,6 +76,24 @@ pub struct CycleResult {
     pub diverged: Option<bool>,
 }
 
+/// The run was asked to stop (Ctrl-C, SIGTERM, SIGHUP) while the scheduler was setting up or preparing a
+/// database, outside any cycle: not a harness error — the run ends as interrupted, with its reports.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted while preparing")]
+pub struct Interrupted;
+
+/// Read the pending signals of the run's signalfd (non-blocking): whether one asks the run to stop. A
+/// SIGCHLD read here has no child to go with (none runs outside a cycle).
+fn interrupt_pending(signals: &SignalFd) -> bool {
+    let mut stop = false;
+    while let Ok(Some(si)) = signals.read_signal() {
+        let sig = si.ssi_signo as i32;
+        stop |= [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP].iter().any(|s| *s as i32 == sig);
+    }
+    stop
+}
+
+
 pub struct Scheduler<'a> {
     pub scenario: &'a Scenario,
     pub seed: u64,
@@ -129,6 +147,13 @@ impl<'a> Scheduler<'a> {
         Ok(s)
     }
 
+    /// Whether Ctrl-C, SIGTERM or SIGHUP arrived while no cycle was supervised (set-up, a new epoch's
+    /// database); remembered in `interrupted`.
+    pub(super) fn interrupt_requested(&mut self) -> bool {
+        self.interrupted |= interrupt_pending(&self.signals);
+        self.interrupted
+    }
+
     /// A scheduler whose targets the caller sets up ([`Scheduler::restore_target`], for a replay).
     pub fn unprepared(scenario: &'a Scenario, seed: u64, workdir: &Path) -> Result<Scheduler<'a>> {
         // SIGCHLD, SIGINT, SIGTERM and SIGHUP arrive through a signalfd the event loop polls; children
@@ -144,8 +169,10 @@ impl<'a> Scheduler<'a> {
         // for them before it judges: nothing may still write while the database is checked.
         sys::become_subreaper().context("PR_SET_CHILD_SUBREAPER")?;
         let w = &scenario.workload;
-        let pool = Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed })
-            .context("building the package pool")?;
+        let spec = PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed };
+        let pool = Pool::build_unless(spec, || interrupt_pending(&signals))
+            .context("building the package pool")?
+            .ok_or(Interrupted)?;
         let max_children = (w.writers + w.readers).max(1) as usize;
         let slots = SharedWords::new(max_children * crashpoint::SLOT_WORDS + crate::fault::schedule::GLOBAL_WORDS)
             .context("mapping the shared breadcrumb page")?;

@@ -107,10 +107,13 @@ impl Scheduler<'_> {
         Ok(BTreeSet::new())
     }
 
-    fn write_db(&self, kind: BackendKind, dir: &Path, installed: &BTreeSet<u32>) -> Result<()> {
+    fn write_db(&mut self, kind: BackendKind, dir: &Path, installed: &BTreeSet<u32>) -> Result<()> {
         let mut db = kind.open(dir, OpenMode::Create)?;
         db.begin()?;
-        for &id in installed {
+        for (i, &id) in installed.iter().enumerate() {
+            if i % 256 == 255 && self.interrupt_requested() {
+                return Err(super::Interrupted.into());
+            }
             db.install(&self.pool.get(id).installed_blob(1_600_000_000))?;
         }
         db.commit()?;

@@ -66,16 +66,25 @@ const GROUPS: &[&str] = &[
 
 impl Pool {
     pub fn build(spec: PoolSpec) -> Result<Pool, rpm::Error> {
+        Self::build_unless(spec, || false)?.ok_or_else(|| rpm::Error::from(std::io::Error::other("stopped")))
+    }
+
+    /// Build the pool, asking `stop` every 64 packages (a big pool takes tens of seconds and must answer
+    /// Ctrl-C): `Ok(None)` when it said stop.
+    pub fn build_unless(spec: PoolSpec, mut stop: impl FnMut() -> bool) -> Result<Option<Pool>, rpm::Error> {
         let mut packages = Vec::with_capacity((spec.names * spec.versions) as usize);
         for n in 0..spec.names {
             for v in 0..spec.versions {
                 let id = n * spec.versions + v;
+                if id % 64 == 0 && stop() {
+                    return Ok(None);
+                }
                 packages.push(build_package(&spec, id, n, v, false)?.0);
             }
         }
         let probe = build_package(&spec, u32::MAX, u32::MAX, 0, true)?.0;
         let by_sha1 = packages.iter().map(|p| (p.sha1.clone(), p.id)).collect();
-        Ok(Pool { spec, packages, by_sha1, probe })
+        Ok(Some(Pool { spec, packages, by_sha1, probe }))
     }
 
     pub fn get(&self, id: u32) -> &PoolPackage {
