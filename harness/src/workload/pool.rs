@@ -76,7 +76,7 @@ impl Pool {
         for n in 0..spec.names {
             for v in 0..spec.versions {
                 let id = n * spec.versions + v;
-                if id % 64 == 0 && stop() {
+                if id.is_multiple_of(64) && stop() {
                     return Ok(None);
                 }
                 packages.push(build_package(&spec, id, n, v, false)?.0);
