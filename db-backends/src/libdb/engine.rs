@@ -200,10 +200,22 @@ const PROBE_MAX: u32 = 1 << 20;
 
 /// Every (key, value) a cursor walk of `db` returns, and why the walk stopped early, if it did.
 pub fn walk(db: &Db) -> Salvage {
+    walk_within(db, usize::MAX)
+}
+
+/// [`walk`], stopping once the rows hold more than `budget` bytes: a file cannot hold more than its size, so
+/// a walk over budget is reading a damaged length or a loop (bounded memory on any bytes).
+pub fn walk_within(db: &Db, budget: usize) -> Salvage {
     let mut out = Salvage::default();
+    let mut bytes = 0usize;
     let walk = (|| {
         let mut c = db.cursor(false).map_err(|e| ("db->cursor", e))?;
         while let Some(kv) = c.next_pair().map_err(|e| ("dbcursor->get(DB_NEXT)", e))? {
+            bytes = bytes.saturating_add(kv.0.len() + kv.1.len());
+            if bytes > budget {
+                let text = format!("the walk returned over {budget} bytes, more than the file holds");
+                return Err(("dbcursor->get(DB_NEXT)", ffi::DbError { code: libc::EFBIG, text }));
+            }
             out.rows.push(kv);
         }
         Ok(())
@@ -221,7 +233,13 @@ pub fn walk(db: &Db) -> Salvage {
 /// handed out (key 0) or the highest seen — what rebuilddb and the verifier need to get every readable
 /// header out, like `db_dump -r`.
 pub fn salvage_packages(db: &Db) -> Salvage {
-    let mut out = walk(db);
+    salvage_packages_within(db, usize::MAX)
+}
+
+/// [`salvage_packages`] within a budget of bytes (see [`walk_within`]).
+pub fn salvage_packages_within(db: &Db, budget: usize) -> Salvage {
+    let mut out = walk_within(db, budget);
+    let mut bytes: usize = out.rows.iter().map(|(k, v)| k.len() + v.len()).sum();
     if out.walk_error.is_none() {
         return out;
     }
@@ -236,6 +254,11 @@ pub fn salvage_packages(db: &Db) -> Salvage {
         }
         match c.get(&h.to_ne_bytes()) {
             Ok(Some(v)) => {
+                bytes = bytes.saturating_add(4 + v.len());
+                if bytes > budget {
+                    out.bad.push((h, format!("lookups returned over {budget} bytes, more than the file holds")));
+                    break;
+                }
                 seen.insert(h);
                 out.rows.push((h.to_ne_bytes().to_vec(), v));
             }

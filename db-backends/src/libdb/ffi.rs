@@ -95,17 +95,25 @@ fn notfound() -> c_int {
     unsafe { dbt_const_notfound() }
 }
 
-/// Copy a malloc'd buffer BDB returned into a Vec and free it.
-fn take_malloced(p: *mut c_void, len: usize) -> Vec<u8> {
+/// The largest key or value taken from BDB: far above any rpm header (rpm 4.18's are a few MiB), far below
+/// what a damaged page can claim (an overflow item's length is whatever its bytes say; BDB mallocs it).
+pub const MAX_VALUE: usize = 64 << 20;
+
+/// Copy a malloc'd buffer BDB returned into a Vec and free it; a buffer over [`MAX_VALUE`] is freed without
+/// a copy and is an error (a damaged length), so a corrupt file never costs twice its claim in memory.
+fn take_malloced(p: *mut c_void, len: usize) -> Result<Vec<u8>, DbError> {
     if p.is_null() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     // SAFETY: BDB returned `p` with DB_DBT_MALLOC: `len` initialised bytes allocated by libc malloc, owned
-    // by us from now on. We copy them, then free the buffer exactly once.
+    // by us from now on. We copy them (or not), then free the buffer exactly once.
     unsafe {
-        let v = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        let v = (len <= MAX_VALUE).then(|| std::slice::from_raw_parts(p as *const u8, len).to_vec());
         libc::free(p);
-        v
+        v.ok_or_else(|| DbError {
+            code: libc::EFBIG,
+            text: format!("an item of {len} bytes: over the {} MiB any rpmdb item can be", MAX_VALUE >> 20),
+        })
     }
 }
 
@@ -296,7 +304,7 @@ impl Cursor<'_> {
             return Ok(None);
         }
         check(r)?;
-        Ok(Some(take_malloced(data, len)))
+        Ok(Some(take_malloced(data, len)?))
     }
 
     /// The next (key, value) pair in the file's order.
@@ -309,7 +317,9 @@ impl Cursor<'_> {
             return Ok(None);
         }
         check(r)?;
-        Ok(Some((take_malloced(k, kl), take_malloced(d, dl))))
+        let key = take_malloced(k, kl);
+        let value = take_malloced(d, dl);
+        Ok(Some((key?, value?)))
     }
 
     /// Store `key` → `value`, replacing a value already there.

@@ -13,7 +13,7 @@
 //!
 //! Does not check: the buffer cache's contents, mutex states (db_stat -N does not look at them).
 
-use super::engine::{Salvage, data_files, salvage_packages, walk};
+use super::engine::{Salvage, data_files, salvage_packages_within, walk_within};
 use super::{DB_STAT, DB_VERIFY, ffi, region_files, tool_available};
 use crate::backend::BackendError;
 use crate::bdbenv::datafile::KeyValue;
@@ -168,7 +168,10 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
                     continue;
                 }
             };
-            let s = salvage_packages_or_walk(&db, i == 0);
+            // Every row comes from the file: twice its size (plus slack for keys) bounds an honest walk.
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let budget = usize::try_from(size.saturating_mul(2).saturating_add(1 << 20)).unwrap_or(usize::MAX);
+            let s = salvage_packages_or_walk(&db, i == 0, budget);
             for (k, v) in s.rows {
                 encode(&Rec::Pair(k, v), &mut buf);
                 if buf.len() > 1 << 16 && out.write_all(&std::mem::take(&mut buf)).is_err() {
@@ -194,8 +197,8 @@ fn reader_child(data: &Path, out: &mut std::fs::File) -> i32 {
 }
 
 /// Packages is salvaged (a failed walk falls back to lookups of every header number); an index is walked.
-fn salvage_packages_or_walk(db: &ffi::Db, packages: bool) -> Salvage {
-    if packages { salvage_packages(db) } else { walk(db) }
+fn salvage_packages_or_walk(db: &ffi::Db, packages: bool, budget: usize) -> Salvage {
+    if packages { salvage_packages_within(db, budget) } else { walk_within(db, budget) }
 }
 
 /// Read every data file copy in `data` through BDB, in a child with a deadline.
