@@ -66,35 +66,39 @@ fn category(names: &[String], v: &SegmentValue<i32>) -> String {
 fn outcome_bars(s: &Summary) -> Chart {
     let mut buf = String::new();
     let names: Vec<String> = s.outcomes.keys().cloned().collect();
-    let n = names.len().max(1) as i32;
+    if names.is_empty() {
+        return Ok(String::new());
+    }
     {
         let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let max = s.outcomes.values().map(|m| m.values().sum::<u64>()).max().unwrap_or(1).max(1) as f64;
+        let max = s.outcomes.values().map(|m| m.values().sum::<u64>()).max().unwrap_or(1).max(1);
+        // Counts on an integer axis (ticks 0, 1, 2 — never 0.5); one segment per backend, also for one.
         let mut chart = ChartBuilder::on(&root)
             .caption("Outcomes per backend (cycles)", ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..max * 1.05)
+            .build_cartesian_2d(names.as_slice().into_segmented(), 0u64..max + max / 20 + 1)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .label_style(LABEL)
-            .x_label_formatter(&|v| category(&names, v))
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(b) => b.to_string(),
+                _ => String::new(),
+            })
             .y_desc("cycles")
             .draw()
             .map_err(err)?;
         for (i, b) in names.iter().enumerate() {
-            let mut y = 0.0;
+            let mut y = 0u64;
             for o in Outcome::ALL {
-                let c = s.outcomes[b].get(o.name()).copied().unwrap_or(0) as f64;
-                if c > 0.0 {
-                    let mut bar = Rectangle::new(
-                        [(SegmentValue::Exact(i as i32), y), (SegmentValue::Exact(i as i32 + 1), y + c)],
-                        colour(o).filled(),
-                    );
+                let c = s.outcomes[b].get(o.name()).copied().unwrap_or(0);
+                if c > 0 {
+                    let right = names.get(i + 1).map_or(SegmentValue::Last, SegmentValue::Exact);
+                    let mut bar = Rectangle::new([(SegmentValue::Exact(b), y), (right, y + c)], colour(o).filled());
                     bar.set_margin(0, 0, 30, 30);
                     chart.draw_series(std::iter::once(bar)).map_err(err)?;
                     y += c;
@@ -111,15 +115,16 @@ fn outcomes_over_cycles(t: &Timeline) -> Chart {
     let mut buf = String::new();
     let mut pts: Vec<_> = t.cycles.iter().collect();
     pts.sort_by(|a, b| (a.cycle, &a.backend).cmp(&(b.cycle, &b.backend)));
-    let mut series: BTreeMap<Outcome, Vec<(f64, f64)>> = BTreeMap::new();
+    // Cycle indices and counts are integers: integer axes (ticks 0, 1, 2 — never 0.5).
+    let mut series: BTreeMap<Outcome, Vec<(u64, u64)>> = BTreeMap::new();
     let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
     for p in &pts {
         let c = counts.entry(p.outcome).or_default();
         *c += 1;
-        series.entry(p.outcome).or_default().push((p.cycle as f64, *c as f64));
+        series.entry(p.outcome).or_default().push((p.cycle, *c));
     }
-    let xmax = pts.last().map(|p| p.cycle as f64 + 1.0).unwrap_or(1.0);
-    let ymax = counts.values().copied().max().unwrap_or(1).max(1) as f64;
+    let xmax = pts.last().map(|p| p.cycle + 1).unwrap_or(1);
+    let ymax = counts.values().copied().max().unwrap_or(1).max(1);
     {
         let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -128,7 +133,7 @@ fn outcomes_over_cycles(t: &Timeline) -> Chart {
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(50)
-            .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.05)
+            .build_cartesian_2d(0u64..xmax, 0u64..ymax + ymax / 20 + 1)
             .map_err(err)?;
         chart.configure_mesh().label_style(LABEL).x_desc("cycle").y_desc("cycles").draw().map_err(err)?;
         for (o, mut v) in series {

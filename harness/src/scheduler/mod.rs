@@ -93,7 +93,6 @@ fn interrupt_pending(signals: &SignalFd) -> bool {
     stop
 }
 
-
 pub struct Scheduler<'a> {
     pub scenario: &'a Scenario,
     pub seed: u64,
