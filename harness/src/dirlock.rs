@@ -57,6 +57,44 @@ pub fn lock_all(dirs: &[Option<&Path>]) -> Result<Vec<DirLock>, DirLockError> {
     Ok(locks)
 }
 
+/// The files a run writes into its `--out`; a reused `--out` loses these (and the earlier bundles) first.
+const REPORT_FILES: &[&str] = &["events.jsonl", "summary.json", "junit.xml", "report.html"];
+
+/// Remove an earlier run's reports and bundles from `out` (called with `out` locked, before this run writes
+/// anything), so nothing of that run is counted, listed or merged as this one's. Only what a run writes is
+/// removed — report files, their temporaries, and `bundles/cycle-*` — never a file of the user's. Returns
+/// whether there was anything to remove.
+pub fn clear_earlier_reports(out: &Path) -> std::io::Result<bool> {
+    let mut cleared = false;
+    for name in REPORT_FILES {
+        for f in [out.join(name), out.join(format!("{name}.tmp"))] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => cleared = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let bundles = out.join("bundles");
+    if let Ok(entries) = std::fs::read_dir(&bundles) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("cycle-") || name.starts_with(".dbtorture-bundle-")) {
+                continue;
+            }
+            let kind = e.file_type()?;
+            if kind.is_dir() {
+                std::fs::remove_dir_all(e.path())?
+            } else {
+                std::fs::remove_file(e.path())?
+            }
+            cleared = true;
+        }
+        let _ = std::fs::remove_dir(&bundles); // only when empty
+    }
+    Ok(cleared)
+}
+
 /// The pid holding a FLOCK on (dev, ino), from /proc/locks ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF").
 fn holder(dev: u64, ino: u64) -> Option<u32> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;

@@ -200,6 +200,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let log = match &opts.out {
         Some(out) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            if crate::dirlock::clear_earlier_reports(out).with_context(|| format!("clearing {}", out.display()))? {
+                eprintln!("dbtorture: replacing the reports of an earlier run in {}", out.display());
+            }
             EventLog::create(&out.join("events.jsonl"))?
         }
         None => EventLog::disabled(),
