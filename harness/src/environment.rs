@@ -42,7 +42,8 @@ pub fn mem_total_mb() -> u64 {
         .unwrap_or(0)
 }
 
-/// "0.1.0 (sha256 0123456789ab)": the crate version and the first 12 hex digits of the executable's hash
+/// "0.1.0 (sha256 0123…cdef)": the crate version and the executable's full sha256 (the "binary" of "same seed
+/// + scenario + binary"; a prefix could collide)
 /// (computed once per process, streaming: a guest has little memory).
 pub fn binary_version() -> String {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -61,7 +62,7 @@ pub fn binary_version() -> String {
                 }
             });
             match hash {
-                Ok(d) => format!("{v} (sha256 {})", &hex(&d)[..12]),
+                Ok(d) => format!("{v} (sha256 {})", hex(&d)),
                 Err(_) => v.to_string(),
             }
         })
@@ -78,5 +79,16 @@ pub fn detect() -> Environment {
         mem_total_mb: mem_total_mb(),
         version: binary_version(),
         guest: std::env::var("DBTORTURE_GUEST").ok().filter(|g| !g.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_binary_is_named_by_its_full_sha256() {
+        let v = super::binary_version();
+        let hash = v.split("(sha256 ").nth(1).and_then(|h| h.strip_suffix(')')).unwrap_or_default();
+        assert_eq!(hash.len(), 64, "the whole hash, not a prefix: {v}");
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{v}");
     }
 }

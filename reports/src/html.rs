@@ -334,7 +334,7 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
         e.mem_total_mb,
         e.guest.as_ref().map(|g| format!(" · guest {}", esc(g))).unwrap_or_default(),
         esc(&s.version),
-        esc(s.scenario_hash.get(..12).unwrap_or(&s.scenario_hash)),
+        esc(&s.scenario_hash),
         esc(&s.replay)
     );
 
