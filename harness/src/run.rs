@@ -60,6 +60,8 @@ struct Sink {
     overhead: Vec<Duration>,
     failures: Vec<CycleResult>,
     write_error: Option<String>,
+    /// A `--duration` run: when it started and for how long (the bar measures time).
+    timed: Option<(Instant, Duration)>,
 }
 
 impl Observer for Sink {
@@ -85,15 +87,24 @@ impl Observer for Sink {
                 self.failures.push(c.clone());
             }
         }
-        self.bar.inc(1);
         let mut msg = Vec::new();
+        match self.timed {
+            Some((started, d)) => {
+                let elapsed = started.elapsed();
+                self.bar.set_position(elapsed.as_secs().min(d.as_secs()));
+                let left = d.saturating_sub(elapsed).as_secs();
+                msg.push(format!("{}m{:02}s left · cycle {}", left / 60, left % 60, self.agg.cycles()));
+            }
+            None => self.bar.inc(1),
+        }
+        msg.push(format!("kills {}", self.agg.kills()));
         for o in Outcome::ALL {
             let n: u64 = self.agg.outcomes().values().filter_map(|m| m.get(o.name())).sum();
             if n > 0 {
                 msg.push(format!("{o} {n}"));
             }
         }
-        self.bar.set_message(format!("kills {} · {}", self.agg.kills(), msg.join(" · ")));
+        self.bar.set_message(msg.join(" · "));
     }
 }
 
@@ -210,19 +221,29 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let bar = if opts.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        // A fixed-width bar: the status text after it is cut to the terminal (`wide_msg`), never the bar. A
+        // `--duration` run's bar measures time (seconds of the duration) and its text says what is left.
+        let len = total.or(duration.map(|d| d.as_secs().max(1)));
+        let b = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
         let template = if total.is_some() {
-            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}"
+            "{spinner} {elapsed_precise} [{bar:20}] {pos}/{len} ETA {eta} {wide_msg}"
         } else {
-            "{spinner} {elapsed_precise} cycle {pos} {msg}"
+            "{spinner} {elapsed_precise} [{bar:20}] {wide_msg}"
         };
         b.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
         b
     };
     let scenario_text = sc.text.as_bytes();
     let replay = crate::run_text::run_command(sc, seed, cycles, duration, shard, &opts.backends);
-    let mut sink =
-        Sink { log, agg: Aggregate::new(), bar, overhead: Vec::new(), failures: Vec::new(), write_error: None };
+    let mut sink = Sink {
+        log,
+        agg: Aggregate::new(),
+        bar,
+        overhead: Vec::new(),
+        failures: Vec::new(),
+        write_error: None,
+        timed: duration.map(|d| (Instant::now(), d)),
+    };
     sink.event(&RunEvent::RunStart {
         schema: SCHEMA_VERSION,
         scenario: sc.name.clone(),
