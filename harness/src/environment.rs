@@ -42,9 +42,9 @@ pub fn mem_total_mb() -> u64 {
         .unwrap_or(0)
 }
 
-/// "0.1.0 (sha256 0123…cdef)": the crate version and the executable's full sha256 (the "binary" of "same seed
-/// + scenario + binary"; a prefix could collide)
-/// (computed once per process, streaming: a guest has little memory).
+/// "0.1.0 (sha256 0123…cdef)": the crate version and the executable's full sha256 — the "binary" of "same
+/// seed, scenario and binary"; a prefix could collide (computed once per process, streaming: a guest has
+/// little memory).
 pub fn binary_version() -> String {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION
