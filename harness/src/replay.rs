@@ -20,6 +20,8 @@ pub struct Replayed {
     pub kills: Vec<(KillRecord, bool)>,
     /// Whether that replay left the recorded schedule (None: the bundle has none).
     pub diverged: Option<bool>,
+    /// Which run of the cycle that was (1: the first).
+    pub tries: u32,
 }
 
 struct Quiet;
@@ -99,6 +101,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             placement: vec![format!("crash image rebuilt byte for byte (cut after operation {})", v.cut.at)],
             kills: Vec::new(),
             diverged: None,
+            tries: 1,
         });
     }
     let timed: Vec<usize> = info
@@ -113,7 +116,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     // Workers run concurrently, so one run of the cycle may interleave differently from the recorded one:
     // every placement is tried up to REPLAY_ROUNDS times before replay calls the verdict different.
     let masks = (0..REPLAY_ROUNDS).flat_map(|_| 0..(1u32 << timed.len()));
-    for mask in masks {
+    for (tries, mask) in (1..).zip(masks) {
         let kills: Vec<(KillRecord, bool)> = info
             .kills
             .iter()
@@ -142,6 +145,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             placement,
             kills,
             diverged,
+            tries,
         });
         if done {
             break;
