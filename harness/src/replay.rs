@@ -12,7 +12,7 @@ use std::path::Path;
 pub struct Replayed {
     pub recorded: Outcome,
     pub replayed: Outcome,
-    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+    pub findings: Vec<crate::finding::Finding>,
     pub info: BundleInfo,
     /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
     pub placement: Vec<String>,
@@ -162,7 +162,7 @@ pub fn replay_once(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
+) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>)> {
     let (o, f, _) = replay_cycle(pre, info, sc, kills, bundles)?;
     Ok((o, f))
 }
@@ -174,7 +174,7 @@ fn replay_cycle(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>, Option<bool>)> {
+) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>, Option<bool>)> {
     let tmp = crate::leftovers::scratch("replay")?;
     let mut sched = match pre {
         Some(pre) => {

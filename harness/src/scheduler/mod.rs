@@ -18,6 +18,7 @@ pub mod targets;
 pub mod verdict;
 
 use crate::fault::crashpoint;
+use crate::finding::{Finding, HarnessFinding};
 use crate::oracle;
 use crate::scenario::Scenario;
 use crate::sys::{self, SharedWords};
@@ -27,7 +28,6 @@ use anyhow::{Context, Result};
 use collect::Collected;
 use dbtorture_backends::BackendKind;
 use dbtorture_backends::child::ChildExit;
-use dbtorture_backends::rpmdb::Finding;
 use dbtorture_reports::{FaultKind, KillRecord, Outcome, Role, RunEvent};
 use events::Ctx;
 use faults::{CycleFault, FaultEnv};
@@ -536,7 +536,7 @@ fn whole_conversion(now: BackendKind, before: &BTreeSet<u32>, after: &BTreeSet<u
     if after == before {
         return Vec::new();
     }
-    vec![Finding::PartialTransaction {
+    vec![Finding::from(HarnessFinding::PartialTransaction {
         worker: 0,
         txn: 0,
         detail: format!(
@@ -545,7 +545,7 @@ fn whole_conversion(now: BackendKind, before: &BTreeSet<u32>, after: &BTreeSet<u
             after.len(),
             before.len()
         ),
-    }]
+    })]
 }
 
 /// End a verified cycle: its `cycle-end` event is derived from the result, then the observer sees it.
