@@ -84,8 +84,12 @@ pub fn install(slot: &'static [AtomicU64], global: &'static [AtomicU64]) {
 
 /// At every crash point, before anything else: a turn that is waited for and taken at once.
 pub fn arrive() -> Turn {
-    match gate() {
-        Turn::Go => take(),
+    SCHED.get().map_or(Turn::Go, arrive_in)
+}
+
+fn arrive_in(s: &Sched) -> Turn {
+    match gate_in(s) {
+        Turn::Go => take_in(s),
         Turn::Stop => Turn::Stop,
     }
 }
@@ -93,7 +97,10 @@ pub fn arrive() -> Turn {
 /// Before a step on shared state: wait while a stopped worker is being killed; on replay, wait for this
 /// worker's next recorded turn (its next ticket may be a crash point inside the step).
 pub fn gate() -> Turn {
-    let Some(s) = SCHED.get() else { return Turn::Go };
+    SCHED.get().map_or(Turn::Go, gate_in)
+}
+
+fn gate_in(s: &Sched) -> Turn {
     wait_for_holds(s);
     match next_ticket(s) {
         Next::Free => Turn::Go,
@@ -108,7 +115,10 @@ pub fn gate() -> Turn {
 /// The step [`gate`] let through took effect (inside it): record its ticket, or wait for its turn and pass
 /// the turn on. `Stop`: the recorded worker was killed inside this step, before its ticket.
 pub fn take() -> Turn {
-    let Some(s) = SCHED.get() else { return Turn::Go };
+    SCHED.get().map_or(Turn::Go, take_in)
+}
+
+fn take_in(s: &Sched) -> Turn {
     match s.slot[W_MODE].load(Ordering::Acquire) {
         RECORD => {
             let t = s.global[G_NEXT].fetch_add(1, Ordering::AcqRel);
@@ -184,7 +194,12 @@ fn end_of_schedule(s: &Sched) -> Turn {
 /// In a worker about to stop itself to be killed: hold every other worker at its next turn until the
 /// scheduler has reaped this one ([`release`]).
 pub fn hold() {
-    let Some(s) = SCHED.get() else { return };
+    if let Some(s) = SCHED.get() {
+        hold_in(s);
+    }
+}
+
+fn hold_in(s: &Sched) {
     if s.slot[W_HOLDING].swap(1, Ordering::AcqRel) == 0 {
         s.global[G_HOLDS].fetch_add(1, Ordering::AcqRel);
     }
@@ -274,9 +289,15 @@ pub fn followed<'a>(global: &[AtomicU64], slots: impl IntoIterator<Item = &'a [A
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
 
     fn words(n: usize) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    fn leak(n: usize) -> &'static [AtomicU64] {
+        Box::leak(words(n).into_boxed_slice())
     }
 
     #[test]
@@ -286,5 +307,97 @@ mod tests {
         assert_eq!(recorded(&slot), vec![3, 5, 9]);
         arm(&slot, None);
         assert_eq!(recorded(&slot), Vec::<u64>::new());
+    }
+
+    /// Two workers record tickets from one counter; replayed, they pass their turns in exactly that order
+    /// whatever the threads' timing, and the replay followed its schedule to its end.
+    #[test]
+    fn a_replay_passes_turns_in_the_recorded_order() {
+        let global = leak(GLOBAL_WORDS);
+        let (a, b) = (leak(WORDS), leak(WORDS));
+        arm(a, None);
+        arm(b, None);
+        let (sa, sb) = (Sched { slot: a, global }, Sched { slot: b, global });
+        for s in [&sa, &sb, &sb, &sa, &sb] {
+            assert_eq!(arrive_in(s), Turn::Go);
+        }
+        let (ta, tb) = (recorded(a), recorded(b));
+        assert_eq!((ta.clone(), tb.clone()), (vec![0, 3], vec![1, 2, 4]));
+        for _ in 0..20 {
+            reset(global);
+            arm(a, Some((&ta, End::RunOn)));
+            arm(b, Some((&tb, End::RunOn)));
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let run = |slot: &'static [AtomicU64], name: char, n: usize| {
+                let order = Arc::clone(&order);
+                std::thread::spawn(move || {
+                    let s = Sched { slot, global };
+                    for _ in 0..n {
+                        gate_in(&s);
+                        order.lock().unwrap().push(name);
+                        take_in(&s);
+                    }
+                })
+            };
+            // B starts first: it must still wait for A's first turn.
+            let hb = run(b, 'b', 3);
+            let ha = run(a, 'a', 2);
+            hb.join().unwrap();
+            ha.join().unwrap();
+            assert_eq!(*order.lock().unwrap(), vec!['a', 'b', 'b', 'a', 'b']);
+            assert!(followed(global, [a, b]));
+        }
+    }
+
+    /// Past the end of its recorded turns a worker that was killed there stops; one that finished runs on;
+    /// a replay that did not take every ticket did not follow its schedule to the end.
+    #[test]
+    fn the_end_of_a_schedule_is_what_the_recorded_worker_did_there() {
+        let global = leak(GLOBAL_WORDS);
+        let a = leak(WORDS);
+        let s = Sched { slot: a, global };
+        arm(a, Some((&[0], End::Stop)));
+        assert!(!followed(global, [a]));
+        assert_eq!(arrive_in(&s), Turn::Go);
+        assert!(followed(global, [a]));
+        assert_eq!(gate_in(&s), Turn::Stop);
+        reset(global);
+        arm(a, Some((&[0], End::RunOn)));
+        assert_eq!(arrive_in(&s), Turn::Go);
+        assert_eq!(gate_in(&s), Turn::Go);
+        assert!(!diverged(global));
+    }
+
+    /// A worker stopping to be killed holds the others at their next turn until the scheduler releases it.
+    #[test]
+    fn a_stopping_worker_holds_the_others_until_released() {
+        let global = leak(GLOBAL_WORDS);
+        let (a, b) = (leak(WORDS), leak(WORDS));
+        arm(a, None);
+        arm(b, None);
+        hold_in(&Sched { slot: b, global });
+        hold_in(&Sched { slot: b, global });
+        let released = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::new(AtomicBool::new(false));
+        let h = {
+            let (released, waiting) = (Arc::clone(&released), Arc::clone(&waiting));
+            std::thread::spawn(move || {
+                waiting.store(true, Ordering::Release);
+                let t = arrive_in(&Sched { slot: a, global });
+                (t, released.load(Ordering::Acquire))
+            })
+        };
+        while !waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        for _ in 0..1000 {
+            std::thread::yield_now();
+        }
+        released.store(true, Ordering::Release);
+        release(b, global);
+        release(b, global); // a second release of the same worker is nothing
+        assert_eq!(h.join().unwrap(), (Turn::Go, true), "the turn waited for the release");
+        assert_eq!(global[G_HOLDS].load(Ordering::Acquire), 0);
+        assert_eq!(recorded(a), vec![0]);
     }
 }
