@@ -3,7 +3,8 @@
 //! `rpmdb` is the layer every backend shares (headers, index semantics, cross-check); `backend` is the trait
 //! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb;
 //! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `libdb` the real Berkeley DB 5.3;
-//! `rpmcli` drives the real rpm binary; `rebuild` is `--rebuilddb`; `tool` runs foreign programs safely.
+//! `rpmcli` drives the real rpm binary; `rebuild` is `--rebuilddb`; `tool` runs foreign programs safely; `turns` announces steps on shared state so a
+//! harness can order them.
 
 pub mod backend;
 pub mod bdbenv;
@@ -17,5 +18,6 @@ pub mod rpmcli;
 pub mod rpmdb;
 pub mod sqlite;
 pub mod tool;
+pub mod turns;
 
 pub use backend::{Backend, BackendError, BackendKind, Installed, OpenMode, Promises};

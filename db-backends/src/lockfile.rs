@@ -14,9 +14,14 @@ pub fn lock_file(path: &Path) -> Result<File, BackendError> {
     let io = |source| BackendError::Io { path: path.to_path_buf(), source };
     let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
     let fl = libc::flock { l_type: libc::F_WRLCK as _, l_whence: libc::SEEK_SET as _, l_start: 0, l_len: 0, l_pid: 0 };
+    // Taking the lock is a turn (`crate::turns`): which of two processes gets it first is the order.
+    crate::turns::wait();
     loop {
         match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_SETLKW(&fl)) {
-            Ok(_) => return Ok(f),
+            Ok(_) => {
+                crate::turns::took();
+                return Ok(f);
+            }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(io(e.into())),
         }

@@ -70,7 +70,7 @@ fn overhead_at(files_mean: u32) -> Result<()> {
         let data = verify::data(BackendKind::Sqlite, &dir, &pool);
         let t2 = Instant::now();
         let pr = verify::probe(BackendKind::Sqlite, &dir, &pool, Duration::from_secs(10))?;
-        let outcome = classify(&data.findings, pr.0 == verify::Probe::TimedOut);
+        let outcome = classify(&crate::finding::from_db(data.findings.clone()), pr.0 == verify::Probe::TimedOut);
         let t3 = Instant::now();
         anyhow::ensure!(
             data.findings.is_empty() && pr.0 == verify::Probe::Ok,

@@ -12,6 +12,7 @@ pub mod dirlock;
 pub mod environment;
 pub mod exit_codes;
 pub mod fault;
+pub mod finding;
 pub mod fuzz;
 pub mod guard;
 pub mod leftovers;

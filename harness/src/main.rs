@@ -413,7 +413,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 say!("random-time kills replayed as: {}", r.placement.join(", "));
             }
             match r.diverged {
-                Some(false) => say!("interleaving: followed the recorded schedule"),
+                Some(false) => say!("interleaving: followed the recorded schedule to its end"),
                 Some(true) => say!("interleaving: left the recorded schedule (a worker waited too long for its turn)"),
                 None => say!("interleaving: free (the bundle records no schedule)"),
             }
@@ -421,7 +421,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 say!("    {f}");
             }
             if r.replayed == r.recorded {
-                say!("same verdict");
+                say!("same verdict (run {} of the cycle)", r.tries);
                 Ok(exit_codes::OK)
             } else {
                 say!("DIFFERENT verdict");

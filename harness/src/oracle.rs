@@ -8,9 +8,9 @@
 //!
 //! Does not check: the order of transactions *between* writers (slices are disjoint), or reads.
 
+use crate::finding::{Finding, HarnessFinding};
 use crate::workload::{Pool, Step, Txn, ops::in_slice};
 use dbtorture_backends::Promises;
-use dbtorture_backends::rpmdb::Finding;
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,25 +127,33 @@ pub fn check(
                     })
                     .unwrap_or((0, "change"));
                 if promises.durable {
-                    out.push(Finding::LostCommit { worker: w, txn, package: label, op: op.into() });
+                    out.push(Finding::from(HarnessFinding::LostCommit {
+                        worker: w,
+                        txn,
+                        package: label,
+                        op: op.into(),
+                    }));
                 }
             } else {
-                out.push(Finding::UnexpectedPackage {
+                out.push(Finding::from(dbtorture_backends::rpmdb::Finding::UnexpectedPackage {
                     package: label,
                     detail: format!(
                         "{} although no transaction of writer {w} touched it",
                         if present { "appeared" } else { "disappeared" }
                     ),
-                });
+                }));
             }
         }
         if !partial.is_empty() && promises.atomic {
             let txn = inflight.last().map(|t| t.0).unwrap_or(0);
-            out.push(Finding::PartialTransaction { worker: w, txn, detail: partial.join(", ") });
+            out.push(Finding::from(HarnessFinding::PartialTransaction { worker: w, txn, detail: partial.join(", ") }));
         }
     }
     if nw == 0 && before != after {
-        out.push(Finding::UnexpectedPackage { package: "(database)".into(), detail: "changed without writers".into() });
+        out.push(Finding::from(dbtorture_backends::rpmdb::Finding::UnexpectedPackage {
+            package: "(database)".into(),
+            detail: "changed without writers".into(),
+        }));
     }
     out
 }
@@ -179,7 +187,7 @@ mod tests {
         let before = BTreeSet::new();
         assert!(check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0]), ALL).is_empty());
         let f = check(&p, &[l], &before, &BTreeSet::new(), ALL);
-        assert!(matches!(f.as_slice(), [Finding::LostCommit { txn: 0, .. }]), "{f:?}");
+        assert!(matches!(f.as_slice(), [Finding::Harness(HarnessFinding::LostCommit { txn: 0, .. })]), "{f:?}");
     }
 
     #[test]
@@ -193,7 +201,7 @@ mod tests {
             "all applied is fine"
         );
         let f = check(&p, std::slice::from_ref(&l), &before, &BTreeSet::from([0, 2]), ALL);
-        assert!(matches!(f.as_slice(), [Finding::PartialTransaction { .. }]), "{f:?}");
+        assert!(matches!(f.as_slice(), [Finding::Harness(HarnessFinding::PartialTransaction { .. })]), "{f:?}");
         let weak = Promises { atomic: false, ..ALL };
         assert!(check(&p, &[l], &before, &BTreeSet::from([0, 2]), weak).is_empty(), "not promised, not a finding");
     }
@@ -202,6 +210,9 @@ mod tests {
     fn untouched_change_is_unexpected() {
         let p = pool();
         let f = check(&p, &[WriterLog::default()], &BTreeSet::new(), &BTreeSet::from([4]), ALL);
-        assert!(matches!(f.as_slice(), [Finding::UnexpectedPackage { .. }]), "{f:?}");
+        assert!(
+            matches!(f.as_slice(), [Finding::Db(dbtorture_backends::rpmdb::Finding::UnexpectedPackage { .. })]),
+            "{f:?}"
+        );
     }
 }

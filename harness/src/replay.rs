@@ -12,7 +12,7 @@ use std::path::Path;
 pub struct Replayed {
     pub recorded: Outcome,
     pub replayed: Outcome,
-    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+    pub findings: Vec<crate::finding::Finding>,
     pub info: BundleInfo,
     /// How the random-time kills were placed in the replay that counted: for each, "at P#n" or "after P#n".
     pub placement: Vec<String>,
@@ -20,6 +20,8 @@ pub struct Replayed {
     pub kills: Vec<(KillRecord, bool)>,
     /// Whether that replay left the recorded schedule (None: the bundle has none).
     pub diverged: Option<bool>,
+    /// Which run of the cycle that was (1: the first).
+    pub tries: u32,
 }
 
 struct Quiet;
@@ -99,6 +101,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             placement: vec![format!("crash image rebuilt byte for byte (cut after operation {})", v.cut.at)],
             kills: Vec::new(),
             diverged: None,
+            tries: 1,
         });
     }
     let timed: Vec<usize> = info
@@ -113,7 +116,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
     // Workers run concurrently, so one run of the cycle may interleave differently from the recorded one:
     // every placement is tried up to REPLAY_ROUNDS times before replay calls the verdict different.
     let masks = (0..REPLAY_ROUNDS).flat_map(|_| 0..(1u32 << timed.len()));
-    for mask in masks {
+    for (tries, mask) in (1..).zip(masks) {
         let kills: Vec<(KillRecord, bool)> = info
             .kills
             .iter()
@@ -142,6 +145,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
             placement,
             kills,
             diverged,
+            tries,
         });
         if done {
             break;
@@ -158,7 +162,7 @@ pub fn replay_once(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>)> {
+) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>)> {
     let (o, f, _) = replay_cycle(pre, info, sc, kills, bundles)?;
     Ok((o, f))
 }
@@ -170,7 +174,7 @@ fn replay_cycle(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<dbtorture_backends::rpmdb::Finding>, Option<bool>)> {
+) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>, Option<bool>)> {
     let tmp = crate::leftovers::scratch("replay")?;
     let mut sched = match pre {
         Some(pre) => {

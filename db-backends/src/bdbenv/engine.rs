@@ -171,11 +171,25 @@ impl BdbEnv {
     /// Run `f` on the lock table under the region mutex, with this process's thread slot ACTIVE (a kill in
     /// here is a process that "died in the Berkeley DB library").
     fn lt<T>(&mut self, f: impl FnOnce(&mut LockTable<'_>) -> Result<T, LockError>) -> Result<T, BackendError> {
+        self.lt_poll(f, |_| true)
+    }
+
+    /// [`Self::lt`] for a poll: a result `decided` rejects (the lock is still taken) changed nothing, so the
+    /// section is not a turn (`crate::turns`) — how often a process polls is timing, not order.
+    fn lt_poll<T>(
+        &mut self,
+        f: impl FnOnce(&mut LockTable<'_>) -> Result<T, LockError>,
+        decided: impl FnOnce(&T) -> bool,
+    ) -> Result<T, BackendError> {
         self.panic_check()?;
         env::set_state(&mut self.env, self.slot, env::thread::ACTIVE);
         lock::mutex_lock(&self.locks, lock::H_MUTEX, self.pid);
         let res = LockTable::new(self.locks.bytes_mut()).and_then(|mut t| f(&mut t));
-        lock::mutex_unlock(&self.locks, lock::H_MUTEX);
+        if res.as_ref().is_ok_and(|v| !decided(v)) {
+            lock::mutex_unlock_unseen(&self.locks, lock::H_MUTEX);
+        } else {
+            lock::mutex_unlock(&self.locks, lock::H_MUTEX);
+        }
         env::set_state(&mut self.env, self.slot, env::thread::OUT);
         res.map_err(env_err)
     }
@@ -184,7 +198,7 @@ impl BdbEnv {
     fn wait_granted(&mut self, h: LockHandle) -> Result<(), BackendError> {
         env::set_state(&mut self.env, self.slot, env::thread::BLOCKED);
         loop {
-            let st = self.lt(|t| t.lock_status(h))?;
+            let st = self.lt_poll(|t| t.lock_status(h), |&st| st != lock::status::WAITING)?;
             if st == lock::status::HELD {
                 return Ok(());
             }
@@ -232,7 +246,7 @@ impl BdbEnv {
     }
 
     fn upgrade(&mut self, c: &Cursor) -> Result<(), BackendError> {
-        while !self.lt(|t| t.try_upgrade(c.lock))? {
+        while !self.lt_poll(|t| t.try_upgrade(c.lock), |&up| up)? {
             std::thread::sleep(Duration::from_micros(300));
         }
         point("bdbenv.lock.upgrade.after");

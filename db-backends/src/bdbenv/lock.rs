@@ -188,7 +188,10 @@ pub fn init(region: &mut Region, s: &Sizes) -> Result<(), LockError> {
 
 /// The region mutex: a CAS word in the region plus the owner's pid. A process that dies holding it leaves
 /// it held; waiters then wait for ever, exactly as with BDB's region mutex (the harness times them out).
+/// Each critical section is a turn (`crate::turns`): waited for before the mutex is taken, and taken
+/// ([`mutex_unlock`]) before it is released, so the order of turns is the order of critical sections.
 pub fn mutex_lock(region: &Region, at: usize, pid: u32) {
+    crate::turns::wait();
     let (word, owner) = (region.atomic_u32(at).expect("mutex word"), region.atomic_u32(at + 4).expect("owner"));
     let mut spins = 0u32;
     loop {
@@ -206,6 +209,13 @@ pub fn mutex_lock(region: &Region, at: usize, pid: u32) {
 }
 
 pub fn mutex_unlock(region: &Region, at: usize) {
+    crate::turns::took();
+    mutex_unlock_unseen(region, at);
+}
+
+/// Release after a critical section that changed nothing and decided nothing (a poll that found a lock
+/// still waiting): no turn taken.
+pub fn mutex_unlock_unseen(region: &Region, at: usize) {
     region.atomic_u32(at + 4).expect("owner").store(0, Ordering::Release);
     region.atomic_u32(at).expect("mutex word").store(0, Ordering::Release);
 }

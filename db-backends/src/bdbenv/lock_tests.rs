@@ -60,3 +60,32 @@ fn pools_run_out_like_bdb() {
     }
     assert_eq!(t.locker_alloc(1).unwrap_err().to_string(), "Lock table is out of available lockers");
 }
+
+thread_local! {
+    static TURNS: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn count_wait() {
+    TURNS.with(|t| t.set((t.get().0 + 1, t.get().1)));
+}
+
+fn count_took() {
+    TURNS.with(|t| t.set((t.get().0, t.get().1 + 1)));
+}
+
+/// A critical section of the region mutex is a turn (`crate::turns`): waited for before, taken inside; a
+/// poll that changed nothing is released without a turn; rpm's fcntl lock is a turn too.
+#[test]
+fn region_mutex_sections_and_the_rpm_lock_are_turns_and_a_poll_is_not() {
+    crate::turns::set_hooks(crate::turns::Hooks { wait: count_wait, took: count_took });
+    let (d, reg) = table();
+    mutex_lock(&reg, H_MUTEX, 1);
+    assert_eq!(TURNS.with(|t| t.get()), (1, 0));
+    mutex_unlock(&reg, H_MUTEX);
+    assert_eq!(TURNS.with(|t| t.get()), (1, 1));
+    mutex_lock(&reg, H_MUTEX, 1);
+    mutex_unlock_unseen(&reg, H_MUTEX);
+    assert_eq!(TURNS.with(|t| t.get()), (2, 1), "a poll waits for its turn but takes none");
+    let _held = crate::lockfile::lock_file(&d.path().join(".rpm.lock")).unwrap();
+    assert_eq!(TURNS.with(|t| t.get()), (3, 2));
+}

@@ -1,7 +1,8 @@
 //! Findings: what the verifier reports, typed, with names a user of rpm recognises and the package concerned.
 //!
 //! Why typed: the harness classifies a cycle's outcome from the *kind* of finding (an index row missing is
-//! `inconsistent`, an acknowledged commit missing is `lost-commit`), and reports count them by kind.
+//! `inconsistent`, a damaged lock region `corrupt-env`), and reports count them by kind. Findings only a
+//! harness can make (an acknowledged commit missing, a worker that crashed) are the harness's own.
 
 use serde::Serialize;
 use std::fmt;
@@ -14,20 +15,12 @@ pub enum FindingClass {
     Corrupt,
     /// Indexes disagree with Packages, or a transaction was applied in part.
     Inconsistent,
-    /// An acknowledged commit is missing.
-    LostCommit,
     /// Shared-environment damage (lock region, stale locks): used by the environment backends.
     Environment,
     /// The database could not be opened, read or written.
     Inoperable,
     /// Locks, lockers or thread slots of dead processes remain (or the environment demands recovery).
     StaleLocks,
-    /// The system under test died on its own: a signal nobody sent, a panic, an exit with an error it never
-    /// reported.
-    Crash,
-    /// The harness itself failed (lost a child, a pipe broke, a check could not run): not a verdict on the
-    /// database.
-    Harness,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,17 +87,6 @@ pub enum Finding {
     SchemaMismatch {
         detail: String,
     },
-    LostCommit {
-        worker: u32,
-        txn: u64,
-        package: String,
-        op: String,
-    },
-    PartialTransaction {
-        worker: u32,
-        txn: u64,
-        detail: String,
-    },
     UnexpectedPackage {
         package: String,
         detail: String,
@@ -113,36 +95,6 @@ pub enum Finding {
         detail: String,
     },
     ProbeFailed {
-        detail: String,
-    },
-    WorkerError {
-        worker: u32,
-        role: String,
-        detail: String,
-    },
-    ReaderSawInconsistency {
-        worker: u32,
-        detail: String,
-    },
-    WorkerCrashed {
-        worker: u32,
-        role: String,
-        detail: String,
-    },
-    /// A worker's code panicked (in the engine or in the code driving it).
-    WorkerPanicked {
-        worker: u32,
-        role: String,
-        message: String,
-    },
-    /// A worker exited non-zero without reporting an error first.
-    WorkerExited {
-        worker: u32,
-        role: String,
-        code: i32,
-    },
-    /// The harness could not do its part (lost a child, a report pipe broke): says nothing of the database.
-    HarnessFault {
         detail: String,
     },
     /// Damage in the shared lock region, named by the db4 check it breaks.
@@ -191,17 +143,9 @@ impl Finding {
             Finding::IntegrityCheck { .. } => "integrity check failed",
             Finding::ForeignKeyViolation { .. } => "foreign key violation",
             Finding::SchemaMismatch { .. } => "schema mismatch",
-            Finding::LostCommit { .. } => "lost commit",
-            Finding::PartialTransaction { .. } => "partial transaction",
             Finding::UnexpectedPackage { .. } => "unexpected package",
             Finding::Unopenable { .. } => "database cannot be opened",
             Finding::ProbeFailed { .. } => "operability probe failed",
-            Finding::WorkerError { .. } => "worker error",
-            Finding::ReaderSawInconsistency { .. } => "reader saw inconsistency",
-            Finding::WorkerCrashed { .. } => "worker crashed",
-            Finding::WorkerPanicked { .. } => "worker panicked",
-            Finding::WorkerExited { .. } => "worker exited unreported",
-            Finding::HarnessFault { .. } => "harness fault",
             Finding::LockRegion { .. } => "lock region damage",
             Finding::EnvRegion { .. } => "environment region damage",
             Finding::StaleLock { .. } => "stale lock",
@@ -217,14 +161,7 @@ impl Finding {
             | Finding::DigestMismatch { .. }
             | Finding::IntegrityCheck { .. }
             | Finding::SchemaMismatch { .. } => FindingClass::Corrupt,
-            Finding::LostCommit { .. } => FindingClass::LostCommit,
-            Finding::Unopenable { .. } | Finding::ProbeFailed { .. } | Finding::WorkerError { .. } => {
-                FindingClass::Inoperable
-            }
-            Finding::WorkerCrashed { .. } | Finding::WorkerPanicked { .. } | Finding::WorkerExited { .. } => {
-                FindingClass::Crash
-            }
-            Finding::HarnessFault { .. } => FindingClass::Harness,
+            Finding::Unopenable { .. } | Finding::ProbeFailed { .. } => FindingClass::Inoperable,
             Finding::LockRegion { .. } | Finding::EnvRegion { .. } | Finding::EnvironmentError { .. } => {
                 FindingClass::Environment
             }
@@ -237,9 +174,7 @@ impl Finding {
             | Finding::DuplicateEntry { .. }
             | Finding::DuplicatePackage { .. }
             | Finding::ForeignKeyViolation { .. }
-            | Finding::PartialTransaction { .. }
-            | Finding::UnexpectedPackage { .. }
-            | Finding::ReaderSawInconsistency { .. } => FindingClass::Inconsistent,
+            | Finding::UnexpectedPackage { .. } => FindingClass::Inconsistent,
         }
     }
 
@@ -252,7 +187,6 @@ impl Finding {
             | Finding::WrongTagIndex { package, .. }
             | Finding::DuplicateEntry { package, .. }
             | Finding::DuplicatePackage { package, .. }
-            | Finding::LostCommit { package, .. }
             | Finding::UnexpectedPackage { package, .. } => Some(package),
             _ => None,
         }
@@ -290,25 +224,9 @@ impl fmt::Display for Finding {
                 write!(f, "{table} row {rowid} refers to #{hnum}, which is not in Packages")
             }
             Finding::SchemaMismatch { detail } => f.write_str(detail),
-            Finding::LostCommit { worker, txn, package, op } => {
-                write!(f, "worker {worker} transaction {txn} was acknowledged but its {op} of {package} is missing")
-            }
-            Finding::PartialTransaction { worker, txn, detail } => {
-                write!(f, "worker {worker} transaction {txn} is applied in part: {detail}")
-            }
             Finding::UnexpectedPackage { package, detail } => write!(f, "{package}: {detail}"),
             Finding::Unopenable { detail } => f.write_str(detail),
             Finding::ProbeFailed { detail } => f.write_str(detail),
-            Finding::WorkerError { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
-            Finding::ReaderSawInconsistency { worker, detail } => {
-                write!(f, "reader {worker}: {detail}")
-            }
-            Finding::WorkerCrashed { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
-            Finding::WorkerPanicked { worker, role, message } => write!(f, "{role} {worker} panicked: {message}"),
-            Finding::WorkerExited { worker, role, code } => {
-                write!(f, "{role} {worker} exited with status {code} without reporting an error")
-            }
-            Finding::HarnessFault { detail } => f.write_str(detail),
             Finding::LockRegion { check, detail } => write!(f, "{check}: {detail}"),
             Finding::EnvRegion { region, detail } => write!(f, "{region}: {detail}"),
             Finding::StaleLock { detail } => f.write_str(detail),

@@ -43,7 +43,10 @@ static SLOT: OnceLock<&'static [AtomicU64]> = OnceLock::new();
 
 fn hook(id: u32) {
     let Some(s) = SLOT.get() else { return };
-    crate::fault::schedule::arrive();
+    if crate::fault::schedule::arrive() == crate::fault::schedule::Turn::Stop {
+        // A replay of a worker killed right after its last recorded turn.
+        stop(s);
+    }
     let hit = POINT_HITS.get(id as usize).map(|h| h.fetch_add(1, Ordering::AcqRel) + 1).unwrap_or(0);
     if (id as usize) < HIT_WORDS {
         s[W_HITS_BASE + id as usize].store(u64::from(hit), Ordering::Release);
@@ -69,6 +72,8 @@ fn hook(id: u32) {
 
 fn stop(s: &[AtomicU64]) {
     s[W_STOPPED].store(1, Ordering::Release);
+    // The other workers wait at their next turn until the scheduler has reaped us (`schedule::release`).
+    crate::fault::schedule::hold();
     // The scheduler sees the stop (waitpid WUNTRACED) and SIGKILLs us here.
     let _ = raise(Signal::SIGSTOP);
 }
@@ -82,6 +87,24 @@ pub fn install(slot: &'static [AtomicU64], regions: crate::fault::regions::Confi
     crate::fault::schedule::install(&slot[SCHED_BASE..SLOT_WORDS], global);
     crate::fault::regions::install(regions, slot);
     dbtorture_backends::crash::set_hook(hook);
+    dbtorture_backends::turns::set_hooks(dbtorture_backends::turns::Hooks { wait: turn_wait, took: turn_took });
+}
+
+/// A backend's step on shared state (`dbtorture_backends::turns`) is a turn of the schedule.
+fn turn_wait() {
+    if crate::fault::schedule::gate() == crate::fault::schedule::Turn::Stop
+        && let Some(s) = SLOT.get()
+    {
+        stop(s);
+    }
+}
+
+fn turn_took() {
+    if crate::fault::schedule::take() == crate::fault::schedule::Turn::Stop
+        && let Some(s) = SLOT.get()
+    {
+        stop(s);
+    }
 }
 
 /// A worker's breadcrumb.
@@ -98,6 +121,11 @@ pub struct Breadcrumb {
 /// A worker's schedule words (see `schedule.rs`).
 pub fn schedule_words(slot: &[AtomicU64]) -> &[AtomicU64] {
     &slot[SCHED_BASE..SLOT_WORDS]
+}
+
+/// The scheduler reaped (or resumed) the worker of `slot`: release the hold its stop put on the others.
+pub fn release(slot: &[AtomicU64], global: &[AtomicU64]) {
+    crate::fault::schedule::release(schedule_words(slot), global);
 }
 
 /// Read a worker's breadcrumb.

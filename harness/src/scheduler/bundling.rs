@@ -3,7 +3,7 @@
 
 use super::Scheduler;
 use super::events::{self, Ctx};
-use dbtorture_backends::rpmdb::Finding;
+use crate::finding::{Finding, HarnessFinding};
 use dbtorture_reports::{KillRecord, Outcome, RunEvent};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -65,9 +65,9 @@ impl Scheduler<'_> {
                 cycle,
                 backend: kind.name().into(),
                 phase: "bundle".into(),
-                finding: events::record(&Finding::HarnessFault {
+                finding: events::record(&Finding::from(HarnessFinding::HarnessFault {
                     detail: format!("could not write the bundle: {e:#}"),
-                }),
+                })),
             }),
         }
     }

@@ -4,9 +4,9 @@
 //! Why separate from supervision: reading lines and turning them into records is pure bookkeeping; the
 //! event loop only hands bytes over.
 
+use crate::finding::{Finding, HarnessFinding};
 use crate::oracle::{TxnState, WriterLog};
 use crate::worker::events::WorkerMsg;
-use dbtorture_backends::rpmdb::Finding;
 use dbtorture_reports::Role;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,11 +49,11 @@ impl Collected {
 
     fn apply(&mut self, index: u32, role: Role, line: &str) {
         let Some(msg) = WorkerMsg::decode(line) else {
-            self.findings.push(Finding::WorkerError {
+            self.findings.push(Finding::from(HarnessFinding::WorkerError {
                 worker: index,
                 role: role.name().into(),
                 detail: format!("unparseable report line {line:?}"),
-            });
+            }));
             return;
         };
         match msg {
@@ -68,7 +68,7 @@ impl Collected {
                 self.findings.push(worker_error(index, role.name(), error));
             }
             WorkerMsg::Inconsistent { detail } => {
-                self.reader.push(Finding::ReaderSawInconsistency { worker: index, detail })
+                self.reader.push(Finding::from(HarnessFinding::ReaderSawInconsistency { worker: index, detail }))
             }
             WorkerMsg::Log { line } => self.messages.push((index, line)),
             WorkerMsg::Panic { message } => {
@@ -87,7 +87,8 @@ impl Collected {
             _ => Some("reported a transaction, but only writers have a transaction log".to_string()),
         };
         if let Some(why) = broken {
-            self.findings.push(Finding::HarnessFault { detail: format!("{role} {index}: {why}") });
+            self.findings
+                .push(Finding::from(HarnessFinding::HarnessFault { detail: format!("{role} {index}: {why}") }));
         }
     }
 }
@@ -95,19 +96,16 @@ impl Collected {
 /// A worker's error as a finding, by what the engine said: db4's "run recovery" (and running out of lock
 /// table entries, which stale lockers cause) is stale-locks; any other "rpmdb:" message is the environment.
 pub fn worker_error(worker: u32, role: &str, text: String) -> Finding {
-    engine_error(format!("{role} {worker}"), text).unwrap_or_else(|text| Finding::WorkerError {
-        worker,
-        role: role.into(),
-        detail: text,
-    })
+    engine_error(format!("{role} {worker}"), text)
+        .unwrap_or_else(|text| Finding::from(HarnessFinding::WorkerError { worker, role: role.into(), detail: text }))
 }
 
 /// An engine error in Berkeley DB's words, or the text back if it is not one.
 pub fn engine_error(by: String, text: String) -> Result<Finding, String> {
     if text.contains("run recovery") || text.contains("RUNRECOVERY") || text.contains("out of available") {
-        Ok(Finding::RunRecovery { by, message: text })
+        Ok(Finding::from(dbtorture_backends::rpmdb::Finding::RunRecovery { by, message: text }))
     } else if text.contains("rpmdb:") || text.contains("db4 error") {
-        Ok(Finding::EnvironmentError { by, message: text })
+        Ok(Finding::from(dbtorture_backends::rpmdb::Finding::EnvironmentError { by, message: text }))
     } else {
         Err(text)
     }
@@ -124,7 +122,7 @@ mod tests {
         c.take_lines(0, Role::Writer, &mut buf);
         assert_eq!(buf, b"C 8", "an incomplete last line stays in the buffer");
         assert!(c.reported.contains(&0));
-        assert!(matches!(c.findings[0], Finding::EnvironmentError { .. }));
+        assert!(matches!(c.findings[0], Finding::Db(dbtorture_backends::rpmdb::Finding::EnvironmentError { .. })));
         assert_eq!(c.panics[&0], "boom at x.rs:1");
         assert_eq!(c.messages, vec![(0, "hello".to_string())]);
     }
@@ -137,7 +135,7 @@ mod tests {
             let mut buf = lines.clone().into_bytes();
             c.take_lines(0, Role::Writer, &mut buf);
             assert!(
-                c.findings.iter().any(|f| matches!(f, Finding::HarnessFault { .. })),
+                c.findings.iter().any(|f| matches!(f, Finding::Harness(HarnessFinding::HarnessFault { .. }))),
                 "{lines:?}: {:?}",
                 c.findings
             );
@@ -149,6 +147,6 @@ mod tests {
         let mut c = Collected::new(1);
         let mut buf = b"C 1\n".to_vec();
         c.take_lines(1, Role::Reader, &mut buf);
-        assert!(matches!(c.findings[..], [Finding::HarnessFault { .. }]), "{:?}", c.findings);
+        assert!(matches!(c.findings[..], [Finding::Harness(HarnessFinding::HarnessFault { .. })]), "{:?}", c.findings);
     }
 }

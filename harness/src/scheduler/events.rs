@@ -5,8 +5,8 @@
 //! nowhere else in the scheduler.
 
 use super::Observer;
+use crate::finding::Finding;
 use dbtorture_backends::BackendKind;
-use dbtorture_backends::rpmdb::Finding;
 use dbtorture_reports::{FaultKind, FindingRecord, KillRecord, Role, RunEvent, WorkerEnd};
 
 /// The worker number engine messages of the operability probe carry.

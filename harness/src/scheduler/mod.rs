@@ -18,6 +18,7 @@ pub mod targets;
 pub mod verdict;
 
 use crate::fault::crashpoint;
+use crate::finding::{Finding, HarnessFinding};
 use crate::oracle;
 use crate::scenario::Scenario;
 use crate::sys::{self, SharedWords};
@@ -27,7 +28,6 @@ use anyhow::{Context, Result};
 use collect::Collected;
 use dbtorture_backends::BackendKind;
 use dbtorture_backends::child::ChildExit;
-use dbtorture_backends::rpmdb::Finding;
 use dbtorture_reports::{FaultKind, KillRecord, Outcome, Role, RunEvent};
 use events::Ctx;
 use faults::{CycleFault, FaultEnv};
@@ -266,8 +266,12 @@ impl<'a> Scheduler<'a> {
             Work::Workers { writers, .. } => writers,
             Work::Convert { .. } => 0,
         });
-        let watch =
-            supervise::Watch { signals: &self.signals, words, timeout: Duration::from_millis(sc.timeouts.cycle_ms) };
+        let watch = supervise::Watch {
+            signals: &self.signals,
+            words,
+            global,
+            timeout: Duration::from_millis(sc.timeouts.cycle_ms),
+        };
         let dir = self.targets[t].dir.clone();
         let mut env = FaultEnv { dir: &dir, rng: &mut plan.rng, ctx: &mut ctx };
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
@@ -282,7 +286,10 @@ impl<'a> Scheduler<'a> {
             .chunks(crashpoint::SLOT_WORDS)
             .map(|slot| crate::fault::schedule::recorded(crashpoint::schedule_words(slot)))
             .collect();
-        let diverged = self.replay_schedule.as_ref().map(|_| crate::fault::schedule::diverged(global));
+        let diverged = self.replay_schedule.as_ref().map(|_| {
+            let slots = words[..n * crashpoint::SLOT_WORDS].chunks(crashpoint::SLOT_WORDS);
+            !crate::fault::schedule::followed(global, slots.map(crashpoint::schedule_words))
+        });
 
         // How each child ended: kills, findings, hang.
         let mut kills = Vec::new();
@@ -421,7 +428,11 @@ impl<'a> Scheduler<'a> {
             let slot = &words[i * crashpoint::SLOT_WORDS..(i + 1) * crashpoint::SLOT_WORDS];
             let (arm, after) = plan.arming(i);
             crashpoint::arm_at(slot, arm, after);
-            let tickets = self.replay_schedule.as_ref().and_then(|s| s.get(i)).map(Vec::as_slice);
+            let tickets = self
+                .replay_schedule
+                .as_ref()
+                .and_then(|s| s.get(i))
+                .map(|t| (t.as_slice(), crate::fault::schedule::end_of(self.replay_kills.as_deref(), i)));
             crate::fault::schedule::arm(crashpoint::schedule_words(slot), tickets);
             let global_at = self.max_children * crashpoint::SLOT_WORDS;
             let (rd, wr): (OwnedFd, OwnedFd) = nix::unistd::pipe().context("pipe")?;
@@ -525,7 +536,7 @@ fn whole_conversion(now: BackendKind, before: &BTreeSet<u32>, after: &BTreeSet<u
     if after == before {
         return Vec::new();
     }
-    vec![Finding::PartialTransaction {
+    vec![Finding::from(HarnessFinding::PartialTransaction {
         worker: 0,
         txn: 0,
         detail: format!(
@@ -534,7 +545,7 @@ fn whole_conversion(now: BackendKind, before: &BTreeSet<u32>, after: &BTreeSet<u
             after.len(),
             before.len()
         ),
-    }]
+    })]
 }
 
 /// End a verified cycle: its `cycle-end` event is derived from the result, then the observer sees it.

@@ -7,12 +7,12 @@ use crate::fault::powerloss::judge::{self, Recorded, Verdict};
 use crate::fault::powerloss::model::{self, Choices, Cut};
 use crate::fault::powerloss::oplog::Log;
 use crate::fault::powerloss::recorder::{Recorder, RecorderError};
+use crate::finding::{Finding, HarnessFinding};
 use crate::oracle::{TxnState, WriterLog};
 use crate::scenario::PowerLoss;
 use crate::workload::{Pool, Txn};
 use anyhow::Context;
 use dbtorture_backends::BackendKind;
-use dbtorture_backends::rpmdb::Finding;
 use dbtorture_reports::{FaultKind, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,7 +115,9 @@ pub fn judge_cycle(
         let v = judge::judge(rec, pool, cut, scratch)?;
         s.images += 1;
         *s.by_outcome.entry(v.outcome).or_default() += 1;
-        s.unopenable += usize::from(v.findings.iter().any(|f| matches!(f, Finding::Unopenable { .. })));
+        s.unopenable += usize::from(
+            v.findings.iter().any(|f| matches!(f, Finding::Db(dbtorture_backends::rpmdb::Finding::Unopenable { .. }))),
+        );
         if let Some(ok) = v.recovered {
             s.damaged += 1;
             s.mended += usize::from(ok);
@@ -238,7 +240,7 @@ pub struct CycleCtx<'a> {
 pub struct CycleVerdict {
     /// The most severe image outcome the scenario does not allow, if any.
     pub outcome: Option<Outcome>,
-    pub findings: Vec<dbtorture_backends::rpmdb::Finding>,
+    pub findings: Vec<crate::finding::Finding>,
 }
 
 /// Judge a recorded cycle's images, report them as events, bundle the first failing one.
@@ -298,7 +300,9 @@ pub fn after_cycle(
                     ),
                     Err(e) => ctx.finding(
                         "bundle",
-                        &Finding::HarnessFault { detail: format!("could not write the crash image's bundle: {e:#}") },
+                        &Finding::from(HarnessFinding::HarnessFault {
+                            detail: format!("could not write the crash image's bundle: {e:#}"),
+                        }),
                     ),
                 }
             }

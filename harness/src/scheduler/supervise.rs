@@ -82,6 +82,8 @@ pub struct Watch<'a> {
     pub signals: &'a SignalFd,
     /// The children's breadcrumb slots, `crashpoint::SLOT_WORDS` words each, in child order.
     pub words: &'a [AtomicU64],
+    /// The cycle's schedule words (`fault::schedule`), after the slots.
+    pub global: &'a [AtomicU64],
     pub timeout: Duration,
 }
 
@@ -175,13 +177,18 @@ fn reap(
                     && let Some(f) = faults.iter_mut().find(|f| f.pauses() == Some(i))
                 {
                     f.on_stop(c.index, c.pid, slot, env);
+                    crashpoint::release(slot, watch.global);
                     continue;
                 }
                 // Stopped at its armed crash point (or by someone else): kill it right there.
                 let at_point = crashpoint::read(slot).stopped;
                 c.send(Signal::SIGKILL, if at_point { KillTrigger::Point } else { KillTrigger::Stopped }, t0.elapsed());
             }
-            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => c.status = Some(Some(st)),
+            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                c.status = Some(Some(st));
+                // Dead and reaped: the workers held at their next turn go on (`fault::schedule`).
+                crashpoint::release(slot, watch.global);
+            }
             // Continued, ptrace events: not an end; look again next round.
             Ok(WaitStatus::Continued(_) | WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(_)) => {}
             Err(nix::errno::Errno::ECHILD) => c.status = Some(None),

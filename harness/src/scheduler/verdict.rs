@@ -11,11 +11,11 @@
 use super::Scheduler;
 use super::events::{Ctx, PROBE_WORKER};
 use crate::fault::crashpoint::Breadcrumb;
+use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
 use crate::verify::{self, Probe};
 use crate::workload::Pool;
 use dbtorture_backends::BackendKind;
 use dbtorture_backends::child::ChildExit;
-use dbtorture_backends::rpmdb::{Finding, FindingClass};
 use dbtorture_reports::{KillRecord, KillTrigger, Outcome, Role, WorkerEnd};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -137,38 +137,46 @@ pub fn effect(end: &WorkerEnd, who: Who, crumb: &Breadcrumb) -> Effect {
         },
         WorkerEnd::Failed { reported: true, .. } => Effect::default(),
         WorkerEnd::Failed { code, reported: false } => Effect {
-            finding: Some(Finding::WorkerExited { worker: who.index, role, code: *code }),
+            finding: Some(Finding::from(HarnessFinding::WorkerExited { worker: who.index, role, code: *code })),
             ..Effect::default()
         },
         WorkerEnd::Panicked { message } => Effect {
-            finding: Some(Finding::WorkerPanicked { worker: who.index, role, message: message.clone() }),
+            finding: Some(Finding::from(HarnessFinding::WorkerPanicked {
+                worker: who.index,
+                role,
+                message: message.clone(),
+            })),
             ..Effect::default()
         },
         WorkerEnd::Crashed { signal, core_dumped } => Effect {
-            finding: Some(Finding::WorkerCrashed {
+            finding: Some(Finding::from(HarnessFinding::WorkerCrashed {
                 worker: who.index,
                 role,
                 detail: format!(
                     "died of {signal}{} — not a signal the scheduler sent; last crash point {last}",
                     if *core_dumped { " (core dumped)" } else { "" }
                 ),
-            }),
+            })),
             ..Effect::default()
         },
         WorkerEnd::FaultEffect { signal } => Effect {
-            finding: Some(Finding::EnvironmentError {
+            finding: Some(Finding::from(dbtorture_backends::rpmdb::Finding::EnvironmentError {
                 by: format!("{role} {}", who.index),
                 message: format!("died of {signal} after a stale page of its region (last crash point {last})"),
-            }),
+            })),
             ..Effect::default()
         },
         WorkerEnd::Lost { detail } => Effect {
-            finding: Some(Finding::HarnessFault { detail: format!("{role} {}: {detail}", who.index) }),
+            finding: Some(Finding::from(HarnessFinding::HarnessFault {
+                detail: format!("{role} {}: {detail}", who.index),
+            })),
             ..Effect::default()
         },
         // A variant added to the report model later: say so rather than count it as nothing.
         other => Effect {
-            finding: Some(Finding::HarnessFault { detail: format!("{role} {}: unjudged end {other:?}", who.index) }),
+            finding: Some(Finding::from(HarnessFinding::HarnessFault {
+                detail: format!("{role} {}: unjudged end {other:?}", who.index),
+            })),
             ..Effect::default()
         },
     }
@@ -205,7 +213,7 @@ fn recoverable(findings: &[Finding]) -> bool {
             | FindingClass::Inoperable => true,
             FindingClass::LostCommit | FindingClass::Crash | FindingClass::Harness => false,
         };
-        class_ok && !matches!(f, Finding::PartialTransaction { .. })
+        class_ok && !matches!(f, Finding::Harness(HarnessFinding::PartialTransaction { .. }))
     })
 }
 
@@ -233,7 +241,7 @@ impl Scheduler<'_> {
     ) -> anyhow::Result<Judged> {
         let dir = self.targets[t].dir.clone();
         let data = verify::data(kind, &dir, &self.pool);
-        findings.extend(data.findings);
+        findings.extend(crate::finding::from_db(data.findings));
         if let Some(after) = &data.installed {
             findings.extend(extra(&self.pool, after));
         }
@@ -246,10 +254,10 @@ impl Scheduler<'_> {
         match probe {
             Probe::Ok => {}
             Probe::TimedOut => hang = true,
-            Probe::Failed(e) => findings.push(
-                super::collect::engine_error("probe".into(), e)
-                    .unwrap_or_else(|detail| Finding::ProbeFailed { detail }),
-            ),
+            Probe::Failed(e) => findings
+                .push(super::collect::engine_error("probe".into(), e).unwrap_or_else(|detail| {
+                    Finding::from(dbtorture_backends::rpmdb::Finding::ProbeFailed { detail })
+                })),
         }
         let mut outcome = classify(&findings, hang);
         for f in &findings {
@@ -403,8 +411,9 @@ mod tests {
 
     #[test]
     fn the_most_severe_finding_wins_and_crashes_are_not_recoverable() {
-        let crash = Finding::WorkerCrashed { worker: 0, role: "writer".into(), detail: "x".into() };
-        let stale = Finding::StaleLock { detail: "y".into() };
+        let crash =
+            Finding::from(HarnessFinding::WorkerCrashed { worker: 0, role: "writer".into(), detail: "x".into() });
+        let stale = Finding::from(dbtorture_backends::rpmdb::Finding::StaleLock { detail: "y".into() });
         assert_eq!(classify(&[stale.clone(), crash.clone()], false), Outcome::Crashed);
         assert_eq!(classify(std::slice::from_ref(&stale), true), Outcome::Hang);
         assert!(recoverable(&[stale]));

@@ -10,10 +10,10 @@
 
 use super::model::{self, Choices, Cut, Image};
 use super::oplog::Log;
+use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
 use crate::oracle::{self, TxnState, WriterLog};
 use crate::verify;
 use crate::workload::Pool;
-use dbtorture_backends::rpmdb::{Finding, FindingClass};
 use dbtorture_backends::{BackendKind, Promises};
 use dbtorture_reports::Outcome;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,7 +121,7 @@ pub fn judge(rec: &Recorded, pool: &Pool, cut: Cut, scratch: &Path) -> Result<Ve
     let logs = logs_at(&rec.writers, &rec.acks, cut.at);
     let acked = logs.iter().map(|l| l.committed()).sum();
     let data = verify::data(rec.kind, scratch, pool);
-    let mut findings = data.findings;
+    let mut findings = crate::finding::from_db(data.findings);
     if let Some(after) = &data.installed {
         findings.extend(oracle::check(pool, &logs, &rec.before, after, promise(rec.kind)));
     }
@@ -132,7 +132,7 @@ pub fn judge(rec: &Recorded, pool: &Pool, cut: Cut, scratch: &Path) -> Result<Ve
         // can be mended; a lost commit or half a transaction cannot.
         let mendable = findings.iter().all(|f| {
             matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable)
-                && !matches!(f, Finding::PartialTransaction { .. })
+                && !matches!(f, Finding::Harness(HarnessFinding::PartialTransaction { .. }))
         });
         let ok = rec.kind.recover(scratch).is_ok() && verify::data(rec.kind, scratch, pool).findings.is_empty();
         recovered = Some(ok);
