@@ -204,6 +204,12 @@ impl BackendKind {
         Ok(self.check(dir, mode)?.0)
     }
 
+    /// What survives losing the engine's shared cache (`rm __db.*`), for the engines whose offline check lays
+    /// a cache over the data files; None for the others (what they check is already the files alone).
+    pub fn data_files_alone(self, dir: &Path) -> Option<Result<(Vec<Finding>, Snapshot), BackendError>> {
+        self.profile().map(|_| crate::bdbenv::durable::data_files_alone(dir))
+    }
+
     /// [`BackendKind::verify`], also returning what was read (if the database could be read).
     pub fn check(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
         if let Some(p) = self.profile() {

@@ -72,6 +72,8 @@ pub const ALL: &[&str] = &[
     "libdb.sync.before",
     "libdb.sync.after",
     "libdb.close.before",
+    // A hash bucket chain got a new page: allocated and linked in memory, neither written yet.
+    "bdbenv.hash.bucket.new",
 ];
 
 /// The points whose name starts with `prefix` (e.g. a backend name followed by a dot).

@@ -55,6 +55,26 @@ pub const ALL: &[Planted] = &[
         backend: "bdbenv",
         caught_by: LOCK_DAMAGE,
     },
+    Planted {
+        name: "bdbenv-mpool-skip-frame",
+        breaks: "bdbenv's buffer cache sync at commit skips the last dirty frame of Packages: it stays in the cache only",
+        backend: "bdbenv",
+        caught_by: &["cache-only-commit", "lost-commit"],
+    },
+    // The next two need a killed process (selftest runs them under kills): what they leave is an allowed
+    // outcome (`hang`, `recovered`), caught only because no kill can explain it.
+    Planted {
+        name: "bdbenv-failchk-frees-nothing",
+        breaks: "bdbenv's failchk prints \"Freeing read locks for locker …\" for a dead reader and frees nothing",
+        backend: "bdbenv",
+        caught_by: &["engine-message", "unexplained"],
+    },
+    Planted {
+        name: "bdbenv-bucket-linked-before-written",
+        breaks: "bdbenv links a new bucket page into its hash chain (meta page written) before writing the page",
+        backend: "bdbenv",
+        caught_by: &["unexplained"],
+    },
     // The next two only a power cut shows (selftest runs them under the power-loss recorder).
     Planted {
         name: "sqlite-sync-off",

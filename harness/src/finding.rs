@@ -61,6 +61,17 @@ pub enum HarnessFinding {
         txn: u64,
         detail: String,
     },
+    /// An acknowledged change the shared buffer cache held but the data files alone do not: it is gone once
+    /// the cache is (`rm __db.*`, a reboot). Reported apart from a commit lost outright.
+    CacheOnlyCommit {
+        package: String,
+        detail: String,
+    },
+    /// A finding none of the cycle's recorded faults can cause (per the backend's table in `explain`).
+    Unexplained {
+        finding: String,
+        faults: String,
+    },
     WorkerError {
         worker: u32,
         role: String,
@@ -99,6 +110,8 @@ impl HarnessFinding {
         match self {
             HarnessFinding::LostCommit { .. } => "lost commit",
             HarnessFinding::PartialTransaction { .. } => "partial transaction",
+            HarnessFinding::CacheOnlyCommit { .. } => "commit held only in the cache",
+            HarnessFinding::Unexplained { .. } => "unexplained finding",
             HarnessFinding::WorkerError { .. } => "worker error",
             HarnessFinding::ReaderSawInconsistency { .. } => "reader saw inconsistency",
             HarnessFinding::WorkerCrashed { .. } => "worker crashed",
@@ -110,7 +123,9 @@ impl HarnessFinding {
 
     pub fn class(&self) -> Class {
         match self {
-            HarnessFinding::LostCommit { .. } => Class::LostCommit,
+            HarnessFinding::LostCommit { .. } | HarnessFinding::CacheOnlyCommit { .. } => Class::LostCommit,
+            // Added after the outcome is decided: it changes whether the cycle was expected, not its outcome.
+            HarnessFinding::Unexplained { .. } => Class::Inconsistent,
             HarnessFinding::PartialTransaction { .. } | HarnessFinding::ReaderSawInconsistency { .. } => {
                 Class::Inconsistent
             }
@@ -132,6 +147,12 @@ impl fmt::Display for HarnessFinding {
             }
             HarnessFinding::PartialTransaction { worker, txn, detail } => {
                 write!(f, "worker {worker} transaction {txn} is applied in part: {detail}")
+            }
+            HarnessFinding::CacheOnlyCommit { package, detail } => {
+                write!(f, "{package}: {detail}; the data files alone (what survives rm __db.*) lack it")
+            }
+            HarnessFinding::Unexplained { finding, faults } => {
+                write!(f, "no fault of this cycle ({faults}) can cause it: {finding}")
             }
             HarnessFinding::WorkerError { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
             HarnessFinding::ReaderSawInconsistency { worker, detail } => write!(f, "reader {worker}: {detail}"),
@@ -175,7 +196,9 @@ impl Finding {
     pub fn package(&self) -> Option<&str> {
         match self {
             Finding::Db(f) => f.package(),
-            Finding::Harness(HarnessFinding::LostCommit { package, .. }) => Some(package),
+            Finding::Harness(
+                HarnessFinding::LostCommit { package, .. } | HarnessFinding::CacheOnlyCommit { package, .. },
+            ) => Some(package),
             Finding::Harness(_) => None,
         }
     }

@@ -15,33 +15,63 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What a case runs under, besides the backend's default (sqlite killed at a savepoint, bdbenv fault-free).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Default,
+    /// Recorded and judged as power-loss crash images (no kills).
+    PowerCut,
+    /// The bdbenv environment under this `[kill]` section (allowing what bdbenv-kill.toml allows).
+    Kills(&'static str),
+}
+
+/// Random-time kills of readers and writers: a dead reader's locks for the next failchk.
+/// Writers killed by SIGINT/SIGTERM mostly stop cleanly and live on to run failchk; four readers die often.
+const READER_KILLS: &str =
+    "mode = \"random-time\"\nprobability = 0.5\ndelay_ms_min = 0\ndelay_ms_max = 40\nsignal = \"mixed\"";
+/// A writer killed where a hash chain has just got a new page (not yet written, in correct code not linked).
+const BUCKET_KILLS: &str = "mode = \"crash-point\"\npoint = \"bdbenv.hash.bucket.new\"\nhit_max = 3";
+
+/// The planted bugs that only show after a kill (what they leave is an allowed outcome, caught because no
+/// kill can explain it), and the kills each needs.
+const NEEDS_KILLS: &[(&str, &str)] =
+    &[("bdbenv-failchk-frees-nothing", READER_KILLS), ("bdbenv-bucket-linked-before-written", BUCKET_KILLS)];
+
 /// The selftest scenario for one backend: the same small workload; sqlite is killed at the point where
 /// a transaction's second package begins (so a non-atomic commit shows), bdbenv runs without faults (so any
-/// damage is the bug's).
-/// With `power`, the cycles are recorded and judged as power-loss crash images instead (no kills).
-fn scenario(backend: &str, power: bool) -> String {
-    let (kill, timeout_ms) = match backend {
-        _ if power => ("mode = \"none\"\n[power_loss]\nimages_random = 10\nimages_max = 40", 10000),
-        "sqlite" => ("mode = \"crash-point\"\npoint = \"sqlite.savepoint.after\"\nhit_max = 3", 5000),
+/// damage is the bug's) unless the case says which kills.
+fn scenario(backend: &str, fault: Fault) -> String {
+    let (kill, timeout_ms) = match (backend, fault) {
+        (_, Fault::PowerCut) => ("mode = \"none\"\n[power_loss]\nimages_random = 10\nimages_max = 40", 10000),
+        (_, Fault::Kills(k)) => (k, 2000),
+        ("sqlite", _) => ("mode = \"crash-point\"\npoint = \"sqlite.savepoint.after\"\nhit_max = 3", 5000),
         _ => ("mode = \"none\"", 3000),
     };
+    let (readers, txns) = if fault == Fault::Kills(READER_KILLS) { (4, 8) } else { (1, 6) };
     format!(
         "name = \"selftest-{backend}\"\nbackends = [\"{backend}\"]\n\
-         [workload]\npackages = 30\nversions = 3\nfiles_mean = 8\nwriters = 2\nreaders = 1\n\
-         txns_per_writer = 6\nqueries_per_reader = 30\n\
+         [workload]\npackages = 30\nversions = 3\nfiles_mean = 8\nwriters = 2\nreaders = {readers}\n\
+         txns_per_writer = {txns}\nqueries_per_reader = 30\n\
          [kill]\n{kill}\n\
          [timeouts]\ncycle_ms = {timeout_ms}\nprobe_ms = {timeout_ms}\n\
          [expect]\n{backend} = [{}]\n",
         // Under power loss the non-transactional environment may need rebuilddb after an in-flight write, and a
         // torn in-place page of the in-flight transaction is beyond it (as scenarios/power-loss.toml allows);
         // a lost acknowledged commit never is.
-        if power && backend != "sqlite" { "\"clean\", \"recovered\", \"inconsistent\"" } else { "\"clean\"" }
+        match fault {
+            Fault::PowerCut if backend != "sqlite" => "\"clean\", \"recovered\", \"inconsistent\"",
+            Fault::Kills(_) => "\"clean\", \"stale-locks\", \"recovered\", \"hang\"",
+            _ => "\"clean\"",
+        }
     )
 }
 
-/// The planted bugs only a power cut shows.
-fn needs_power_loss(bug: &Planted) -> bool {
-    bug.caught_by == ["lost-commit"]
+/// What planted bug `bug` runs under.
+fn fault_for(bug: &Planted) -> Fault {
+    if bug.caught_by == ["lost-commit"] {
+        return Fault::PowerCut;
+    }
+    NEEDS_KILLS.iter().find(|(name, _)| *name == bug.name).map(|(_, k)| Fault::Kills(k)).unwrap_or(Fault::Default)
 }
 
 /// How one case went.
@@ -132,13 +162,18 @@ fn run_case(
     dir: &Path,
     bug: Option<&Planted>,
     backend: &str,
-    power: bool,
+    fault: Fault,
     budget: Duration,
 ) -> Result<(Verdict, Duration)> {
     let name = bug.map(|b| b.name).unwrap_or("none");
-    let sc = dir.join(format!("{backend}-{name}-{power}.toml"));
-    std::fs::write(&sc, scenario(backend, power))?;
-    let out = dir.join(format!("{backend}-{name}-{power}"));
+    let tag = match fault {
+        Fault::Default => "default".to_string(),
+        Fault::PowerCut => "power".to_string(),
+        Fault::Kills(k) => format!("kills{}", NEEDS_KILLS.iter().position(|(_, x)| *x == k).unwrap_or(0)),
+    };
+    let sc = dir.join(format!("{backend}-{name}-{tag}.toml"));
+    std::fs::write(&sc, scenario(backend, fault))?;
+    let out = dir.join(format!("{backend}-{name}-{tag}"));
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", sc.to_str().context("path")?, "-q", "--duration", &format!("{}ms", budget.as_millis())])
         .args(["--out", out.to_str().context("path")?])
@@ -169,13 +204,16 @@ pub fn run(budget: Duration) -> Result<bool> {
     let tmp = crate::leftovers::scratch("selftest")?;
     let mut rows = Vec::new();
     for bug in planted::ALL {
-        let power = needs_power_loss(bug);
-        rows.push((Some(bug), bug.backend, power, run_case(tmp.path(), Some(bug), bug.backend, power, budget)?));
+        let fault = fault_for(bug);
+        rows.push((Some(bug), bug.backend, fault, run_case(tmp.path(), Some(bug), bug.backend, fault, budget)?));
     }
-    for power in [false, true] {
-        for backend in ["sqlite", "bdbenv"] {
-            rows.push((None, backend, power, run_case(tmp.path(), None, backend, power, budget)?));
-        }
+    let mut baselines = vec![];
+    for fault in [Fault::Default, Fault::PowerCut] {
+        baselines.extend([("sqlite", fault), ("bdbenv", fault)]);
+    }
+    baselines.extend(NEEDS_KILLS.iter().map(|(_, k)| ("bdbenv", Fault::Kills(k))));
+    for (backend, fault) in baselines {
+        rows.push((None, backend, fault, run_case(tmp.path(), None, backend, fault, budget)?));
     }
     crate::say!(
         "{:<30} {:<8} {:<10} {:<13} {:>9} {:>7}  what",
@@ -187,7 +225,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         "cycles"
     );
     let mut ok = true;
-    for (bug, backend, power, (v, wall)) in &rows {
+    for (bug, backend, fault, (v, wall)) in &rows {
         ok &= v.ok(bug.is_some());
         let (secs, cycles, what) = match v {
             Verdict::Detected { seconds, cycles, finding } => (*seconds, *cycles, finding.clone()),
@@ -202,7 +240,13 @@ pub fn run(budget: Duration) -> Result<bool> {
         };
         let what: String = what.chars().take(90).collect();
         let name = bug.map(|b| b.name).unwrap_or("none");
-        let fault = if *power { "power-cut" } else { "kill" };
+        let fault = match fault {
+            Fault::PowerCut => "power-cut",
+            Fault::Kills(k) if *k == BUCKET_KILLS => "kill-point",
+            Fault::Kills(_) => "kills",
+            Fault::Default if *backend == "sqlite" => "kill",
+            Fault::Default => "none",
+        };
         crate::say!("{name:<30} {backend:<8} {fault:<10} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
     }
     Ok(ok)

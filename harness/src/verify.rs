@@ -6,7 +6,7 @@
 
 use crate::sys;
 use crate::workload::Pool;
-use dbtorture_backends::rpmdb::{Finding, Header, IndexTag, tags};
+use dbtorture_backends::rpmdb::{Finding, Header, IndexTag, Snapshot, tags};
 use dbtorture_backends::{BackendKind, OpenMode};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
@@ -31,6 +31,12 @@ pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
         Err(e) => (vec![Finding::Unopenable { detail: e.to_string() }], None),
     };
     let Some(snap) = snap else { return DataReport { findings, installed: None } };
+    let installed = installed_of(&snap, pool, &mut findings);
+    DataReport { findings, installed: Some(installed) }
+}
+
+/// The pool ids a snapshot's Packages holds (by SHA1HEADER); a header of no workload package is a finding.
+pub fn installed_of(snap: &Snapshot, pool: &Pool, findings: &mut Vec<Finding>) -> BTreeSet<u32> {
     let mut installed = BTreeSet::new();
     for (hnum, blob) in &snap.packages {
         let Ok(h) = Header::parse(blob) else { continue };
@@ -50,7 +56,7 @@ pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
             }),
         }
     }
-    DataReport { findings, installed: Some(installed) }
+    installed
 }
 
 /// Result of the operability probe.

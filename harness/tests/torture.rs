@@ -282,7 +282,7 @@ fn selftest_detects_every_planted_bug_and_passes_without_one() {
         let cycles: u64 = line.split_whitespace().nth(5).and_then(|c| c.parse().ok()).unwrap_or(0);
         assert!(cycles >= 1, "a detection needs a cycle that ran: {line}");
     }
-    assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("clean")).count(), 4, "{t}");
+    assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("clean")).count(), 6, "{t}");
     assert_eq!(t.lines().filter(|l| l.starts_with("none") && l.contains("power-cut")).count(), 2, "{t}");
 }
 

@@ -518,9 +518,15 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
             }
         }
     }
+    let snap = salvage(&mut img, &mut findings);
+    Ok((findings, Some(snap)))
+}
+
+/// Salvage every data file of a page image into a snapshot; damaged pages become findings.
+pub(crate) fn salvage(img: &mut PageImage, findings: &mut Vec<Finding>) -> Snapshot {
     let mut scanned = Vec::new();
     for (i, name) in data_files().iter().enumerate() {
-        match DataFile::new(&mut img, i as u32).salvage() {
+        match DataFile::new(img, i as u32).salvage() {
             Ok((rows, errors)) => {
                 for e in errors {
                     findings.push(Finding::DataFileDamaged { file: (*name).into(), detail: e.to_string() });
@@ -533,8 +539,7 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
             }
         }
     }
-    let snap = snapshot_from(scanned, &mut findings);
-    Ok((findings, Some(snap)))
+    snapshot_from(scanned, findings)
 }
 
 #[cfg(test)]

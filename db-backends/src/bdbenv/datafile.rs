@@ -336,6 +336,11 @@ impl<'a, P: Pages> DataFile<'a, P> {
                 p[P_TYPE] = T_BUCKET;
                 set_u32(&mut p, P_NEXT, first);
                 set_u32(&mut m, bucket, pg);
+                // Planted bug: the bucket links the new page (meta page written) before the page is written.
+                if crate::planted::active("bdbenv-bucket-linked-before-written") {
+                    self.pages.write(self.file, 0, &m)?;
+                }
+                crate::crash::point("bdbenv.hash.bucket.new");
                 (pg, p)
             }
         };

@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod datafile;
+pub mod durable;
 mod engine;
 pub mod env;
 pub mod inspect;

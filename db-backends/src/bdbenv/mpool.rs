@@ -165,7 +165,11 @@ impl Mpool {
         let n = self.check()?;
         mutex_lock(&self.region, M_MUTEX, self.pid);
         let mut res = Ok(());
-        for i in 0..n {
+        // Planted bug: the sync skips the last dirty frame of Packages (file 0), which stays in the cache only.
+        let skip = crate::planted::active("bdbenv-mpool-skip-frame")
+            .then(|| (0..n).rev().find(|&i| matches!(self.frame(i), (0, _, f) if f & (VALID | DIRTY) == VALID | DIRTY)))
+            .flatten();
+        for i in (0..n).filter(|&i| Some(i) != skip) {
             if let Err(e) = self.write_back(n, i) {
                 res = Err(e);
                 break;

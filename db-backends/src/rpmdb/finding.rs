@@ -121,6 +121,11 @@ pub enum Finding {
         by: String,
         message: String,
     },
+    /// An engine message that cannot be true of a correct engine (a locker freed twice).
+    EngineMessage {
+        message: String,
+        detail: String,
+    },
     /// A process was told to run recovery (DB_RUNRECOVERY), or ran out of lock table entries.
     RunRecovery {
         by: String,
@@ -152,6 +157,7 @@ impl Finding {
             Finding::DataFileDamaged { .. } => "data file damage",
             Finding::EnvironmentError { .. } => "environment error",
             Finding::RunRecovery { .. } => "run recovery",
+            Finding::EngineMessage { .. } => "engine message",
         }
     }
 
@@ -166,6 +172,7 @@ impl Finding {
                 FindingClass::Environment
             }
             Finding::StaleLock { .. } | Finding::RunRecovery { .. } => FindingClass::StaleLocks,
+            Finding::EngineMessage { .. } => FindingClass::Environment,
             Finding::DataFileDamaged { .. } => FindingClass::Corrupt,
             Finding::MissingIndexEntry { .. }
             | Finding::StaleIndexEntry { .. }
@@ -233,6 +240,7 @@ impl fmt::Display for Finding {
             Finding::DataFileDamaged { file, detail } => write!(f, "{file}: {detail}"),
             Finding::EnvironmentError { by, message } => write!(f, "{by}: {message}"),
             Finding::RunRecovery { by, message } => write!(f, "{by}: {message}"),
+            Finding::EngineMessage { message, detail } => write!(f, "{message:?} {detail}"),
         }
     }
 }

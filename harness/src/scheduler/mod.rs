@@ -9,7 +9,9 @@
 
 mod bundling;
 pub mod collect;
+pub mod durability;
 pub mod events;
+pub mod explain;
 pub mod faults;
 pub mod plan;
 pub mod powercut;
@@ -28,7 +30,7 @@ use anyhow::{Context, Result};
 use collect::Collected;
 use dbtorture_backends::BackendKind;
 use dbtorture_backends::child::ChildExit;
-use dbtorture_reports::{FaultKind, KillRecord, Outcome, Role, RunEvent};
+use dbtorture_reports::{FaultKind, KillRecord, Outcome, Role, RunEvent, WorkerEnd};
 use events::Ctx;
 use faults::{CycleFault, FaultEnv};
 use nix::sys::signal::{SigSet, Signal};
@@ -141,7 +143,7 @@ impl<'a> Scheduler<'a> {
             }
             let dir = workdir.join(kind.name()).join("db");
             let installed = s.prepare(kind, &dir, 0)?;
-            s.targets.push(Target { kind, dir, installed, epoch: 0, slot });
+            s.targets.push(Target { kind, dir, installed, epoch: 0, slot, carried: Vec::new() });
         }
         Ok(s)
     }
@@ -295,6 +297,7 @@ impl<'a> Scheduler<'a> {
         let mut kills = Vec::new();
         let mut findings = std::mem::take(&mut got.findings);
         let mut hang = false;
+        let mut exited_on_error = false;
         for c in &children {
             let slot = &words[c.index as usize * crashpoint::SLOT_WORDS..];
             let facts = verdict::EndFacts {
@@ -306,6 +309,7 @@ impl<'a> Scheduler<'a> {
                 panic: got.panics.get(&c.index).map(String::as_str),
             };
             let end = verdict::decide(&facts);
+            exited_on_error |= matches!(end, WorkerEnd::Failed { .. });
             ctx.worker_exit(c.index, c.role, &end);
             let who = verdict::Who { index: c.index, role: c.role, killed_at: c.killed_at };
             let e = verdict::effect(&end, who, &crashpoint::read(slot));
@@ -337,7 +341,9 @@ impl<'a> Scheduler<'a> {
 
         // Judge.
         let v0 = Instant::now();
+        let mut messages = Vec::new();
         for (worker, line) in std::mem::take(&mut got.messages) {
+            messages.push(line.clone());
             ctx.engine_message(worker, line);
         }
         let before = self.targets[t].installed.clone();
@@ -348,7 +354,8 @@ impl<'a> Scheduler<'a> {
                     findings.append(&mut got.reader);
                 }
                 let logs = &got.logs;
-                let j = self.judge(t, kind, findings, hang, &mut ctx, |pool, after| {
+                let seen = verdict::Seen { findings, hang, messages: &messages };
+                let j = self.judge(t, kind, seen, &mut ctx, |pool, after| {
                     oracle::check(pool, logs, &before, after, promises)
                 })?;
                 self.targets[t].installed = match &j.installed {
@@ -365,9 +372,9 @@ impl<'a> Scheduler<'a> {
                 // Which database is in place now: the converted one or the original? Either must hold
                 // exactly the packages the original held.
                 let now_kind = if to.present(&dir) && !from.present(&dir) { to } else { from };
-                let j = self.judge(t, now_kind, findings, hang, &mut ctx, |_, after| {
-                    whole_conversion(now_kind, &before, after)
-                })?;
+                let seen = verdict::Seen { findings, hang, messages: &messages };
+                let j =
+                    self.judge(t, now_kind, seen, &mut ctx, |_, after| whole_conversion(now_kind, &before, after))?;
                 // The next cycle starts from the original backend with the same packages.
                 let keep = self.targets[t].installed.clone();
                 self.recreate(t, &keep)?;
@@ -396,7 +403,29 @@ impl<'a> Scheduler<'a> {
             }
             judged.findings.extend(v.findings);
         }
-        let expected = sc.expected(kind).contains(&judged.outcome);
+        // Every finding explained by a recorded fault (power-loss cycles are judged by their crash images).
+        let causes =
+            explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &self.targets[t].carried);
+        let unexplained = match sc.power_loss {
+            Some(_) => Vec::new(),
+            None => {
+                let kinds: Vec<_> = judged.findings.iter().map(|f| (events::record(f).kind, f)).collect();
+                explain::unexplained(kind, &causes, &kinds, judged.hang)
+            }
+        };
+        for u in &unexplained {
+            ctx.finding("explain", u);
+        }
+        self.targets[t].carried = if matches!(plan.work, Work::Convert { .. }) {
+            Vec::new()
+        } else {
+            explain::carry(judged.outcome, &causes)
+        };
+        let allowed = sc.expected(kind);
+        let expected = allowed.contains(&judged.outcome)
+            && durability::losses_allowed(&allowed, &judged.findings)
+            && unexplained.is_empty();
+        judged.findings.extend(unexplained);
         if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
             let rec = bundling::BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);

@@ -23,6 +23,8 @@ pub struct Target {
     /// Position of the backend in the scenario's list: cycles are seeded by it, so running one backend alone
     /// (`run --backend`) gives that backend the same cycles as running them all.
     pub slot: usize,
+    /// Causes of earlier cycles whose leftovers the database may still hold (adopted without recovery).
+    pub carried: Vec<dbtorture_backends::explain::Cause>,
 }
 
 impl Scheduler<'_> {
@@ -44,7 +46,7 @@ impl Scheduler<'_> {
         if let Some(pre) = pre {
             crate::bundle::copy_dir(pre, &dir).context("copying pre/")?;
         }
-        self.targets.push(Target { kind, dir, installed, epoch, slot });
+        self.targets.push(Target { kind, dir, installed, epoch, slot, carried: Vec::new() });
         Ok(())
     }
 
@@ -89,6 +91,13 @@ impl Scheduler<'_> {
             let (kind, dir) = (self.targets[t].kind, self.targets[t].dir.clone());
             self.targets[t].installed = self.prepare(kind, &dir, epoch)?;
             self.targets[t].epoch = epoch;
+            self.targets[t].carried.clear();
+        }
+        // What a killed rpm left outside its database (its unpacking temporaries) is not the next cycle's.
+        if self.targets[t].kind == BackendKind::Rpm {
+            let root = &self.targets[t].dir;
+            dbtorture_backends::rpmroot::clear_killed_leftovers(root)
+                .with_context(|| format!("removing a killed rpm's temporaries under {}", root.display()))?;
         }
         Ok(())
     }

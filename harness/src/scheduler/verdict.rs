@@ -9,6 +9,7 @@
 //! never silence.
 
 use super::Scheduler;
+use super::durability;
 use super::events::{Ctx, PROBE_WORKER};
 use crate::fault::crashpoint::Breadcrumb;
 use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
@@ -217,12 +218,22 @@ fn recoverable(findings: &[Finding]) -> bool {
     })
 }
 
+/// What the cycle saw before the judge: findings from the workers' ends and pipes, whether it overran, and
+/// the engine's messages.
+pub struct Seen<'m> {
+    pub findings: Vec<Finding>,
+    pub hang: bool,
+    pub messages: &'m [String],
+}
+
 /// The judged state of a target after a cycle.
 pub struct Judged {
     pub outcome: Outcome,
     pub findings: Vec<Finding>,
     /// The installed set afterwards (None: unreadable even after recovery).
     pub installed: Option<BTreeSet<u32>>,
+    /// The cycle overran its timeout, or the probe did.
+    pub hang: bool,
 }
 
 impl Scheduler<'_> {
@@ -234,19 +245,34 @@ impl Scheduler<'_> {
         &mut self,
         t: usize,
         kind: BackendKind,
-        mut findings: Vec<Finding>,
-        mut hang: bool,
+        seen: Seen<'_>,
         ctx: &mut Ctx<'_>,
-        extra: impl FnOnce(&Pool, &BTreeSet<u32>) -> Vec<Finding>,
+        extra: impl Fn(&Pool, &BTreeSet<u32>) -> Vec<Finding>,
     ) -> anyhow::Result<Judged> {
+        let Seen { mut findings, mut hang, messages: worker_messages } = seen;
         let dir = self.targets[t].dir.clone();
         let data = verify::data(kind, &dir, &self.pool);
         findings.extend(crate::finding::from_db(data.findings));
         if let Some(after) = &data.installed {
-            findings.extend(extra(&self.pool, after));
+            let seen = extra(&self.pool, after);
+            // Before the probe writes the cache back: what the data files alone hold.
+            findings.extend(durability::cache_only(kind, &dir, &self.pool, &seen, &extra));
+            findings.extend(seen);
         }
+        // The workers' words against the lock table as they left it (the probe's failchk changes it).
+        let engine_said =
+            dbtorture_backends::explain::judge_messages(kind, &dir, worker_messages.iter().map(String::as_str));
         let (probe, messages) =
             verify::probe(kind, &dir, &self.pool, Duration::from_millis(self.scenario.timeouts.probe_ms))?;
+        // The engine's own words, judged: the workers' and the probe's.
+        let mut engine_said = engine_said;
+        let all = worker_messages.iter().chain(&messages).map(String::as_str);
+        for f in dbtorture_backends::explain::judge_messages(kind, &dir, all) {
+            if !engine_said.contains(&f) {
+                engine_said.push(f);
+            }
+        }
+        findings.extend(crate::finding::from_db(engine_said));
         for message in messages {
             ctx.engine_message(PROBE_WORKER, message);
         }
@@ -275,12 +301,23 @@ impl Scheduler<'_> {
         if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
             let (ok, detail, after) = self.recover(kind, &dir);
             ctx.recovery(kind.recovery_name(), ok, detail);
+            // The oracle again, on what recovery produced (the next cycle starts from it).
+            let lost = after.as_ref().map(|a| durability::after_recovery(&self.pool, a, &findings, &extra));
+            let lost = lost.unwrap_or_default();
+            for f in &lost {
+                ctx.finding("after-recovery", f);
+            }
+            findings.extend(lost);
+            let again = classify(&findings, hang);
+            if again.severity() > outcome.severity() {
+                outcome = again;
+            }
             if ok && recoverable(&findings) && !hang {
                 outcome = Outcome::Recovered;
             }
             installed = after;
         }
-        Ok(Judged { outcome, findings, installed })
+        Ok(Judged { outcome, findings, installed, hang })
     }
 
     /// rebuilddb, then verify again. Returns (clean afterwards, detail, installed set).
