@@ -47,7 +47,7 @@ const RECORD: u64 = 1;
 const REPLAY: u64 = 2;
 
 /// How long a replaying worker waits for its turn before the replay gives the schedule up.
-const TURN_WAIT: Duration = Duration::from_millis(5000);
+const TURN_WAIT: Duration = Duration::from_millis(2000);
 /// How long a worker waits for the scheduler to kill a stopped worker before it goes on regardless.
 const HOLD_WAIT: Duration = Duration::from_millis(5000);
 
