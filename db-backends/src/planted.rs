@@ -24,6 +24,9 @@ pub struct Planted {
 /// The lock-region damage a broken list or locker shows as, in any of its forms.
 const LOCK_DAMAGE: &[&str] = &["lock-region", "environment-error", "run-recovery", "stale-lock", "env-region"];
 
+/// What the real rpm, regenerating the indexes, reports (`dbtorture_backends::rpmoracle`).
+pub const RPM_ORACLE: &[&str] = &["rpm-disagrees"];
+
 pub const ALL: &[Planted] = &[
     Planted {
         name: "sqlite-commit-per-package",
@@ -74,6 +77,27 @@ pub const ALL: &[Planted] = &[
         breaks: "bdbenv links a new bucket page into its hash chain (meta page written) before writing the page",
         backend: "bdbenv",
         caught_by: &["unexplained"],
+    },
+    // The next three are semantic bugs of the rpmdb index layer: our own cross-check regenerates indexes with the
+    // same layer, so only an independent implementation — real rpm, `[oracle] rpm_every` — tells them apart.
+    // (Here they act in the writers only, so the cross-check sees them too; the selftest requires rpm's finding.)
+    Planted {
+        name: "index-dirnames-wrong-array",
+        breaks: "the index layer takes Dirnames keys from the Basenames array",
+        backend: "sqlite",
+        caught_by: RPM_ORACLE,
+    },
+    Planted {
+        name: "index-providename-dedup",
+        breaks: "the index layer indexes a repeated Providename once (rpm 4.18 de-duplicates Triggername only)",
+        backend: "sqlite",
+        caught_by: RPM_ORACLE,
+    },
+    Planted {
+        name: "index-basenames-skip-colour-2",
+        breaks: "the index layer leaves files of colour 2 (64-bit ELF) out of Basenames",
+        backend: "sqlite",
+        caught_by: RPM_ORACLE,
     },
     // The next two only a power cut shows (selftest runs them under the power-loss recorder).
     Planted {

@@ -80,6 +80,10 @@ enum Cmd {
         /// Print findings as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Also have an independent implementation regenerate every index from the same Packages and compare
+        /// row by row: `rpm` (rpm 4.18's `rpmdb --rebuilddb` on a private copy; sqlite, libdb and rpm roots).
+        #[arg(long, value_parser = ["rpm"])]
+        oracle: Option<String>,
     },
     /// Dump a BDB-style environment like `db_stat -CA`, with every broken link or count where it is.
     Inspect {
@@ -342,10 +346,27 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             say!("merged {} runs into {}", summary.runs.len(), out.display());
             Ok(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK })
         }
-        Cmd::Verify { backend: name, dir, dbpath, json } => {
+        Cmd::Verify { backend: name, dir, dbpath, json, oracle } => {
             let kind = backend(&name)?;
-            let findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
+            let mut findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
                 .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
+            if oracle.is_some() {
+                let r = dbtorture::readonly::rpm_oracle(kind, &dir, dbpath.as_deref())
+                    .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?
+                    .map_err(|e| {
+                        CliError::bad_input(format!("{}: the rpm oracle cannot judge it", dir.display()))
+                            .cause(anyhow::anyhow!(e))
+                            .hint("needs rpm 4.18 (Debian package rpm) and a sqlite, libdb or rpm database")
+                    })?;
+                eprintln!(
+                    "rpm oracle: {} packages, {} index rows compared, {} disagreement(s), {:.0} ms",
+                    r.packages,
+                    r.rows,
+                    r.findings.len(),
+                    r.elapsed.as_secs_f64() * 1000.0
+                );
+                findings.extend(r.findings);
+            }
             for f in &findings {
                 if json {
                     say!("{}", serde_json::to_string(f).unwrap_or_default());

@@ -161,6 +161,19 @@ pub fn verify(kind: BackendKind, dir: &Path, dbpath: Option<&Path>) -> Result<Ve
     Ok(kind.check(&snap.target, dbtorture_backends::OpenMode::ReadOnly)?.0)
 }
 
+/// `verify --oracle rpm`: the real rpm regenerates the indexes of a private copy and they are compared with
+/// what the (snapshot of the) database stores (see `dbtorture_backends::rpmoracle`). Err(String) when rpm
+/// cannot judge this backend or could not run.
+pub fn rpm_oracle(
+    kind: BackendKind,
+    dir: &Path,
+    dbpath: Option<&Path>,
+) -> Result<Result<dbtorture_backends::rpmoracle::OracleReport, String>, ReadOnlyError> {
+    let db_dir = locate(kind, dir, dbpath)?;
+    let snap = snapshot(kind, &db_dir)?;
+    Ok(dbtorture_backends::rpmoracle::check(kind, &snap.target, &snap.path().join("rpm-oracle")))
+}
+
 /// `inspect`: the same for a BDB-style environment's region files; the report names the original directory.
 pub fn inspect(
     dir: &Path,

@@ -23,6 +23,9 @@ enum Fault {
     PowerCut,
     /// The bdbenv environment under this `[kill]` section (allowing what bdbenv-kill.toml allows).
     Kills(&'static str),
+    /// The backend's default, with real rpm regenerating the indexes after every cycle (`[oracle] rpm_every
+    /// = 1`): the index-layer bugs only an independent implementation tells apart.
+    RpmOracle,
 }
 
 /// Random-time kills of readers and writers: a dead reader's locks for the next failchk.
@@ -54,7 +57,7 @@ fn scenario(backend: &str, fault: Fault) -> String {
          txns_per_writer = {txns}\nqueries_per_reader = 30\n\
          [kill]\n{kill}\n\
          [timeouts]\ncycle_ms = {timeout_ms}\nprobe_ms = {timeout_ms}\n\
-         [expect]\n{backend} = [{}]\n",
+         [expect]\n{backend} = [{}]\n{}",
         // Under power loss the non-transactional environment may need rebuilddb after an in-flight write, and a
         // torn in-place page of the in-flight transaction is beyond it (as scenarios/power-loss.toml allows);
         // a lost acknowledged commit never is.
@@ -62,7 +65,8 @@ fn scenario(backend: &str, fault: Fault) -> String {
             Fault::PowerCut if backend != "sqlite" => "\"clean\", \"recovered\", \"inconsistent\"",
             Fault::Kills(_) => "\"clean\", \"stale-locks\", \"recovered\", \"hang\"",
             _ => "\"clean\"",
-        }
+        },
+        if fault == Fault::RpmOracle { "[oracle]\nrpm_every = 1\n" } else { "" }
     )
 }
 
@@ -70,6 +74,9 @@ fn scenario(backend: &str, fault: Fault) -> String {
 fn fault_for(bug: &Planted) -> Fault {
     if bug.caught_by == ["lost-commit"] {
         return Fault::PowerCut;
+    }
+    if bug.caught_by == planted::RPM_ORACLE {
+        return Fault::RpmOracle;
     }
     NEEDS_KILLS.iter().find(|(name, _)| *name == bug.name).map(|(_, k)| Fault::Kills(k)).unwrap_or(Fault::Default)
 }
@@ -168,6 +175,7 @@ fn run_case(
     let name = bug.map(|b| b.name).unwrap_or("none");
     let tag = match fault {
         Fault::Default => "default".to_string(),
+        Fault::RpmOracle => "rpm-oracle".to_string(),
         Fault::PowerCut => "power".to_string(),
         Fault::Kills(k) => format!("kills{}", NEEDS_KILLS.iter().position(|(_, x)| *x == k).unwrap_or(0)),
     };
@@ -244,6 +252,7 @@ pub fn run(budget: Duration) -> Result<bool> {
             Fault::PowerCut => "power-cut",
             Fault::Kills(k) if *k == BUCKET_KILLS => "kill-point",
             Fault::Kills(_) => "kills",
+            Fault::RpmOracle => "kill+rpm",
             Fault::Default if *backend == "sqlite" => "kill",
             Fault::Default => "none",
         };

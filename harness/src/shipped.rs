@@ -12,6 +12,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("qemu-smoke.toml", include_str!("../../scenarios/qemu-smoke.toml")),
     ("qemu-soak.toml", include_str!("../../scenarios/qemu-soak.toml")),
     ("rebuilddb-convert.toml", include_str!("../../scenarios/rebuilddb-convert.toml")),
+    ("rpm-convert.toml", include_str!("../../scenarios/rpm-convert.toml")),
+    ("rpm-oracle.toml", include_str!("../../scenarios/rpm-oracle.toml")),
     ("rpm-power-loss.toml", include_str!("../../scenarios/rpm-power-loss.toml")),
     ("rpm-rebuilddb.toml", include_str!("../../scenarios/rpm-rebuilddb.toml")),
     ("rpm-sqlite.toml", include_str!("../../scenarios/rpm-sqlite.toml")),

@@ -5,8 +5,8 @@
 //! merged one came from different code, they would drift; here both are `Aggregate::push` over the events.
 
 use crate::model::{
-    BackendTotals, FailureRecord, KillRecord, KillTrigger, Outcome, PointCoverage, RunEvent, RunInfo, SCHEMA_VERSION,
-    Summary,
+    BackendTotals, ConversionTotals, FailureRecord, KillRecord, KillTrigger, Outcome, PointCoverage, RunEvent, RunInfo,
+    SCHEMA_VERSION, Summary,
 };
 use crate::stats::rate;
 use std::collections::BTreeMap;
@@ -73,6 +73,7 @@ pub struct Aggregate {
     harness_error: Option<String>,
     pending: BTreeMap<(u64, String), Pending>,
     timeline: Timeline,
+    conversions: Option<ConversionTotals>,
     /// Per run (parallel to `runs`): what its cycles took, and whether its run-end event was seen.
     clocks: Vec<RunClock>,
 }
@@ -229,6 +230,12 @@ impl Aggregate {
                     c.ended = true;
                 }
             }
+            RunEvent::Conversion { state, killed, rerun_ok, .. } => {
+                let c = self.conversions.get_or_insert_with(ConversionTotals::default);
+                let by = if *killed { &mut c.killed } else { &mut c.finished };
+                *by.entry(state.name().into()).or_default() += 1;
+                c.rerun_failed += u64::from(!rerun_ok);
+            }
             RunEvent::WorkerExit { .. }
             | RunEvent::Recovery { .. }
             | RunEvent::Fault { .. }
@@ -343,6 +350,7 @@ impl Aggregate {
             interrupted: runs.iter().any(|r| r.interrupted),
             kill_points: self.kill_points.clone(),
             coverage: self.coverage.clone(),
+            conversions: self.conversions.clone(),
             failures: self.failures.clone(),
             failures_omitted: self.failures_omitted,
             version: self.version.clone(),

@@ -209,6 +209,41 @@ pub enum FaultKind {
     PowerLossImage,
 }
 
+/// What a (possibly killed) conversion by the real rpm left in the database directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConversionState {
+    /// The original Berkeley DB database, and rpm (bdb_ro) reads every package of it.
+    Original,
+    /// The converted sqlite database, holding exactly the original's packages.
+    Converted,
+    /// No whole database in place: none at all, or one rpm does not read every package of.
+    Neither,
+    /// Files of both databases in the directory.
+    Mix,
+}
+
+impl ConversionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConversionState::Original => "original",
+            ConversionState::Converted => "converted",
+            ConversionState::Neither => "neither",
+            ConversionState::Mix => "mix",
+        }
+    }
+}
+
+/// Conversion cycles of the real rpm by state, killed or not, and how many reruns did not finish whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversionTotals {
+    /// state → conversions killed before they ended
+    pub killed: BTreeMap<String, u64>,
+    /// state → conversions that ran to their end
+    pub finished: BTreeMap<String, u64>,
+    pub rerun_failed: u64,
+}
+
 /// How one child process of a cycle ended, decided in one place (the scheduler's verdict module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -369,6 +404,16 @@ pub enum RunEvent {
         outcome: LostOutcome,
         detail: String,
     },
+    /// A conversion cycle run by the real rpm (`[workload] converter = "rpm"`): which database was in place
+    /// after it, whether it had been killed, and whether rerunning the conversion finished with every package.
+    Conversion {
+        cycle: u64,
+        backend: String,
+        state: ConversionState,
+        killed: bool,
+        rerun_ok: bool,
+        detail: String,
+    },
     RunEnd {
         cycles: u64,
         unexpected: u64,
@@ -518,6 +563,9 @@ pub struct Summary {
     /// Crash points of this run: point → times passed, cycles armed there, kills there, outcomes of those cycles.
     #[serde(default)]
     pub coverage: BTreeMap<String, PointCoverage>,
+    /// Conversion cycles of the real rpm (`[workload] converter = "rpm"`), by what they left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversions: Option<ConversionTotals>,
     /// Cycles with unexpected outcomes (the first 200; `failures_omitted` more).
     pub failures: Vec<FailureRecord>,
     #[serde(default)]

@@ -6,8 +6,8 @@
 
 use dbtorture_reports::model::Environment;
 use dbtorture_reports::{
-    Aggregate, FindingRecord, KillRecord, KillTrigger, Outcome, Role, RunEvent, SCHEMA_VERSION, Shard, Summary,
-    WorkerEnd,
+    Aggregate, ConversionState, FindingRecord, KillRecord, KillTrigger, Outcome, Role, RunEvent, SCHEMA_VERSION, Shard,
+    Summary, WorkerEnd,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -117,6 +117,15 @@ fn events() -> Vec<RunEvent> {
         RunEvent::Bundle { cycle: 0, backend: "bdbenv".into(), path: "bundles/cycle-00000-bdbenv.tar.gz".into() },
         end(0, "bdbenv", Outcome::LostCommit, false, None),
         start(1, "sqlite"),
+        // A conversion by the real rpm, killed while the original was still in place.
+        RunEvent::Conversion {
+            cycle: 1,
+            backend: "sqlite".into(),
+            state: ConversionState::Original,
+            killed: true,
+            rerun_ok: true,
+            detail: "rpm left dbrebuilddb.4242".into(),
+        },
         end(1, "sqlite", Outcome::Clean, true, None),
         // Interrupted: a kill but no cycle-end; it must not count.
         start(1, "bdbenv"),

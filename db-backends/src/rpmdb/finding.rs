@@ -126,6 +126,21 @@ pub enum Finding {
         message: String,
         detail: String,
     },
+    /// A conversion by the real rpm left no whole database in place (`state`: neither, mix, or a rerun that
+    /// did not finish whole).
+    ConversionBroken {
+        state: String,
+        detail: String,
+    },
+    /// The real rpm, regenerating the indexes from the same Packages, disagrees with what is stored (or
+    /// accepts a different set of headers): `ours` and `rpm` say what each side has.
+    RpmDisagrees {
+        index: String,
+        key: String,
+        package: String,
+        ours: String,
+        rpm: String,
+    },
     /// A process was told to run recovery (DB_RUNRECOVERY), or ran out of lock table entries.
     RunRecovery {
         by: String,
@@ -158,6 +173,8 @@ impl Finding {
             Finding::EnvironmentError { .. } => "environment error",
             Finding::RunRecovery { .. } => "run recovery",
             Finding::EngineMessage { .. } => "engine message",
+            Finding::ConversionBroken { .. } => "conversion broken",
+            Finding::RpmDisagrees { .. } => "rpm disagrees",
         }
     }
 
@@ -181,7 +198,9 @@ impl Finding {
             | Finding::DuplicateEntry { .. }
             | Finding::DuplicatePackage { .. }
             | Finding::ForeignKeyViolation { .. }
-            | Finding::UnexpectedPackage { .. } => FindingClass::Inconsistent,
+            | Finding::UnexpectedPackage { .. }
+            | Finding::ConversionBroken { .. }
+            | Finding::RpmDisagrees { .. } => FindingClass::Inconsistent,
         }
     }
 
@@ -194,7 +213,8 @@ impl Finding {
             | Finding::WrongTagIndex { package, .. }
             | Finding::DuplicateEntry { package, .. }
             | Finding::DuplicatePackage { package, .. }
-            | Finding::UnexpectedPackage { package, .. } => Some(package),
+            | Finding::UnexpectedPackage { package, .. }
+            | Finding::RpmDisagrees { package, .. } => Some(package),
             _ => None,
         }
     }
@@ -241,6 +261,10 @@ impl fmt::Display for Finding {
             Finding::EnvironmentError { by, message } => write!(f, "{by}: {message}"),
             Finding::RunRecovery { by, message } => write!(f, "{by}: {message}"),
             Finding::EngineMessage { message, detail } => write!(f, "{message:?} {detail}"),
+            Finding::ConversionBroken { state, detail } => write!(f, "{state}: {detail}"),
+            Finding::RpmDisagrees { index, key, package, ours, rpm } => {
+                write!(f, "{index} {key:?} of {package}: ours {ours}, rpm {rpm}")
+            }
         }
     }
 }

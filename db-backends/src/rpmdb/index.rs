@@ -76,7 +76,19 @@ pub fn keys_for<'a>(h: &Header<'a>, index: IndexTag) -> Vec<(Cow<'a, [u8]>, u32)
             }
         }
         KeyClass::String => {
-            let values = h.strings(index.0).unwrap_or_default();
+            // PLANTED (index-dirnames-wrong-array): Dirnames keys taken from the Basenames array.
+            let source = if index.0 == tags::DIRNAMES && crate::planted::active("index-dirnames-wrong-array") {
+                tags::BASENAMES
+            } else {
+                index.0
+            };
+            let values = h.strings(source).unwrap_or_default();
+            // PLANTED (index-basenames-skip-colour-2): files of colour 2 (64-bit ELF) left out of Basenames.
+            let skip_colour_2 = index.0 == tags::BASENAMES && crate::planted::active("index-basenames-skip-colour-2");
+            let colours = if skip_colour_2 { h.u32s(tags::FILECOLORS).unwrap_or_default() } else { Vec::new() };
+            // PLANTED (index-providename-dedup): a Providename equal to an earlier one indexed once, as rpm does
+            // only for Triggername.
+            let dedup_provides = index.0 == tags::PROVIDENAME && crate::planted::active("index-providename-dedup");
             if values.is_empty() {
                 if index.0 == tags::GROUP {
                     out.push((Cow::Borrowed(&b"Unknown"[..]), 0));
@@ -102,7 +114,10 @@ pub fn keys_for<'a>(h: &Header<'a>, index: IndexTag) -> Vec<(Cow<'a, [u8]>, u32)
                         None => break, // rpm fails the whole index update when the trigger index is short
                     }
                 }
-                if index.0 == tags::TRIGGERNAME && values[..i].contains(v) {
+                if (index.0 == tags::TRIGGERNAME || dedup_provides) && values[..i].contains(v) {
+                    continue;
+                }
+                if skip_colour_2 && colours.get(i) == Some(&2) {
                     continue;
                 }
                 out.push((Cow::Borrowed(*v), tagnum));

@@ -56,6 +56,9 @@ pub struct Scenario {
     /// Record every cycle's file operations and judge the crash images a power cut would leave.
     #[serde(default)]
     pub power_loss: Option<PowerLoss>,
+    /// Real rpm as a second opinion on the indexes after every Nth cycle (`[oracle] rpm_every = N`).
+    #[serde(default)]
+    pub oracle: Option<OracleKeys>,
     /// backend → outcomes this scenario allows for it.
     pub expect: BTreeMap<String, Vec<String>>,
     /// Where the scenario was loaded from (not a TOML key).
@@ -95,6 +98,19 @@ pub struct Workload {
     /// backend (a conversion) and kills it; the database must be either the whole original or the whole
     /// converted one.
     pub convert_to: Option<String>,
+    /// Who converts: dbtorture's own rebuilddb (default), or the real `rpmdb --rebuilddb` (libdb → sqlite).
+    pub converter: Converter,
+}
+
+/// Who runs a conversion cycle's `--rebuilddb`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Converter {
+    /// `dbtorture_backends::rebuild` (any backend into any other).
+    #[default]
+    Dbtorture,
+    /// The real rpm 4.18: `rpmdb --define '_db_backend sqlite' --rebuilddb` of a Berkeley DB rpmdb (libdb).
+    Rpm,
 }
 
 impl Default for Workload {
@@ -109,6 +125,7 @@ impl Default for Workload {
             txns_per_writer: 8,
             queries_per_reader: 200,
             convert_to: None,
+            converter: Converter::Dbtorture,
         }
     }
 }
@@ -234,6 +251,15 @@ impl Default for StalePage {
             mlock: false,
         }
     }
+}
+
+/// `[oracle]`: see `scheduler::rpmoracle`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleKeys {
+    /// After every Nth cycle (1: every cycle), rpm regenerates the indexes from the same Packages and every
+    /// index table is compared row by row with what is stored. Costs one `rpmdb --rebuilddb` of a copy.
+    pub rpm_every: u64,
 }
 
 /// `[power_loss]`: see `fault::powerloss`.
@@ -433,6 +459,23 @@ impl Scenario {
                     format!("unknown backend {to:?}, expected one of: {}", backend_names()),
                 ));
             }
+            if w.converter == Converter::Rpm {
+                use dbtorture_backends::rpmconvert::{FROM, TO};
+                if to != TO.name() || self.backends.iter().any(|b| b != FROM.name()) {
+                    return Err(self.field_err(
+                        "workload.converter",
+                        format!(
+                            "the real rpm converts {} into {} only (backends = [\"{}\"], convert_to = \"{}\")",
+                            FROM.name(),
+                            TO.name(),
+                            FROM.name(),
+                            TO.name()
+                        ),
+                    ));
+                }
+            }
+        } else if w.converter == Converter::Rpm {
+            return Err(self.field_err("workload.converter", "needs workload.convert_to"));
         } else if w.writers + w.readers == 0 {
             return Err(self.field_err("workload.writers", "expected at least one writer or reader"));
         }
@@ -498,6 +541,21 @@ impl Scenario {
                 }
             }
             range("stale_page.hit_max", sp.hit_max.into(), 1, 1_000_000)?;
+        }
+        if let Some(o) = &self.oracle {
+            range("oracle.rpm_every", o.rpm_every, 1, 1_000_000)?;
+            if let Some(b) = self.backend_kinds().into_iter().find(|b| !dbtorture_backends::rpmoracle::supports(*b)) {
+                return Err(self.field_err(
+                    "oracle.rpm_every",
+                    format!(
+                        "rpm 4.18 cannot read a {} database (the rpm oracle judges sqlite, libdb and rpm)",
+                        b.name()
+                    ),
+                ));
+            }
+            if self.convert_to().is_some() {
+                return Err(self.field_err("oracle", "cannot be combined with convert_to"));
+            }
         }
         if let Some(pl) = &self.power_loss {
             range("power_loss.images_max", pl.images_max.into(), 1, 1_000_000)?;

@@ -92,3 +92,46 @@ fn a_pool_too_big_to_build_is_refused_at_load_naming_its_size() {
     // Fedora-sized pools (2,500 packages × 140 files) load.
     parse(&format!("{OK}[workload]\npackages=2500\nversions=2\nfiles_mean=140\n")).unwrap();
 }
+
+#[test]
+fn the_real_rpm_converts_libdb_into_sqlite_only() {
+    let conv = |backend: &str, to: &str| {
+        parse(&format!(
+            "name='t'\nbackends=['{backend}']\n[workload]\nconvert_to='{to}'\nconverter='rpm'\n[expect]\n{backend}=['clean']\n"
+        ))
+    };
+    assert_eq!(conv("libdb", "sqlite").unwrap().workload.converter, Converter::Rpm);
+    for (b, to) in [("bdbenv", "sqlite"), ("libdb", "bdbenv")] {
+        let e = conv(b, to).unwrap_err().to_string();
+        assert!(e.contains("workload.converter") && e.contains("libdb into sqlite only"), "{e}");
+    }
+    let e = parse(&OK.replace("[expect]", "[workload]\nconverter='rpm'\n[expect]")).unwrap_err().to_string();
+    assert!(e.contains("workload.converter") && e.contains("convert_to"), "{e}");
+    let e = parse(&OK.replace("[expect]", "[workload]\nconverter='yum'\n[expect]")).unwrap_err().to_string();
+    assert!(e.contains("converter"), "{e}");
+}
+
+#[test]
+fn the_rpm_oracle_key_is_range_checked_and_refuses_what_rpm_cannot_read() {
+    let with = |backend: &str, every: &str| {
+        parse(&format!(
+            "name='t'\nbackends=['{backend}']\n[oracle]\nrpm_every={every}\n[expect]\n{backend}=['clean']\n"
+        ))
+    };
+    assert_eq!(with("sqlite", "3").unwrap().oracle.unwrap().rpm_every, 3);
+    assert!(with("libdb", "1").is_ok());
+    let e = with("sqlite", "0").unwrap_err().to_string();
+    assert!(e.contains("oracle.rpm_every") && e.contains("1..="), "{e}");
+    let e = with("bdbenv", "1").unwrap_err().to_string();
+    assert!(e.contains("oracle.rpm_every") && e.contains("cannot read a bdbenv database"), "{e}");
+    let e = parse(&OK.replace("[expect]", "[oracle]\nrpm_evry=1\n[expect]")).unwrap_err().to_string();
+    assert!(e.contains("rpm_evry"), "{e}");
+}
+
+#[test]
+fn the_rpm_oracle_runs_after_every_nth_cycle() {
+    let sc = parse(&OK.replace("[expect]", "[oracle]\nrpm_every=3\n[expect]")).unwrap();
+    let due: Vec<u64> = (0..9).filter(|c| crate::scheduler::rpmoracle::due(&sc, *c)).collect();
+    assert_eq!(due, [2, 5, 8]);
+    assert!(!crate::scheduler::rpmoracle::due(&parse(OK).unwrap(), 0));
+}

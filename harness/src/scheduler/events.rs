@@ -71,6 +71,17 @@ impl<'o> Ctx<'o> {
         self.obs.event(&ev);
     }
 
+    pub fn conversion(
+        &mut self,
+        state: dbtorture_reports::ConversionState,
+        killed: bool,
+        rerun_ok: bool,
+        detail: String,
+    ) {
+        let ev = RunEvent::Conversion { cycle: self.cycle, backend: self.name(), state, killed, rerun_ok, detail };
+        self.obs.event(&ev);
+    }
+
     pub fn bundle(&mut self, path: String) {
         let ev = RunEvent::Bundle { cycle: self.cycle, backend: self.name(), path };
         self.obs.event(&ev);

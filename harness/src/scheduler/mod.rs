@@ -15,6 +15,8 @@ pub mod explain;
 pub mod faults;
 pub mod plan;
 pub mod powercut;
+pub mod rpmconvert;
+pub mod rpmoracle;
 pub mod supervise;
 pub mod targets;
 pub mod verdict;
@@ -354,10 +356,22 @@ impl<'a> Scheduler<'a> {
                     findings.append(&mut got.reader);
                 }
                 let logs = &got.logs;
+                let rpm_oracle = rpmoracle::due(sc, cycle).then(|| (dir.clone(), self.side_dir(kind, "rpm-oracle")));
+                // The check runs again after a recovery: each run's note is kept.
+                let ran = std::cell::RefCell::new(Vec::new());
                 let seen = verdict::Seen { findings, hang, messages: &messages };
                 let j = self.judge(t, kind, seen, &mut ctx, |pool, after| {
-                    oracle::check(pool, logs, &before, after, promises)
+                    let mut f = oracle::check(pool, logs, &before, after, promises);
+                    if let Some((dir, scratch)) = &rpm_oracle {
+                        let r = rpmoracle::run(kind, dir, scratch);
+                        f.extend(r.findings);
+                        ran.borrow_mut().push(r.note);
+                    }
+                    f
                 })?;
+                for note in ran.into_inner() {
+                    ctx.engine_message(events::PROBE_WORKER, note);
+                }
                 self.targets[t].installed = match &j.installed {
                     Some(s) => s.clone(),
                     None => {
@@ -368,10 +382,15 @@ impl<'a> Scheduler<'a> {
                 };
                 j
             }
-            Work::Convert { from, to } => {
+            Work::Convert { from, to, by } => {
                 // Which database is in place now: the converted one or the original? Either must hold
                 // exactly the packages the original held.
                 let now_kind = if to.present(&dir) && !from.present(&dir) { to } else { from };
+                if by == crate::scenario::Converter::Rpm {
+                    let want = before.iter().map(|&id| self.pool.get(id).sha1.clone()).collect();
+                    let scratch = self.side_dir(kind, "rpm-convert");
+                    findings.extend(rpmconvert::judge(&dir, &scratch, &want, !kills.is_empty(), &mut ctx).findings);
+                }
                 let seen = verdict::Seen { findings, hang, messages: &messages };
                 let j =
                     self.judge(t, now_kind, seen, &mut ctx, |_, after| whole_conversion(now_kind, &before, after))?;
@@ -379,6 +398,7 @@ impl<'a> Scheduler<'a> {
                 let keep = self.targets[t].installed.clone();
                 self.recreate(t, &keep)?;
                 self.clear_rebuild_leftovers(t)?;
+                rpmconvert::clear_leftovers(&dir);
                 j
             }
         };
@@ -510,12 +530,12 @@ impl<'a> Scheduler<'a> {
                     })?;
                     (role, pid)
                 }
-                Work::Convert { from, to } => {
+                Work::Convert { from, to, by } => {
                     let pid = sys::fork_child(move || {
                         let all = shared.child_static();
                         crashpoint::install(&all[..crashpoint::SLOT_WORDS], regions, &all[global_at..]);
                         match wr_ref.try_clone() {
-                            Ok(fd) => worker::convert(from, to, dir, std::fs::File::from(fd)),
+                            Ok(fd) => worker::convert(from, to, by, dir, std::fs::File::from(fd)),
                             Err(_) => ChildExit::PipeBroken.code(),
                         }
                     })?;

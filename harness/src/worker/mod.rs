@@ -96,10 +96,17 @@ pub fn run(spec: WorkerSpec<'_>, pool: &Pool, out: impl Write) -> i32 {
 }
 
 /// The child of a conversion cycle: rebuilddb from `from` into `to` in `dir`. For the real rpm this child
-/// becomes `rpm --rebuilddb`, so the kill hits rpm itself.
-pub fn convert(from: BackendKind, to: BackendKind, dir: &Path, out: impl Write) -> i32 {
+/// becomes `rpm --rebuilddb` (or, converting a Berkeley DB rpmdb, `rpmdb --rebuilddb`), so the kill hits rpm
+/// itself.
+pub fn convert(from: BackendKind, to: BackendKind, by: crate::scenario::Converter, dir: &Path, out: impl Write) -> i32 {
     let mut rep = Reporter { out };
     as_child(&mut rep, |rep| {
+        if by == crate::scenario::Converter::Rpm {
+            use std::os::unix::process::CommandExt;
+            let err = dbtorture_backends::rpmconvert::command(dir).exec();
+            let _ = rep.send(&WorkerMsg::Error { error: format!("exec rpmdb --rebuilddb: {err}") });
+            return ChildExit::ExecFailed.code();
+        }
         if from.rebuilds_itself() && from == to {
             use std::os::unix::process::CommandExt;
             let err = dbtorture_backends::rpmcli::command("rpm", dir, &["--rebuilddb"]).exec();

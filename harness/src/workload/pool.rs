@@ -222,6 +222,11 @@ fn build_package(
     }
     let provide = format!("cap-{name}");
     b.provides(rpm::Dependency::eq(&provide, version.clone()));
+    // Some capabilities are provided twice, versioned and not (`Provides: foo` and `Provides: foo = 1`), as
+    // real packages do: rpm indexes every position of Providename (the rpm oracle checks ours does too).
+    if files % 3 == 0 {
+        b.provides(rpm::Dependency::any(&provide));
+    }
     if arch != "noarch" && files > 1 {
         let bits = if arch == "i686" { "" } else { "()(64bit)" };
         b.provides(rpm::Dependency::any(format!("lib{name}.so.1{bits}")));
