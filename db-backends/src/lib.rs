@@ -9,7 +9,6 @@
 
 pub mod backend;
 pub mod bdbenv;
-pub mod bdbstore;
 pub mod child;
 pub mod crash;
 pub mod explain;
