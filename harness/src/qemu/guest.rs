@@ -11,6 +11,7 @@
 //! panics when init does.
 
 use super::console::{GuestMsg, PREFIX};
+use super::stall;
 use crate::exit_codes;
 use nix::mount::{MsFlags, mount, umount};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -185,17 +186,49 @@ fn set_up_and_run() -> Result<i32, String> {
         .map_err(|e| format!("starting the run: {e}"))?;
     let job_pid = Pid::from_raw(child.id() as i32);
     say(&GuestMsg::Ready { uptime_s: uptime_s() });
-    let mut tail = Tail::new(Path::new(SD).join(OUT_DIR).join("events.jsonl"));
+    let events = Path::new(SD).join(OUT_DIR).join("events.jsonl");
+    let mut tail = Tail::new(events.clone());
+    let mut watch = stall::Watch::new(stall::limit(sc.timeouts.cycle_ms, sc.timeouts.probe_ms), Instant::now());
+    let mut ended: Option<Instant> = None;
     let status = loop {
         let done = reap(job_pid);
         tail.forward();
         if let Some(s) = done {
             break s;
         }
+        let len = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
+        match ended {
+            None if watch.stalled(len, Instant::now()) => {
+                report_stall(watch.limit());
+                let _ = nix::sys::signal::kill(job_pid, nix::sys::signal::Signal::SIGTERM);
+                ended = Some(Instant::now());
+            }
+            // Whatever did not end on SIGTERM: every process but pid 1 (the guest runs nothing else).
+            Some(t) if t.elapsed() > Duration::from_secs(20) => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(-1), nix::sys::signal::Signal::SIGKILL);
+            }
+            _ => {}
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
     tail.forward();
     Ok(status)
+}
+
+/// The run stopped making progress: every process's state to the console, then one guest error (the host
+/// records it in guest.json and exits as a harness error).
+fn report_stall(limit: Duration) {
+    let procs = stall::processes(Path::new("/proc"));
+    let lines: Vec<String> =
+        procs.iter().filter(|p| p.pid != 1 && p.ppid != 2 && p.pid != 2).map(stall::Proc::line).collect();
+    for l in &lines {
+        note(&format!("stalled: {l}"));
+    }
+    say(&GuestMsg::Error(format!(
+        "the run wrote no event for {} s (a stalled scheduler or worker); its processes: {}",
+        limit.as_secs(),
+        lines.join("; ")
+    )));
 }
 
 /// Insert the modules listed in `dir/order` (in that order); a module the kernel already has is fine,

@@ -7,6 +7,7 @@
 //!
 //! - [`console`]: the framed serial-line protocol and the kernel-trouble recogniser (both sides).
 //! - [`guest`]: pid 1 in the guest — set-up, the run as a child, reaping, sentinel, power-off.
+//! - [`stall`]: a guest run that stopped making progress — every process's state, then the run ended.
 //! - [`disk`]: the SD card image — job in, results out, with debugfs.
 //! - [`host`]: booting qemu, streaming the console, the timeout.
 //! - [`results`]: guest.json, and the summary of a guest that died.
@@ -16,5 +17,6 @@ pub mod disk;
 pub mod guest;
 pub mod host;
 pub mod results;
+pub mod stall;
 
 pub use host::{QemuArgs, run};
