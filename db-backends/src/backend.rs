@@ -184,6 +184,8 @@ impl BackendKind {
         }
     }
 
+    /// Open in the writer's role ([`OpenMode::Create`] or [`OpenMode::ReadWrite`]; a process that only
+    /// reads uses [`BackendKind::open_reader`]).
     pub fn open(self, dir: &Path, mode: OpenMode) -> Result<Box<dyn Backend>, BackendError> {
         match self {
             BackendKind::Sqlite => Ok(Box::new(crate::sqlite::SqliteBackend::open(dir, mode)?)),
@@ -194,6 +196,13 @@ impl BackendKind {
             }
             BackendKind::Libdb => crate::libdb::open(dir, mode),
         }
+    }
+
+    /// Open an existing database in the reader's role, writing nothing ([`OpenMode::ReadOnly`]): the object
+    /// has no writing method to call.
+    pub fn open_reader(self, dir: &Path) -> Result<Box<dyn Reader>, BackendError> {
+        let db: Box<dyn Reader> = self.open(dir, OpenMode::ReadOnly)?;
+        Ok(db)
     }
 
     /// Full verification of a database directory: storage checks plus the rpmdb cross-check.
@@ -271,41 +280,15 @@ impl Installed {
     }
 }
 
-/// A database opened by one process. Not shared across fork.
+/// A database opened by one process, in the reader's role: everything a process that only reads may do.
+/// Not shared across fork.
 ///
-/// The durability contract of each writing method is stated against [`Promises`]: "durable" means it survives
-/// a process kill (SIGKILL of any process, at any instruction) — a power cut is a stronger fault, judged
-/// separately. Nothing a method does before `commit` returns `Ok` is promised to anyone.
-///
-/// The methods split into two roles: the writer's (`begin`, `install`, `erase`, `commit`, `rollback`) and
-/// the reader's (`get`, `lookup`, `begin_read`/`end_read`, `hnums`, `snapshot`); a worker opened
-/// [`OpenMode::ReadOnly`] uses only the reader's, and a backend refuses the writer's with
-/// [`BackendError::ReadOnly`].
-pub trait Backend {
+/// The durability contract of each writing method is on [`Backend`], the writer's role. A reader opened with
+/// [`BackendKind::open_reader`] holds only this trait, so it cannot call a writing method; the engine was
+/// also opened [`OpenMode::ReadOnly`] and refuses writes at run time ([`BackendError::ReadOnly`]).
+pub trait Reader {
     fn kind(&self) -> BackendKind;
     fn dir(&self) -> &Path;
-
-    // --- the writer's role ---
-
-    /// Start a transaction: take rpm's transaction lock and the database write lock. Promises nothing on
-    /// disk; a kill here leaves at most a stale lock (an engine without failchk may need recovery).
-    fn begin(&mut self) -> Result<(), BackendError>;
-    /// Add one header (blob without magic) with all its index entries, inside the transaction. Nothing is
-    /// promised until `commit`: an atomic backend shows none of it after a kill, a non-atomic one may show
-    /// the header without some index entries (a finding recovery must repair).
-    fn install(&mut self, blob: &[u8]) -> Result<Installed, BackendError>;
-    /// Remove one header number and its index entries, inside the transaction (same contract as `install`).
-    fn erase(&mut self, hnum: u32) -> Result<(), BackendError>;
-    /// Make the transaction durable (per [`Promises::durable`]: every change of it survives any later kill)
-    /// and release the locks. Once this returns `Ok`, the transaction is acknowledged; with
-    /// [`Promises::atomic`], a kill before it returns leaves all of it or none.
-    fn commit(&mut self) -> Result<(), BackendError>;
-    /// Abandon the transaction: with [`Promises::atomic`] none of it remains; otherwise what was written
-    /// stays as written (the oracle treats it as in flight).
-    fn rollback(&mut self) -> Result<(), BackendError>;
-
-    // --- the reader's role ---
-
     /// Read one header blob.
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError>;
     /// Look a key up in an index: (header number, tag index) pairs.
@@ -324,15 +307,37 @@ pub trait Backend {
     fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError>;
     /// Storage-engine checks (e.g. sqlite integrity_check, foreign_key_check, schema).
     fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError>;
-
-    // --- both ---
-
     /// Close as rpm does (sqlite: optimize + checkpoint). Promises nothing beyond what `commit` did.
     fn close(self: Box<Self>) -> Result<(), BackendError>;
     /// Messages the engine printed (e.g. failchk's "Freeing read locks for locker 0x3"), for the log.
     fn take_messages(&mut self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A database opened by one process, in the writer's role (which includes the reader's). Not shared across
+/// fork.
+///
+/// The durability contract of each method is stated against [`Promises`]: "durable" means it survives a
+/// process kill (SIGKILL of any process, at any instruction) — a power cut is a stronger fault, judged
+/// separately. Nothing a method does before `commit` returns `Ok` is promised to anyone.
+pub trait Backend: Reader {
+    /// Start a transaction: take rpm's transaction lock and the database write lock. Promises nothing on
+    /// disk; a kill here leaves at most a stale lock (an engine without failchk may need recovery).
+    fn begin(&mut self) -> Result<(), BackendError>;
+    /// Add one header (blob without magic) with all its index entries, inside the transaction. Nothing is
+    /// promised until `commit`: an atomic backend shows none of it after a kill, a non-atomic one may show
+    /// the header without some index entries (a finding recovery must repair).
+    fn install(&mut self, blob: &[u8]) -> Result<Installed, BackendError>;
+    /// Remove one header number and its index entries, inside the transaction (same contract as `install`).
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError>;
+    /// Make the transaction durable (per [`Promises::durable`]: every change of it survives any later kill)
+    /// and release the locks. Once this returns `Ok`, the transaction is acknowledged; with
+    /// [`Promises::atomic`], a kill before it returns leaves all of it or none.
+    fn commit(&mut self) -> Result<(), BackendError>;
+    /// Abandon the transaction: with [`Promises::atomic`] none of it remains; otherwise what was written
+    /// stays as written (the oracle treats it as in flight).
+    fn rollback(&mut self) -> Result<(), BackendError>;
 }
 
 #[derive(Debug, thiserror::Error)]

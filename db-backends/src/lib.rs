@@ -25,4 +25,4 @@ pub mod sqlite;
 pub mod tool;
 pub mod turns;
 
-pub use backend::{Backend, BackendError, BackendKind, Installed, OpenMode, Promises};
+pub use backend::{Backend, BackendError, BackendKind, Installed, OpenMode, Promises, Reader};

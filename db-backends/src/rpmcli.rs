@@ -12,7 +12,7 @@
 //! files rpm installs, and `pkgs/SHA1HEADER.rpm`: the workload's packages, written by the scheduler.
 //! Never the system's: the root is a scratch directory of the run.
 
-use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
 use crate::rpmdb::{Finding, Header, IndexTag, Snapshot, tags};
 use crate::sqlite::SqliteBackend;
 use crate::tool::{self, ToolRun};
@@ -189,7 +189,7 @@ fn nvra(h: &Header<'_>) -> String {
     if arch.is_empty() { base } else { format!("{base}.{arch}") }
 }
 
-impl Backend for RpmCli {
+impl Reader for RpmCli {
     fn kind(&self) -> BackendKind {
         BackendKind::Rpm
     }
@@ -198,6 +198,47 @@ impl Backend for RpmCli {
         &self.root
     }
 
+    fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
+        self.reader()?.get(hnum)
+    }
+
+    fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
+        self.reader()?.lookup(index, key)
+    }
+
+    fn begin_read(&mut self) -> Result<(), BackendError> {
+        self.reader()?.begin_read()
+    }
+
+    fn end_read(&mut self) -> Result<(), BackendError> {
+        self.reader()?.end_read()
+    }
+
+    fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
+        self.reader()?.hnums()
+    }
+
+    fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError> {
+        self.reader()?.snapshot(findings)
+    }
+
+    fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError> {
+        self.reader()?.structural_check()
+    }
+
+    fn close(self: Box<Self>) -> Result<(), BackendError> {
+        if let Some(r) = self.read {
+            Box::new(r).close()?;
+        }
+        Ok(())
+    }
+
+    fn take_messages(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.messages)
+    }
+}
+
+impl Backend for RpmCli {
     fn begin(&mut self) -> Result<(), BackendError> {
         if !self.writable {
             return Err(BackendError::ReadOnly);
@@ -281,45 +322,6 @@ impl Backend for RpmCli {
         self.installs.clear();
         self.erases.clear();
         Ok(())
-    }
-
-    fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
-        self.reader()?.get(hnum)
-    }
-
-    fn lookup(&mut self, index: IndexTag, key: &[u8]) -> Result<Vec<(u32, u32)>, BackendError> {
-        self.reader()?.lookup(index, key)
-    }
-
-    fn begin_read(&mut self) -> Result<(), BackendError> {
-        self.reader()?.begin_read()
-    }
-
-    fn end_read(&mut self) -> Result<(), BackendError> {
-        self.reader()?.end_read()
-    }
-
-    fn hnums(&mut self) -> Result<Vec<u32>, BackendError> {
-        self.reader()?.hnums()
-    }
-
-    fn snapshot(&mut self, findings: &mut Vec<Finding>) -> Result<Snapshot, BackendError> {
-        self.reader()?.snapshot(findings)
-    }
-
-    fn structural_check(&mut self) -> Result<Vec<Finding>, BackendError> {
-        self.reader()?.structural_check()
-    }
-
-    fn close(self: Box<Self>) -> Result<(), BackendError> {
-        if let Some(r) = self.read {
-            Box::new(r).close()?;
-        }
-        Ok(())
-    }
-
-    fn take_messages(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.messages)
     }
 }
 

@@ -13,7 +13,7 @@
 //! transactions wrap their packages in `BEGIN IMMEDIATE ... COMMIT`, so an upgrade (add new + remove old) is
 //! atomic and the oracle can check all-or-nothing.
 
-use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
 use crate::crash::point;
 use crate::rpmdb::tags::{INDEXES, KeyClass};
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
@@ -254,97 +254,13 @@ impl Store for SqliteBackend {
     }
 }
 
-impl Backend for SqliteBackend {
+impl Reader for SqliteBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Sqlite
     }
 
     fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    fn begin(&mut self) -> Result<(), BackendError> {
-        if !self.writable {
-            return Err(BackendError::ReadOnly);
-        }
-        if self.in_txn() {
-            return Err(BackendError::TransactionActive);
-        }
-        point("sqlite.begin.before");
-        self.lock_txn()?;
-        if let Err(e) = self.conn().execute_batch("BEGIN IMMEDIATE") {
-            self.txn_lock = None;
-            return Err(e.into());
-        }
-        point("sqlite.begin.after");
-        Ok(())
-    }
-
-    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
-        if !self.in_txn() {
-            return Err(BackendError::NoTransaction);
-        }
-        self.conn().execute_batch("SAVEPOINT 'rwlock'")?;
-        point("sqlite.savepoint.after");
-        match crate::rpmdb::add_header(self, blob) {
-            Ok(h) => {
-                // PLANTED BUG (off by default): a panic mid-transaction, as an index-out-of-bounds would.
-                if crate::planted::active("sqlite-panic-mid-transaction") && h.is_multiple_of(7) {
-                    panic!("index out of bounds: header number {h} is past the end of the row cache");
-                }
-                point("sqlite.savepoint.release.before");
-                self.conn().execute_batch("RELEASE 'rwlock'")?;
-                point("sqlite.savepoint.release.after");
-                // PLANTED BUG (off by default): commit every package on its own.
-                if crate::planted::active("sqlite-commit-per-package") {
-                    self.conn().execute_batch("COMMIT; BEGIN IMMEDIATE")?;
-                }
-                Ok(crate::Installed::As(h))
-            }
-            Err(e) => {
-                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
-                Err(e.into())
-            }
-        }
-    }
-
-    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
-        if !self.in_txn() {
-            return Err(BackendError::NoTransaction);
-        }
-        self.conn().execute_batch("SAVEPOINT 'rwlock'")?;
-        point("sqlite.savepoint.after");
-        match crate::rpmdb::remove_header(self, hnum) {
-            Ok(()) => {
-                point("sqlite.savepoint.release.before");
-                self.conn().execute_batch("RELEASE 'rwlock'")?;
-                point("sqlite.savepoint.release.after");
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
-                Err(e.into())
-            }
-        }
-    }
-
-    fn commit(&mut self) -> Result<(), BackendError> {
-        if !self.in_txn() {
-            return Err(BackendError::NoTransaction);
-        }
-        point("sqlite.commit.before");
-        self.conn().execute_batch("COMMIT")?;
-        point("sqlite.commit.after");
-        self.txn_lock = None;
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<(), BackendError> {
-        if self.in_txn() {
-            self.conn().execute_batch("ROLLBACK")?;
-        }
-        self.txn_lock = None;
-        Ok(())
     }
 
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
@@ -446,6 +362,92 @@ impl Backend for SqliteBackend {
 
     fn close(mut self: Box<Self>) -> Result<(), BackendError> {
         self.close_inner()
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn begin(&mut self) -> Result<(), BackendError> {
+        if !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        if self.in_txn() {
+            return Err(BackendError::TransactionActive);
+        }
+        point("sqlite.begin.before");
+        self.lock_txn()?;
+        if let Err(e) = self.conn().execute_batch("BEGIN IMMEDIATE") {
+            self.txn_lock = None;
+            return Err(e.into());
+        }
+        point("sqlite.begin.after");
+        Ok(())
+    }
+
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
+        if !self.in_txn() {
+            return Err(BackendError::NoTransaction);
+        }
+        self.conn().execute_batch("SAVEPOINT 'rwlock'")?;
+        point("sqlite.savepoint.after");
+        match crate::rpmdb::add_header(self, blob) {
+            Ok(h) => {
+                // PLANTED BUG (off by default): a panic mid-transaction, as an index-out-of-bounds would.
+                if crate::planted::active("sqlite-panic-mid-transaction") && h.is_multiple_of(7) {
+                    panic!("index out of bounds: header number {h} is past the end of the row cache");
+                }
+                point("sqlite.savepoint.release.before");
+                self.conn().execute_batch("RELEASE 'rwlock'")?;
+                point("sqlite.savepoint.release.after");
+                // PLANTED BUG (off by default): commit every package on its own.
+                if crate::planted::active("sqlite-commit-per-package") {
+                    self.conn().execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                }
+                Ok(crate::Installed::As(h))
+            }
+            Err(e) => {
+                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
+        if !self.in_txn() {
+            return Err(BackendError::NoTransaction);
+        }
+        self.conn().execute_batch("SAVEPOINT 'rwlock'")?;
+        point("sqlite.savepoint.after");
+        match crate::rpmdb::remove_header(self, hnum) {
+            Ok(()) => {
+                point("sqlite.savepoint.release.before");
+                self.conn().execute_batch("RELEASE 'rwlock'")?;
+                point("sqlite.savepoint.release.after");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn().execute_batch("ROLLBACK TO 'rwlock'; RELEASE 'rwlock'");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<(), BackendError> {
+        if !self.in_txn() {
+            return Err(BackendError::NoTransaction);
+        }
+        point("sqlite.commit.before");
+        self.conn().execute_batch("COMMIT")?;
+        point("sqlite.commit.after");
+        self.txn_lock = None;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), BackendError> {
+        if self.in_txn() {
+            self.conn().execute_batch("ROLLBACK")?;
+        }
+        self.txn_lock = None;
+        Ok(())
     }
 }
 

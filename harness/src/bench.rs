@@ -139,7 +139,7 @@ fn breakdown(dir: &Path, n: usize) -> Result<()> {
         let findings = BackendKind::Sqlite.verify(dir, OpenMode::ReadOnly)?;
         full.push(t.elapsed());
         anyhow::ensure!(findings.is_empty(), "fedora-size database is not clean: {}", findings[0]);
-        let mut db = BackendKind::Sqlite.open(dir, OpenMode::ReadOnly)?;
+        let mut db = BackendKind::Sqlite.open_reader(dir)?;
         let a = Instant::now();
         db.structural_check()?;
         let b = Instant::now();

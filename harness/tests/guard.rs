@@ -7,7 +7,7 @@
 mod common;
 
 use common::{bin, root};
-use dbtorture_backends::{Backend, OpenMode};
+use dbtorture_backends::{OpenMode, Reader};
 use std::collections::BTreeMap;
 use std::process::Command;
 

@@ -136,7 +136,7 @@ fn a_database_locked_by_a_live_process_is_judged_from_a_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let db = dbtorture_backends::sqlite::SqliteBackend::open(&dir, dbtorture_backends::OpenMode::Create).unwrap();
-    dbtorture_backends::Backend::close(Box::new(db)).unwrap();
+    dbtorture_backends::Reader::close(Box::new(db)).unwrap();
     // An exclusive lock held for as long as this test runs (as a stuck rpm transaction would).
     let conn = rusqlite::Connection::open(dir.join("rpmdb.sqlite")).unwrap();
     conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE held(x);").unwrap();

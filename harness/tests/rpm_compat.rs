@@ -148,7 +148,7 @@ fn database_written_by_rpm_418_verifies_clean() {
     let findings = BackendKind::Sqlite.verify(&dir, OpenMode::ReadOnly).unwrap();
     assert!(findings.is_empty(), "findings on rpm's own database: {findings:#?}");
     // And what rpm wrote is what we would have written: the same packages, found through our indexes.
-    let mut db = BackendKind::Sqlite.open(&dir, OpenMode::ReadOnly).unwrap();
+    let mut db = BackendKind::Sqlite.open_reader(&dir).unwrap();
     assert_eq!(db.hnums().unwrap().len(), files.len());
     for p in pool.packages.iter().filter(|p| p.id % 2 == 1) {
         let hits =

@@ -545,7 +545,7 @@ pub(crate) fn salvage(img: &mut PageImage, findings: &mut Vec<Finding>) -> Snaps
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Backend, BackendKind, OpenMode};
+    use crate::{BackendKind, OpenMode, Reader};
 
     #[test]
     fn a_cache_frame_naming_a_page_far_past_its_file_is_a_finding_not_a_4gib_allocation() {

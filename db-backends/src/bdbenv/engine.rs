@@ -7,7 +7,7 @@ use super::mmap::Region;
 use super::mpool::{Mpool, MpoolError, PAGE};
 use super::region_files::{ENV_FILE, ENV_LOCK_FILE, LOCK_FILE, MPOOL_FILE, TXN_LOCK_FILE, create_env, is_alive};
 use super::{check, datafile, env, lock};
-use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
 use crate::crash::point;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::{File, OpenOptions};
@@ -483,43 +483,13 @@ impl Store for BdbEnv {
     }
 }
 
-impl Backend for BdbEnv {
+impl Reader for BdbEnv {
     fn kind(&self) -> BackendKind {
         self.kind
     }
 
     fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    fn begin(&mut self) -> Result<(), BackendError> {
-        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
-    }
-
-    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        Ok(crate::Installed::As(crate::rpmdb::add_header(self, blob)?))
-    }
-
-    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        Ok(crate::rpmdb::remove_header(self, hnum)?)
-    }
-
-    fn commit(&mut self) -> Result<(), BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        // Non-transactional: "commit" is rpm's sync — write the cache back and fsync.
-        point("bdbenv.sync.before");
-        self.mpool.sync().map_err(mpool_err)?;
-        point("bdbenv.sync.after");
-        self.txn_lock = None;
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<(), BackendError> {
-        // Nothing can be undone without transactions; only the lock is released.
-        self.txn_lock = None;
-        Ok(())
     }
 
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
@@ -567,6 +537,38 @@ impl Backend for BdbEnv {
 
     fn take_messages(&mut self) -> Vec<String> {
         std::mem::take(&mut self.messages)
+    }
+}
+
+impl Backend for BdbEnv {
+    fn begin(&mut self) -> Result<(), BackendError> {
+        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
+    }
+
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        Ok(crate::Installed::As(crate::rpmdb::add_header(self, blob)?))
+    }
+
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        Ok(crate::rpmdb::remove_header(self, hnum)?)
+    }
+
+    fn commit(&mut self) -> Result<(), BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        // Non-transactional: "commit" is rpm's sync — write the cache back and fsync.
+        point("bdbenv.sync.before");
+        self.mpool.sync().map_err(mpool_err)?;
+        point("bdbenv.sync.after");
+        self.txn_lock = None;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), BackendError> {
+        // Nothing can be undone without transactions; only the lock is released.
+        self.txn_lock = None;
+        Ok(())
     }
 }
 

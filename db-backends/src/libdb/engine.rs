@@ -8,7 +8,7 @@
 
 use super::ffi::{self, Cursor, Db, DbError, DbType, Env, EnvOptions};
 use super::{ENV_LOCK_FILE, TXN_LOCK_FILE};
-use crate::backend::{Backend, BackendError, BackendKind, OpenMode};
+use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
 pub use crate::bdbenv::datafile::data_files;
 use crate::bdbenv::datafile::{KeyValue, file_no, pack_set, unpack_set};
 use crate::crash::point;
@@ -338,48 +338,13 @@ impl Store for LibdbBackend {
     }
 }
 
-impl Backend for LibdbBackend {
+impl Reader for LibdbBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Libdb
     }
 
     fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    fn begin(&mut self) -> Result<(), BackendError> {
-        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
-    }
-
-    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        Ok(crate::Installed::As(crate::rpmdb::add_header(self, blob)?))
-    }
-
-    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        Ok(crate::rpmdb::remove_header(self, hnum)?)
-    }
-
-    fn commit(&mut self) -> Result<(), BackendError> {
-        crate::lockfile::in_txn(&self.txn_lock)?;
-        // Non-transactional (CDB): "commit" is rpm's sync — every file's dirty cache pages written and fsynced.
-        point("libdb.sync.before");
-        for ((db, name), dirty) in self.dbs.iter().zip(data_files()).zip(self.dirty.iter_mut()) {
-            if *dirty {
-                db.sync().map_err(|e| db_err(&format!("db->sync({name})"), e))?;
-                *dirty = false;
-            }
-        }
-        point("libdb.sync.after");
-        self.txn_lock = None;
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<(), BackendError> {
-        // Nothing can be undone without transactions; only the lock is released.
-        self.txn_lock = None;
-        Ok(())
     }
 
     fn get(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
@@ -428,6 +393,43 @@ impl Backend for LibdbBackend {
         let mut v = std::mem::take(&mut self.messages);
         v.extend(ffi::take_messages());
         v
+    }
+}
+
+impl Backend for LibdbBackend {
+    fn begin(&mut self) -> Result<(), BackendError> {
+        crate::lockfile::begin_txn(self.writable, &mut self.txn_lock, &self.dir.join(TXN_LOCK_FILE))
+    }
+
+    fn install(&mut self, blob: &[u8]) -> Result<crate::Installed, BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        Ok(crate::Installed::As(crate::rpmdb::add_header(self, blob)?))
+    }
+
+    fn erase(&mut self, hnum: u32) -> Result<(), BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        Ok(crate::rpmdb::remove_header(self, hnum)?)
+    }
+
+    fn commit(&mut self) -> Result<(), BackendError> {
+        crate::lockfile::in_txn(&self.txn_lock)?;
+        // Non-transactional (CDB): "commit" is rpm's sync — every file's dirty cache pages written and fsynced.
+        point("libdb.sync.before");
+        for ((db, name), dirty) in self.dbs.iter().zip(data_files()).zip(self.dirty.iter_mut()) {
+            if *dirty {
+                db.sync().map_err(|e| db_err(&format!("db->sync({name})"), e))?;
+                *dirty = false;
+            }
+        }
+        point("libdb.sync.after");
+        self.txn_lock = None;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), BackendError> {
+        // Nothing can be undone without transactions; only the lock is released.
+        self.txn_lock = None;
+        Ok(())
     }
 }
 
