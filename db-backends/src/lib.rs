@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod bdbenv;
+pub mod bdbstore;
 pub mod child;
 pub mod crash;
 pub mod explain;

@@ -1,13 +1,14 @@
 //! The backend itself: opening and joining the environment, rpm's cursor and lock protocol, failchk, and
 //! the data-file store the rpmdb layer drives. (The region files' lifecycle is `region_files.rs`.)
 
-use super::datafile::{DataError, DataFile, Pages, pack_set, unpack_set};
+use super::datafile::{DataError, DataFile, Pages, unpack_set};
 use super::lock::{LockError, LockHandle, LockTable, Mode};
 use super::mmap::Region;
 use super::mpool::{Mpool, MpoolError, PAGE};
 use super::region_files::{ENV_FILE, ENV_LOCK_FILE, LOCK_FILE, MPOOL_FILE, TXN_LOCK_FILE, create_env, is_alive};
 use super::{check, datafile, env, lock};
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
+use crate::bdbstore;
 use crate::crash::point;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::{File, OpenOptions};
@@ -415,29 +416,35 @@ impl Pages for CachePages<'_> {
     }
 }
 
+/// bdbenv's crash points around rpm's BDB layout writes ([`crate::bdbstore`]).
+const POINTS: bdbstore::Points = bdbstore::Points {
+    packages_put: ("bdbenv.packages.put.before", "bdbenv.packages.put.after"),
+    packages_del: ("bdbenv.packages.del.before", "bdbenv.packages.del.after"),
+    index_put: ("bdbenv.index.put.before", "bdbenv.index.put.after"),
+    index_del: ("bdbenv.index.del.before", "bdbenv.index.del.after"),
+};
+
+impl<P: Pages> bdbstore::Kv for DataFile<'_, P> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        DataFile::get(self, key).map_err(data_err)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        DataFile::put(self, key, value).map_err(data_err)
+    }
+    fn del(&mut self, key: &[u8]) -> Result<bool, BackendError> {
+        DataFile::del(self, key).map_err(data_err)
+    }
+}
+
 impl Store for BdbEnv {
     type Error = BackendError;
 
     fn put_package(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
-        self.with_file(0, true, |df| {
-            // Key 0 holds the last header number handed out: read, add one, write back.
-            let last = df.get(&0u32.to_ne_bytes()).map_err(data_err)?.and_then(|v| v.try_into().ok());
-            let hnum = last.map(u32::from_ne_bytes).unwrap_or(0) + 1;
-            df.put(&0u32.to_ne_bytes(), &hnum.to_ne_bytes()).map_err(data_err)?;
-            point("bdbenv.packages.put.before");
-            df.put(&hnum.to_ne_bytes(), blob).map_err(data_err)?;
-            point("bdbenv.packages.put.after");
-            Ok(hnum)
-        })
+        self.with_file(0, true, |df| bdbstore::put_package(df, &POINTS, blob))
     }
 
     fn del_package(&mut self, hnum: u32) -> Result<(), BackendError> {
-        self.with_file(0, true, |df| {
-            point("bdbenv.packages.del.before");
-            df.del(&hnum.to_ne_bytes()).map_err(data_err)?;
-            point("bdbenv.packages.del.after");
-            Ok(())
-        })
+        self.with_file(0, true, |df| bdbstore::del_package(df, &POINTS, hnum))
     }
 
     fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
@@ -445,41 +452,11 @@ impl Store for BdbEnv {
     }
 
     fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
-        self.with_file(file_id(idx), true, |df| {
-            let mut i = 0;
-            while i < entries.len() {
-                let key = &entries[i].key;
-                let mut set =
-                    df.get(key).map_err(data_err)?.map(|v| unpack_set(&v).unwrap_or_default()).unwrap_or_default();
-                while i < entries.len() && &entries[i].key == key {
-                    set.push((hnum, entries[i].tagnum));
-                    i += 1;
-                }
-                set.sort_unstable();
-                point("bdbenv.index.put.before");
-                df.put(key, &pack_set(&set)).map_err(data_err)?;
-                point("bdbenv.index.put.after");
-            }
-            Ok(())
-        })
+        self.with_file(file_id(idx), true, |df| bdbstore::index_add(df, &POINTS, hnum, entries))
     }
 
     fn index_remove(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
-        self.with_file(file_id(idx), true, |df| {
-            for e in entries {
-                let Some(v) = df.get(&e.key).map_err(data_err)? else { continue };
-                let mut set = unpack_set(&v).unwrap_or_default();
-                set.retain(|&(h, t)| !(h == hnum && t == e.tagnum));
-                point("bdbenv.index.del.before");
-                if set.is_empty() {
-                    df.del(&e.key).map_err(data_err)?;
-                } else {
-                    df.put(&e.key, &pack_set(&set)).map_err(data_err)?;
-                }
-                point("bdbenv.index.del.after");
-            }
-            Ok(())
-        })
+        self.with_file(file_id(idx), true, |df| bdbstore::index_remove(df, &POINTS, hnum, entries))
     }
 }
 

@@ -10,7 +10,8 @@ use super::ffi::{self, Cursor, Db, DbError, DbType, Env, EnvOptions};
 use super::{ENV_LOCK_FILE, TXN_LOCK_FILE};
 use crate::backend::{Backend, BackendError, BackendKind, OpenMode, Reader};
 pub use crate::bdbenv::datafile::data_files;
-use crate::bdbenv::datafile::{KeyValue, file_no, pack_set, unpack_set};
+use crate::bdbenv::datafile::{KeyValue, file_no, unpack_set};
+use crate::bdbstore;
 use crate::crash::point;
 use crate::rpmdb::{Entry, Finding, IndexTag, Snapshot, Store};
 use std::fs::File;
@@ -272,30 +273,36 @@ pub fn salvage_packages_within(db: &Db, budget: usize) -> Salvage {
     out
 }
 
+/// libdb's crash points around rpm's BDB layout writes ([`crate::bdbstore`]).
+const POINTS: bdbstore::Points = bdbstore::Points {
+    packages_put: ("libdb.packages.put.before", "libdb.packages.put.after"),
+    packages_del: ("libdb.packages.del.before", "libdb.packages.del.after"),
+    index_put: ("libdb.index.put.before", "libdb.index.put.after"),
+    index_del: ("libdb.index.del.before", "libdb.index.del.after"),
+};
+
+impl bdbstore::Kv for Cursor<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        get(self, key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        put(self, key, value)
+    }
+    fn del(&mut self, key: &[u8]) -> Result<bool, BackendError> {
+        del(self, key)
+    }
+}
+
 impl Store for LibdbBackend {
     type Error = BackendError;
 
     fn put_package(&mut self, blob: &[u8]) -> Result<u32, BackendError> {
-        self.with_cursor(0, true, |c| {
-            // Key 0 holds the last header number handed out: read, add one, write back (rpm's pkgInstance).
-            let last = get(c, &0u32.to_ne_bytes())?.and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok());
-            let hnum = last.map(u32::from_ne_bytes).unwrap_or(0) + 1;
-            put(c, &0u32.to_ne_bytes(), &hnum.to_ne_bytes())?;
-            point("libdb.packages.put.before");
-            // Header numbers are host byte order, as rpm's BDB backend stored them.
-            put(c, &hnum.to_ne_bytes(), blob)?;
-            point("libdb.packages.put.after");
-            Ok(hnum)
-        })
+        // Header numbers are host byte order, as rpm's BDB backend stored them.
+        self.with_cursor(0, true, |c| bdbstore::put_package(c, &POINTS, blob))
     }
 
     fn del_package(&mut self, hnum: u32) -> Result<(), BackendError> {
-        self.with_cursor(0, true, |c| {
-            point("libdb.packages.del.before");
-            del(c, &hnum.to_ne_bytes())?;
-            point("libdb.packages.del.after");
-            Ok(())
-        })
+        self.with_cursor(0, true, |c| bdbstore::del_package(c, &POINTS, hnum))
     }
 
     fn get_package(&mut self, hnum: u32) -> Result<Option<Vec<u8>>, BackendError> {
@@ -303,38 +310,11 @@ impl Store for LibdbBackend {
     }
 
     fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
-        self.with_cursor(file_no(idx), true, |c| {
-            // Entries come grouped by key; each key's set is read, extended and written back whole.
-            for group in entries.chunk_by(|a, b| a.key == b.key) {
-                let key = &group[0].key;
-                let mut set = get(c, key)?.and_then(|v| unpack_set(&v)).unwrap_or_default();
-                set.extend(group.iter().map(|e| (hnum, e.tagnum)));
-                set.sort_unstable();
-                point("libdb.index.put.before");
-                put(c, key, &pack_set(&set))?;
-                point("libdb.index.put.after");
-            }
-            Ok(())
-        })
+        self.with_cursor(file_no(idx), true, |c| bdbstore::index_add(c, &POINTS, hnum, entries))
     }
 
     fn index_remove(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
-        self.with_cursor(file_no(idx), true, |c| {
-            for e in entries {
-                let Some(v) = get(c, &e.key)? else { continue };
-                let mut set = unpack_set(&v).unwrap_or_default();
-                set.retain(|&(h, t)| !(h == hnum && t == e.tagnum));
-                point("libdb.index.del.before");
-                // An empty set deletes the key, as rpm does.
-                if set.is_empty() {
-                    del(c, &e.key)?;
-                } else {
-                    put(c, &e.key, &pack_set(&set))?;
-                }
-                point("libdb.index.del.after");
-            }
-            Ok(())
-        })
+        self.with_cursor(file_no(idx), true, |c| bdbstore::index_remove(c, &POINTS, hnum, entries))
     }
 }
 
