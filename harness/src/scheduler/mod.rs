@@ -9,6 +9,7 @@
 
 mod bundling;
 pub mod collect;
+mod deadline;
 pub mod durability;
 pub mod events;
 pub mod explain;

@@ -7,6 +7,7 @@
 //! the process stays single-threaded (fork needs that).
 
 use super::collect::Collected;
+use super::deadline::Deadline;
 use super::faults::{CycleFault, FaultEnv};
 use crate::fault::crashpoint;
 use crate::fault::plan::WorkerPlan;
@@ -52,22 +53,27 @@ impl Child {
         self.status.is_none()
     }
 
-    /// Read what is in the pipe now (non-blocking) into `got`.
-    fn drain(&mut self, got: &mut Collected) {
-        let Some(p) = &mut self.pipe else { return };
+    /// Read what is in the pipe now (non-blocking) into `got`; how many bytes came.
+    fn drain(&mut self, got: &mut Collected) -> u64 {
+        let Some(p) = &mut self.pipe else { return 0 };
         let mut buf = [0u8; 8192];
+        let mut said = 0u64;
         loop {
             match p.read(&mut buf) {
                 Ok(0) => {
                     self.pipe = None;
                     break;
                 }
-                Ok(n) => self.buf.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    said += n as u64;
+                    self.buf.extend_from_slice(&buf[..n]);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break, // WouldBlock
             }
         }
         got.take_lines(self.index, self.role, &mut self.buf);
+        said
     }
 }
 
@@ -84,6 +90,7 @@ pub struct Watch<'a> {
     pub words: &'a [AtomicU64],
     /// The cycle's schedule words (`fault::schedule`), after the slots.
     pub global: &'a [AtomicU64],
+    /// How long the children may go without progress ([`Deadline`]).
     pub timeout: Duration,
 }
 
@@ -97,14 +104,20 @@ pub fn run(
 ) -> Result<Supervised> {
     let t0 = Instant::now();
     let mut interrupted = false;
+    let mut deadline = Deadline::new(watch.timeout);
+    let mut said = 0u64;
     loop {
         let now = t0.elapsed();
+        let passed: u64 = (0..children.len())
+            .map(|i| crashpoint::read(&watch.words[children[i].index as usize * crashpoint::SLOT_WORDS..]).passed)
+            .sum();
+        deadline.observe(passed + said, now);
         for c in children.iter_mut().filter(|c| c.running() && c.sent.is_none()) {
             if c.plan.kill_at.is_some_and(|k| k <= now) {
                 c.send(c.plan.signal, KillTrigger::Time, now);
             }
         }
-        if now >= watch.timeout {
+        if deadline.due(now) {
             // Also a child that was sent SIGINT/SIGTERM and has not finished by now.
             for c in children.iter_mut().filter(|c| c.running() && c.sent.map(|s| s.0) != Some(Signal::SIGKILL)) {
                 c.send(Signal::SIGKILL, KillTrigger::Timeout, now);
@@ -115,7 +128,7 @@ pub fn run(
         }
         reap(children, watch, t0, faults, env);
         for c in children.iter_mut() {
-            c.drain(got);
+            said += c.drain(got);
         }
         if children.iter().all(|c| !c.running()) {
             break;
@@ -126,8 +139,8 @@ pub fn run(
             .filter_map(|c| c.plan.kill_at)
             .chain(faults.iter().filter_map(|f| f.next_deadline()))
             .min()
-            .unwrap_or(watch.timeout)
-            .min(watch.timeout);
+            .unwrap_or(deadline.next())
+            .min(deadline.next());
         let wait_ms = next.saturating_sub(t0.elapsed()).as_micros().div_ceil(1000).clamp(0, 1000) as u16;
         let mut fds: Vec<PollFd> = vec![PollFd::new(watch.signals.as_fd(), PollFlags::POLLIN)];
         for c in children.iter() {
