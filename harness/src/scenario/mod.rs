@@ -317,7 +317,8 @@ impl Default for Kill {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// A worker still running after this long is a hang.
+    /// Workers still running after this long are killed (a hang) once they go a quarter of it without
+    /// progress — no crash point passed, nothing said on their pipes — and at 3× it regardless.
     pub cycle_ms: u64,
     /// The operability probe must open, read and write within this.
     pub probe_ms: u64,
