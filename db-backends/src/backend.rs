@@ -105,6 +105,15 @@ impl BackendKind {
         }
     }
 
+    /// Whether the engine's files hold native machine words (pointer-width offsets in the shared regions,
+    /// host byte order): a database written on another kind of machine reads as damage here.
+    pub fn native_layout(self) -> bool {
+        match self {
+            BackendKind::Bdbenv | BackendKind::BdbenvDb43 | BackendKind::Libdb => true,
+            BackendKind::Sqlite | BackendKind::Rpm => false,
+        }
+    }
+
     /// Whether the engine rebuilds its own database (the rpm binary's `--rebuilddb`): a conversion into or
     /// out of it is not ours to run.
     pub fn rebuilds_itself(self) -> bool {

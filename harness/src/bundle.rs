@@ -39,6 +39,63 @@ pub struct BundleInfo {
     /// Each child's crash-point tickets in the cycle (the recorded interleaving; see `fault/schedule.rs`).
     #[serde(default)]
     pub schedule: Vec<Vec<u64>>,
+    /// The machine that wrote pre/ and post/ (absent in older bundles: taken as this one).
+    #[serde(default)]
+    pub written_on: Option<Machine>,
+}
+
+/// What kind of machine wrote a database: engines with a native layout (shared regions of pointer-width
+/// offsets in host byte order) cannot be read by another kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// `std::env::consts::ARCH` (`x86_64`, `arm`, …).
+    pub arch: String,
+    pub pointer_width: u32,
+    pub little_endian: bool,
+}
+
+impl Machine {
+    /// This process's machine.
+    pub fn this() -> Machine {
+        Machine {
+            arch: std::env::consts::ARCH.to_string(),
+            pointer_width: usize::BITS,
+            little_endian: cfg!(target_endian = "little"),
+        }
+    }
+
+    /// Whether this process reads a native layout written on `self` as it was written.
+    pub fn readable_here(&self) -> bool {
+        let here = Machine::this();
+        self.pointer_width == here.pointer_width && self.little_endian == here.little_endian
+    }
+}
+
+/// Refuse a bundle of `kind` written on a machine whose native layout this one cannot read: its region
+/// files would read as damage (the links of a 32-bit ARM guest's lock region are 4-byte offsets) — a false
+/// finding is worse than a clear "not here".
+pub fn check_machine(info: &BundleInfo, kind: dbtorture_backends::BackendKind) -> anyhow::Result<()> {
+    match &info.written_on {
+        Some(m) if kind.native_layout() && !m.readable_here() => anyhow::bail!(
+            "this {} bundle was written on {} ({}-bit, {}-endian) and its region files hold that machine's words; \
+             this {} build would read them as damage — inspect and replay it on a {}-bit machine (for a qemu \
+             guest's bundle: in the guest)",
+            kind.name(),
+            m.arch,
+            m.pointer_width,
+            if m.little_endian { "little" } else { "big" },
+            std::env::consts::ARCH,
+            m.pointer_width
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The bundle a database directory belongs to (`BUNDLE/pre` or `BUNDLE/post`), if it is one's.
+pub fn enclosing(db_dir: &Path) -> Option<BundleInfo> {
+    let parent = db_dir.canonicalize().ok()?.parent()?.to_path_buf();
+    let text = std::fs::read_to_string(parent.join("bundle.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Copy a directory tree (regular files and directories).
@@ -188,6 +245,7 @@ pub fn write(
     }
     // The bundles directory as the run was given it: the command works from where the run was started.
     info.replay = format!("dbtorture replay {}.tar.gz", dir.display());
+    info.written_on = Some(Machine::this());
     dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
     std::fs::write(dir.join("README.txt"), README)?;
     Ok(pack(&dir)?)

@@ -252,6 +252,15 @@ fn backend(name: &str) -> Result<BackendKind, CliError> {
     parse_backend(name).map_err(CliError::bad_input)
 }
 
+/// A database inside a bundle written on another kind of machine is refused, not judged as damage.
+fn refuse_foreign(dir: &Path, kind: BackendKind) -> Result<(), CliError> {
+    match dbtorture::bundle::enclosing(dir) {
+        Some(info) => dbtorture::bundle::check_machine(&info, kind)
+            .map_err(|e| CliError::bad_input(format!("{}: cannot read it here", dir.display())).cause(e)),
+        None => Ok(()),
+    }
+}
+
 /// The database `kind` must be in `dir` before a command that changes it runs.
 fn need_database(kind: BackendKind, dir: &Path) -> Result<(), CliError> {
     if !dir.is_dir() {
@@ -348,6 +357,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
         }
         Cmd::Verify { backend: name, dir, dbpath, json, oracle } => {
             let kind = backend(&name)?;
+            refuse_foreign(&dir, kind)?;
             let mut findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
                 .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
             if oracle.is_some() {
@@ -389,6 +399,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 CliError::bad_input(format!("inspect reads BDB-style environments, not {name:?}"))
                     .hint("--backend bdbenv or bdbenv-db43")
             })?;
+            refuse_foreign(&dir, backend(&name)?)?;
             let i = dbtorture::readonly::inspect(&dir, profile)
                 .map_err(|e| CliError::bad_input(format!("{}: cannot inspect", dir.display())).cause(e))?;
             if json {

@@ -54,6 +54,9 @@ pub fn check(bundle: &Path) -> anyhow::Result<BundleInfo> {
         "bundle.json: target {} is not a backend of its scenario",
         info.target
     );
+    if let Some(kind) = dbtorture_backends::BackendKind::from_name(&info.backend) {
+        crate::bundle::check_machine(&info, kind)?;
+    }
     if let Some(p) = &info.planted {
         anyhow::ensure!(
             dbtorture_backends::planted::ALL.iter().any(|b| b.name == p),

@@ -72,6 +72,8 @@ fn every_failing_cycle_leaves_a_bundle_that_replays_to_the_same_verdict() {
         }
         let info = read(b);
         assert_eq!(info["planted"], "sqlite-commit-per-package");
+        assert_eq!(info["written_on"]["pointer_width"], usize::BITS, "the bundle names the machine that wrote it");
+        assert_eq!(info["written_on"]["arch"], std::env::consts::ARCH);
         assert!(info["replay"].as_str().unwrap().starts_with("dbtorture replay "));
         // Replay runs without the environment variable: the bundle carries the planted bug.
         let r = bin().arg("replay").arg(b).env_remove("DBTORTURE_PLANT").output().unwrap();

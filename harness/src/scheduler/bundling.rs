@@ -47,6 +47,7 @@ impl Scheduler<'_> {
             planted: dbtorture_backends::planted::current(),
             replay: String::new(),
             schedule,
+            written_on: Some(crate::bundle::Machine::this()),
         };
         let sides = crate::bundle::Sides {
             pre: self.side_dir(kind, "pre"),
