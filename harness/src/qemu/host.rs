@@ -22,11 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The kernel command line that boots Debian's armel rpi kernel on `-M raspi0` (qemu-arm-recipe.md):
-/// without `initcall_blacklist=bcm2835_power_driver_init` the kernel dies in bcm2835_power_probe and qemu
-/// hangs silently; `panic=-1` makes a panicking guest reboot, which `-no-reboot` turns into qemu exiting.
-pub const DEFAULT_APPEND: &str = "console=ttyAMA0 panic=-1 rdinit=/init \
-    initcall_blacklist=bcm2835_power_driver_init,bcm2835_i2c_driver_init quiet";
+pub use super::machine::DEFAULT_APPEND;
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("expected a duration like 60s or 5m, got {s:?}"))
@@ -329,6 +325,7 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     qemu_cmd.extend(["-initrd".into(), art.initrd.display().to_string()]);
     qemu_cmd.extend(["-drive".into(), format!("file={},{}", sd.display(), a.drive)]);
     qemu_cmd.extend(["-nographic".into(), "-no-reboot".into(), "-append".into(), append.clone()]);
+    qemu_cmd.extend(super::machine::timekeeping_args(&a.machine, &a.qemu_args));
     qemu_cmd.extend(a.qemu_args.iter().cloned());
 
     let timeout = a.timeout.unwrap_or_else(|| default_timeout(&sc, a));

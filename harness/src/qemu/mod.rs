@@ -9,6 +9,7 @@
 //! - [`guest`]: pid 1 in the guest — set-up, the run as a child, reaping, sentinel, power-off.
 //! - [`stall`]: a guest run that stopped making progress — every process's state, then the run ended.
 //! - [`disk`]: the SD card image — job in, results out, with debugfs.
+//! - [`machine`]: what a qemu machine needs so the guest keeps time (`-icount` on raspi0).
 //! - [`host`]: booting qemu, streaming the console, the timeout.
 //! - [`results`]: guest.json, and the summary of a guest that died.
 
@@ -16,6 +17,7 @@ pub mod console;
 pub mod disk;
 pub mod guest;
 pub mod host;
+pub mod machine;
 pub mod results;
 pub mod stall;
 
