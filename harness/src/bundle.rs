@@ -39,6 +39,10 @@ pub struct BundleInfo {
     /// Each child's crash-point tickets in the cycle (the recorded interleaving; see `fault/schedule.rs`).
     #[serde(default)]
     pub schedule: Vec<Vec<u64>>,
+    /// The causes earlier cycles left in the database (adopted without recovery), which explain findings of
+    /// this cycle as much as its own faults do (see `scheduler/explain.rs`); a replay judges with them.
+    #[serde(default)]
+    pub carried: Vec<dbtorture_backends::explain::Cause>,
 }
 
 /// Copy a directory tree (regular files and directories).

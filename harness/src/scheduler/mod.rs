@@ -426,8 +426,8 @@ impl<'a> Scheduler<'a> {
             judged.findings.extend(v.findings);
         }
         // Every finding explained by a recorded fault (power-loss cycles are judged by their crash images).
-        let causes =
-            explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &self.targets[t].carried);
+        let carried_in = std::mem::take(&mut self.targets[t].carried);
+        let causes = explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &carried_in);
         let unexplained = match sc.power_loss {
             Some(_) => Vec::new(),
             None => {
@@ -449,7 +449,8 @@ impl<'a> Scheduler<'a> {
             && unexplained.is_empty();
         judged.findings.extend(unexplained);
         if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
-            let rec = bundling::BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
+            let rec =
+                bundling::BundleRecord { before: &before, plan: &described, kills: &kills, schedule, carried: &carried_in };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }
         let res = CycleResult {
