@@ -42,6 +42,10 @@ pub struct BundleInfo {
     /// The machine that wrote pre/ and post/ (absent in older bundles: taken as this one).
     #[serde(default)]
     pub written_on: Option<Machine>,
+    /// The causes earlier cycles left in the database (adopted without recovery), which explain findings of
+    /// this cycle as much as its own faults do (see `scheduler/explain.rs`); a replay judges with them.
+    #[serde(default)]
+    pub carried: Vec<dbtorture_backends::explain::Cause>,
 }
 
 /// What kind of machine wrote a database: engines with a native layout (shared regions of pointer-width

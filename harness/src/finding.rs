@@ -72,6 +72,13 @@ pub enum HarnessFinding {
         finding: String,
         faults: String,
     },
+    /// A cycle whose faults had the shape of an `[[expect_when]]` rule ended in an outcome the rule does not
+    /// allow (`rule` names it, `allowed` lists its outcomes).
+    ExpectationUnmet {
+        rule: String,
+        outcome: String,
+        allowed: String,
+    },
     WorkerError {
         worker: u32,
         role: String,
@@ -112,6 +119,7 @@ impl HarnessFinding {
             HarnessFinding::PartialTransaction { .. } => "partial transaction",
             HarnessFinding::CacheOnlyCommit { .. } => "commit held only in the cache",
             HarnessFinding::Unexplained { .. } => "unexplained finding",
+            HarnessFinding::ExpectationUnmet { .. } => "expectation unmet",
             HarnessFinding::WorkerError { .. } => "worker error",
             HarnessFinding::ReaderSawInconsistency { .. } => "reader saw inconsistency",
             HarnessFinding::WorkerCrashed { .. } => "worker crashed",
@@ -125,7 +133,7 @@ impl HarnessFinding {
         match self {
             HarnessFinding::LostCommit { .. } | HarnessFinding::CacheOnlyCommit { .. } => Class::LostCommit,
             // Added after the outcome is decided: it changes whether the cycle was expected, not its outcome.
-            HarnessFinding::Unexplained { .. } => Class::Inconsistent,
+            HarnessFinding::Unexplained { .. } | HarnessFinding::ExpectationUnmet { .. } => Class::Inconsistent,
             HarnessFinding::PartialTransaction { .. } | HarnessFinding::ReaderSawInconsistency { .. } => {
                 Class::Inconsistent
             }
@@ -153,6 +161,9 @@ impl fmt::Display for HarnessFinding {
             }
             HarnessFinding::Unexplained { finding, faults } => {
                 write!(f, "no fault of this cycle ({faults}) can cause it: {finding}")
+            }
+            HarnessFinding::ExpectationUnmet { rule, outcome, allowed } => {
+                write!(f, "{rule} allows {allowed}; the cycle was {outcome}")
             }
             HarnessFinding::WorkerError { worker, role, detail } => write!(f, "{role} {worker}: {detail}"),
             HarnessFinding::ReaderSawInconsistency { worker, detail } => write!(f, "reader {worker}: {detail}"),

@@ -291,6 +291,7 @@ mod tests {
             duration_ms: 500.0,
             armed: None,
             hits: Default::default(),
+            index_rows: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 /// (file name in scenarios/, its text).
 pub const SCENARIOS: &[(&str, &str)] = &[
+    ("baseline.toml", include_str!("../../scenarios/baseline.toml")),
     ("bdbenv-kill.toml", include_str!("../../scenarios/bdbenv-kill.toml")),
     ("libdb-kill.toml", include_str!("../../scenarios/libdb-kill.toml")),
     ("libdb-lost-write.toml", include_str!("../../scenarios/libdb-lost-write.toml")),

@@ -64,6 +64,7 @@ pub struct Aggregate {
     per_backend: BTreeMap<String, BackendTotals>,
     kill_points: BTreeMap<String, u64>,
     coverage: BTreeMap<String, PointCoverage>,
+    index_rows: BTreeMap<String, u64>,
     failures: Vec<FailureRecord>,
     failures_omitted: u64,
     cycles: u64,
@@ -178,7 +179,21 @@ impl Aggregate {
                     pageouts: *pageouts,
                 });
             }
-            RunEvent::CycleEnd { cycle, backend, outcome, expected, findings, commits, duration_ms, armed, hits } => {
+            RunEvent::CycleEnd {
+                cycle,
+                backend,
+                outcome,
+                expected,
+                findings,
+                commits,
+                duration_ms,
+                armed,
+                hits,
+                index_rows,
+            } => {
+                for (table, n) in index_rows {
+                    *self.index_rows.entry(table.clone()).or_default() += n;
+                }
                 let p = self.pending.remove(&(*cycle, backend.clone())).unwrap_or_default();
                 if let Some(c) = self.clocks.last_mut() {
                     c.cycles += 1;
@@ -350,6 +365,7 @@ impl Aggregate {
             interrupted: runs.iter().any(|r| r.interrupted),
             kill_points: self.kill_points.clone(),
             coverage: self.coverage.clone(),
+            index_rows: self.index_rows.clone(),
             conversions: self.conversions.clone(),
             failures: self.failures.clone(),
             failures_omitted: self.failures_omitted,

@@ -486,6 +486,23 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
         h.push_str("</table>\n");
     }
 
+    // Index coverage: rows written per rpm index table.
+    if !s.index_rows.is_empty() {
+        let never = s.index_rows.values().filter(|&&n| n == 0).count();
+        let _ = write!(
+            h,
+            "<h2>Index coverage</h2>\n<p class=\"meta\">Rows the workload wrote to each rpm index table (the entries of \
+             every package a cycle installed or erased); {never} of {} tables never written.</p>\n\
+             <table><tr><th class=\"l\">index table</th><th>rows written</th></tr>\n",
+            s.index_rows.len()
+        );
+        for (table, n) in &s.index_rows {
+            let style = if *n == 0 { " style=\"background:rgba(220,50,47,0.35)\"" } else { "" };
+            let _ = writeln!(h, "<tr><td class=\"l\">{}</td><td{style}>{n}</td></tr>", esc(table));
+        }
+        h.push_str("</table>\n");
+    }
+
     // Runs.
     h.push_str(
         "<h2>Runs</h2>\n<table><tr><th class=\"l\">scenario</th><th>seed</th><th>shard</th><th>cycles</th>\

@@ -394,6 +394,10 @@ pub enum RunEvent {
         /// Crash point → times passed this cycle, over all workers.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         hits: BTreeMap<String, u64>,
+        /// rpm index table → rows the cycle wrote to it (the entries of every package it installed or erased,
+        /// net); every index table is listed, 0 included.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        index_rows: BTreeMap<String, u64>,
     },
     /// A cycle that never ended because the machine under it died (a qemu guest's kernel panicked or oopsed,
     /// or the guest was lost): counted as a cycle with that outcome (e.g. "guest-kernel-panic"), unexpected.
@@ -563,6 +567,9 @@ pub struct Summary {
     /// Crash points of this run: point → times passed, cycles armed there, kills there, outcomes of those cycles.
     #[serde(default)]
     pub coverage: BTreeMap<String, PointCoverage>,
+    /// rpm index table → rows the workload wrote to it over the run; 0: a table no cycle wrote.
+    #[serde(default)]
+    pub index_rows: BTreeMap<String, u64>,
     /// Conversion cycles of the real rpm (`[workload] converter = "rpm"`), by what they left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversions: Option<ConversionTotals>,

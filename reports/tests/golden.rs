@@ -67,6 +67,7 @@ fn events() -> Vec<RunEvent> {
         duration_ms: 25.0,
         armed: armed.map(String::from),
         hits: BTreeMap::from([("sqlite.commit.before".to_string(), 2), ("bdbenv.put.before".to_string(), 1)]),
+        index_rows: BTreeMap::from([("Name".to_string(), 2), ("Triggername".to_string(), 0)]),
     };
     let start = |cycle: u64, backend: &str| RunEvent::CycleStart {
         cycle,

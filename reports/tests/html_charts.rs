@@ -31,6 +31,7 @@ fn run(backends: &[&str], cycles: u64) -> String {
                 duration_ms: 10.0,
                 armed: None,
                 hits: BTreeMap::new(),
+                index_rows: BTreeMap::new(),
             });
         }
     }

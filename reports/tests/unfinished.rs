@@ -33,6 +33,7 @@ fn cycle(cycle: u64, ms: f64) -> [RunEvent; 2] {
             duration_ms: ms,
             armed: None,
             hits: BTreeMap::new(),
+            index_rows: BTreeMap::new(),
         },
     ]
 }

@@ -146,6 +146,7 @@ mod tests {
             duration_ms: 812.5,
             armed: Some("bdbenv.put.before".into()),
             hits: [("bdbenv.put.before".to_string(), 3)].into(),
+            index_rows: Default::default(),
         };
         for m in [
             GuestMsg::Init { uptime_s: 2.61 },

@@ -196,6 +196,7 @@ mod tests {
             duration_ms: 30_000.0,
             armed: None,
             hits: Default::default(),
+            index_rows: Default::default(),
         };
         vec![
             RunEvent::RunStart {

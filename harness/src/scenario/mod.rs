@@ -61,6 +61,9 @@ pub struct Scenario {
     pub oracle: Option<OracleKeys>,
     /// backend → outcomes this scenario allows for it.
     pub expect: BTreeMap<String, Vec<String>>,
+    /// Outcomes that depend on what happened: per backend and shape of the cycle's faults (`when.rs`).
+    #[serde(default)]
+    pub expect_when: Vec<when::WhenRule>,
     /// Where the scenario was loaded from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -403,6 +406,7 @@ fn backend_names() -> String {
 }
 
 mod validate;
+pub mod when;
 pub use validate::{MAX_POOL_FILES, MAX_POOL_PACKAGES};
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ impl Scenario {
                 return Err(self.field_err(&format!("expect.{b}"), "missing: say which outcomes this backend may show"));
             }
         }
+        self.validate_when()?;
         if let Some(d) = &self.duration
             && parse_duration(d).is_none()
         {

@@ -14,6 +14,8 @@ pub(super) struct BundleRecord<'r> {
     pub(super) plan: &'r str,
     pub(super) kills: &'r [KillRecord],
     pub(super) schedule: Vec<Vec<u64>>,
+    /// The causes the cycle inherited from earlier, unrecovered cycles.
+    pub(super) carried: &'r [dbtorture_backends::explain::Cause],
 }
 
 impl Scheduler<'_> {
@@ -27,7 +29,7 @@ impl Scheduler<'_> {
         findings: &[Finding],
         ctx: &mut Ctx<'_>,
     ) {
-        let BundleRecord { before, plan, kills, schedule } = rec;
+        let BundleRecord { before, plan, kills, schedule, carried } = rec;
         let root = self.bundles.as_ref().expect("bundles enabled");
         let kind = self.targets[t].kind;
         let sc = self.scenario;
@@ -48,6 +50,7 @@ impl Scheduler<'_> {
             replay: String::new(),
             schedule,
             written_on: Some(crate::bundle::Machine::this()),
+            carried: carried.to_vec(),
         };
         let sides = crate::bundle::Sides {
             pre: self.side_dir(kind, "pre"),

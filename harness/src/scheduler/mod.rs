@@ -9,9 +9,11 @@
 
 mod bundling;
 pub mod collect;
+pub mod coverage;
 mod deadline;
 pub mod durability;
 pub mod events;
+pub mod expectations;
 pub mod explain;
 pub mod faults;
 pub mod plan;
@@ -80,6 +82,8 @@ pub struct CycleResult {
     pub point_hits: Vec<(&'static str, u64)>,
     /// A replay with a recorded schedule: whether it left it (None: not replaying a schedule).
     pub diverged: Option<bool>,
+    /// rpm index table → rows the cycle wrote (`coverage.rs`; empty for a conversion or interrupted cycle).
+    pub index_rows: BTreeMap<String, u64>,
 }
 
 /// The run was asked to stop (Ctrl-C, SIGTERM, SIGHUP) while the scheduler was setting up or preparing a
@@ -340,6 +344,7 @@ impl<'a> Scheduler<'a> {
                 armed: None,
                 point_hits: Vec::new(),
                 diverged,
+                index_rows: BTreeMap::new(),
             });
         }
 
@@ -426,8 +431,8 @@ impl<'a> Scheduler<'a> {
             judged.findings.extend(v.findings);
         }
         // Every finding explained by a recorded fault (power-loss cycles are judged by their crash images).
-        let causes =
-            explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &self.targets[t].carried);
+        let carried_in = std::mem::take(&mut self.targets[t].carried);
+        let causes = explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &carried_in);
         let unexplained = match sc.power_loss {
             Some(_) => Vec::new(),
             None => {
@@ -438,6 +443,20 @@ impl<'a> Scheduler<'a> {
         for u in &unexplained {
             ctx.finding("explain", u);
         }
+        // The scenario's `[[expect_when]]` rules whose fault shape is this cycle's.
+        let faults = crate::scenario::when::CycleFaults {
+            kills: &kills,
+            causes: &causes,
+            carried: &carried_in,
+            exited_on_error,
+        };
+        let unmet = match sc.power_loss {
+            Some(_) => Vec::new(),
+            None => expectations::unmet(&sc.expect_when, kind, &faults, judged.outcome),
+        };
+        for u in &unmet {
+            ctx.finding("expect", u);
+        }
         self.targets[t].carried = if matches!(plan.work, Work::Convert { .. }) {
             Vec::new()
         } else {
@@ -446,10 +465,18 @@ impl<'a> Scheduler<'a> {
         let allowed = sc.expected(kind);
         let expected = allowed.contains(&judged.outcome)
             && durability::losses_allowed(&allowed, &judged.findings)
-            && unexplained.is_empty();
+            && unexplained.is_empty()
+            && unmet.is_empty();
         judged.findings.extend(unexplained);
+        judged.findings.extend(unmet);
         if self.bundles.is_some() && self.bundle_policy.keeps(expected, !judged.findings.is_empty()) {
-            let rec = bundling::BundleRecord { before: &before, plan: &described, kills: &kills, schedule };
+            let rec = bundling::BundleRecord {
+                before: &before,
+                plan: &described,
+                kills: &kills,
+                schedule,
+                carried: &carried_in,
+            };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }
         let res = CycleResult {
@@ -466,6 +493,10 @@ impl<'a> Scheduler<'a> {
             armed: plan.armed(),
             point_hits,
             diverged,
+            index_rows: match plan.work {
+                Work::Workers { .. } => coverage::rows_written(&self.pool, &before, &self.targets[t].installed),
+                Work::Convert { .. } => BTreeMap::new(),
+            },
         };
         Ok(finish(res, &mut ctx))
     }
@@ -507,6 +538,7 @@ fn finish(res: CycleResult, ctx: &mut Ctx<'_>) -> CycleResult {
         duration_ms: res.duration.as_secs_f64() * 1000.0,
         armed: res.armed.map(String::from),
         hits: res.point_hits.iter().filter(|(_, h)| *h > 0).map(|(p, h)| (p.to_string(), *h)).collect(),
+        index_rows: res.index_rows.clone(),
     });
     ctx.observer().cycle_done(&res);
     res

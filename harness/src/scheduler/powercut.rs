@@ -333,6 +333,7 @@ fn bundle_image(ctx: &CycleCtx<'_>, rec: &Recorded, v: &Verdict, root: &Path) ->
         replay: format!("dbtorture replay {}.tar.gz", dir.file_name().unwrap_or_default().to_string_lossy()),
         schedule: Vec::new(),
         written_on: Some(crate::bundle::Machine::this()),
+        carried: Vec::new(),
     };
     dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
     std::fs::write(dir.join("README.txt"), README)?;

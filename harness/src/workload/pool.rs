@@ -141,6 +141,53 @@ impl PoolPackage {
     }
 }
 
+/// What makes the workload write every index of rpm 4.18 (drawn after everything else, so the rest of a
+/// package is what it was before these were added): triggers, file triggers and transaction file triggers
+/// (Triggername, Filetriggername, Transfiletriggername), weak dependencies (Supplementname, Enhancename,
+/// Recommendname, Suggestname) and rich dependencies — `(a if b)`, `(a or b)`, `(a without b)` — whose names
+/// rpm also indexes one by one. rpm installs the workload with `--noscripts --notriggers`: no script runs.
+fn every_index(b: &mut rpm::PackageBuilder, rng: &mut ChaCha8Rng, spec: &PoolSpec, name: &str) {
+    let mut other = || format!("cap-{}", name_of(rng.random_range(0..spec.names.max(1))));
+    let (a, c, d) = (other(), other(), other());
+    let script = || rpm::Scriptlet::new("exit 0");
+    match rng.random_range(0..6) {
+        0 => {
+            b.trigger_in(&name_of(rng.random_range(0..spec.names.max(1))), None, script());
+        }
+        1 => {
+            b.file_trigger_in(&format!("/usr/share/{name}"), None, script());
+        }
+        2 => {
+            b.trans_file_trigger_in("/usr/bin", None, script());
+        }
+        _ => {}
+    }
+    match rng.random_range(0..8) {
+        0 => {
+            b.supplements(rpm::Dependency::any(&a));
+        }
+        1 => {
+            b.enhances(rpm::Dependency::any(&a));
+        }
+        2 => {
+            b.recommends(rpm::Dependency::any(format!("({a} if {c})")));
+        }
+        _ => {}
+    }
+    match rng.random_range(0..8) {
+        0 => {
+            b.requires(rpm::Dependency::any(format!("({a} if {c})")));
+        }
+        1 => {
+            b.requires(rpm::Dependency::any(format!("({a} or {d})")));
+        }
+        2 => {
+            b.requires(rpm::Dependency::any(format!("({c} without {d})")));
+        }
+        _ => {}
+    }
+}
+
 /// Heavy-tailed file count with the given mean (log-normal, sigma 1.5).
 fn file_count(rng: &mut ChaCha8Rng, mean: u32) -> u32 {
     if mean == 0 {
@@ -253,6 +300,7 @@ fn build_package(
         if rng.random_range(0..12) == 0 {
             b.suggests(rpm::Dependency::any(format!("{name}-extras")));
         }
+        every_index(&mut b, &mut rng, spec, &name);
     }
     let mut pkg = b.build()?;
     // Add FILECOLORS to the immutable region, then regenerate the signature digests over the new header.
@@ -334,6 +382,33 @@ mod tests {
             }
         }
         assert_eq!(pool.by_sha1.len(), pool.packages.len(), "identities are unique");
+    }
+
+    /// The smoke scenario's pool writes a row into every index table of rpm 4.18 (Installtid, Sigmd5 and
+    /// Sha1header from what installing adds): none is left untested by the workload.
+    #[test]
+    fn the_smoke_pool_writes_every_rpm_4_18_index() {
+        use dbtorture_backends::rpmdb::index::keys_for;
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/smoke.toml")).unwrap();
+        let sc = crate::scenario::Scenario::parse(&text, std::path::Path::new("smoke.toml")).unwrap();
+        let w = &sc.workload;
+        let pool =
+            Pool::build(PoolSpec { names: w.packages, versions: w.versions, files_mean: w.files_mean, seed: sc.seed })
+                .unwrap();
+        let mut rows = vec![0usize; tags::INDEXES.len()];
+        let mut rich = 0;
+        for p in &pool.packages {
+            let blob = p.installed_blob(1);
+            let h = Header::parse(&blob).unwrap();
+            for (i, &idx) in tags::INDEXES.iter().enumerate() {
+                let keys = keys_for(&h, idx);
+                rich += keys.iter().filter(|(k, _)| k.starts_with(b"(")).count();
+                rows[i] += keys.len();
+            }
+        }
+        let never: Vec<_> = tags::INDEXES.iter().zip(&rows).filter(|(_, n)| **n == 0).map(|(t, _)| t.name()).collect();
+        assert!(never.is_empty(), "indexes the smoke workload never writes: {never:?}");
+        assert!(rich > 0, "no rich dependency");
     }
 
     #[test]
