@@ -264,6 +264,7 @@ impl Aggregate {
         t.cycles += 1;
         t.kills += kills;
         t.commits += commits;
+        t.duration_s += duration_ms / 1000.0;
         if !expected {
             t.unexpected += 1;
             t.failure_rate.failing_kills += kills;

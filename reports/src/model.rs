@@ -514,6 +514,9 @@ pub struct BackendTotals {
     /// outcome name → cycles with that outcome that the scenario does not allow
     pub unexpected_outcomes: BTreeMap<String, u64>,
     pub failure_rate: Rate,
+    /// Seconds this backend's cycles took (each cycle's `duration_ms`, summed): a JUnit case's `time`.
+    #[serde(default)]
+    pub duration_s: f64,
 }
 
 /// One cycle whose outcome the scenario does not allow.
