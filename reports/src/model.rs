@@ -318,6 +318,9 @@ pub enum RunEvent {
         shard: Option<Shard>,
         /// The command that reproduces this run.
         replay: String,
+        /// Every crash point the run's backends can pass: the coverage table lists each, passed or not.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        points: Vec<String>,
     },
     CycleStart {
         cycle: u64,

@@ -19,6 +19,7 @@ fn junit(durations: &[(&str, f64)]) -> String {
         environment: Environment::default(),
         shard: None,
         replay: "dbtorture run s".into(),
+        points: Vec::new(),
     });
     for (cycle, (b, ms)) in durations.iter().enumerate() {
         let cycle = cycle as u64;
