@@ -44,6 +44,17 @@ pub fn gaps(s: &Summary) -> Gaps {
     }
 }
 
+/// Points named inline above the table (the table has every one).
+const NAMED: usize = 12;
+
+fn named(points: &[String]) -> String {
+    let mut t = points.iter().take(NAMED).map(|p| format!("<code>{}</code>", esc(p))).collect::<Vec<_>>().join(" ");
+    if points.len() > NAMED {
+        t.push_str(&format!(" … and {} more (marked in the table)", points.len() - NAMED));
+    }
+    t
+}
+
 /// The section, or nothing when the run knows no crash points.
 pub fn html(s: &Summary) -> String {
     let mut h = String::new();
@@ -66,7 +77,7 @@ pub fn html(s: &Summary) -> String {
             g.never_passed.len(),
             if g.never_passed.len() == 1 { "" } else { "s" },
             if g.never_passed.len() == 1 { "it" } else { "them" },
-            g.never_passed.iter().map(|p| format!("<code>{}</code>", esc(p))).collect::<Vec<_>>().join(" ")
+            named(&g.never_passed)
         );
     }
     if !g.never_armed.is_empty() {

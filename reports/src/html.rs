@@ -335,6 +335,9 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
 
     // Failures.
     let _ = writeln!(h, "<h2>Failures ({})</h2>", s.unexpected);
+    if let Some(e) = &s.harness_error {
+        let _ = writeln!(h, "<p class=\"bad\">The harness itself failed: {}</p>", esc(e));
+    }
     if s.failures.is_empty() {
         h.push_str("<p>No cycle ended in an outcome the scenario does not allow.</p>\n");
     } else {
