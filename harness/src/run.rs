@@ -244,6 +244,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         write_error: None,
         timed: duration.map(|d| (Instant::now(), d)),
     };
+    let kinds: Vec<_> = backends.iter().filter_map(|b| dbtorture_backends::BackendKind::from_name(b)).collect();
+    let points = crate::scheduler::plan::run_points(sc, &kinds);
     sink.event(&RunEvent::RunStart {
         schema: SCHEMA_VERSION,
         scenario: sc.name.clone(),
@@ -254,6 +256,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         environment: crate::environment::detect(),
         shard,
         replay,
+        points,
     });
     let started = Instant::now();
     let mut harness_error = None;
@@ -368,12 +371,14 @@ pub fn summary_table(s: &Summary, colour: bool) -> String {
         out.push('\n');
     }
     if !s.coverage.is_empty() {
-        let killed = s.coverage.values().filter(|c| c.kills > 0).count();
-        let armed = s.coverage.values().filter(|c| c.armed > 0).count();
-        let passed = s.coverage.values().filter(|c| c.hits > 0).count();
+        let g = dbtorture_reports::coverage_table::gaps(s);
         out.push_str(&format!(
-            "kill-point coverage: {killed} of {armed} armed points killed at; {passed} of {} crash points passed\n",
-            dbtorture_backends::crash::ALL.len()
+            "kill-point coverage: {} of {} armed points killed at; {} of {} crash points of these backends passed{}\n",
+            g.killed,
+            g.armed,
+            g.passed,
+            g.points,
+            if g.never_passed.is_empty() { String::new() } else { format!(" ({} never passed)", g.never_passed.len()) }
         ));
     }
     let r = &s.failure_rate;

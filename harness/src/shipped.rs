@@ -21,6 +21,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("smoke.toml", include_str!("../../scenarios/smoke.toml")),
     ("sqlite-kill.toml", include_str!("../../scenarios/sqlite-kill.toml")),
     ("stale-locks.toml", include_str!("../../scenarios/stale-locks.toml")),
+    ("sweep-rebuild.toml", include_str!("../../scenarios/sweep-rebuild.toml")),
     ("sweep.toml", include_str!("../../scenarios/sweep.toml")),
 ];
 

@@ -120,6 +120,16 @@ fn shards_merged_equal_one_unsharded_run() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let m = check_reports(&merged);
     let w = check_reports(&whole);
+    // Seconds differ between runs (per_backend's duration_s, the JUnit cases' time); every count must not.
+    let untimed = |v: &Value| {
+        let mut v = v.clone();
+        for t in v["per_backend"].as_object_mut().unwrap().values_mut() {
+            assert!(t["duration_s"].as_f64().unwrap() > 0.0, "a backend's cycles took time: {t}");
+            t.as_object_mut().unwrap().remove("duration_s");
+        }
+        v
+    };
+    let (m, w) = (untimed(&m), untimed(&w));
     for k in ["cycles", "kills", "commits", "outcomes", "unexpected", "kill_points", "coverage", "per_backend"] {
         assert_eq!(m[k], w[k], "{k} differs between merged shards and the unsharded run");
     }

@@ -127,8 +127,21 @@ impl Aggregate {
     pub fn push(&mut self, ev: &RunEvent) {
         match ev {
             RunEvent::RunStart {
-                scenario, scenario_hash, seed, backends, version, environment, shard, replay, ..
+                scenario,
+                scenario_hash,
+                seed,
+                backends,
+                version,
+                environment,
+                shard,
+                replay,
+                points,
+                ..
             } => {
+                // A point with no row would hide a gap: each starts at zero.
+                for p in points {
+                    self.coverage.entry(p.clone()).or_default();
+                }
                 for b in backends {
                     if !self.backends.contains(b) {
                         self.backends.push(b.clone());
@@ -279,6 +292,7 @@ impl Aggregate {
         t.cycles += 1;
         t.kills += kills;
         t.commits += commits;
+        t.duration_s += duration_ms / 1000.0;
         if !expected {
             t.unexpected += 1;
             t.failure_rate.failing_kills += kills;

@@ -110,56 +110,6 @@ fn outcome_bars(s: &Summary) -> Chart {
     Ok(buf)
 }
 
-/// Cumulative cycles per outcome over the run (all backends), in cycle order.
-fn outcomes_over_cycles(t: &Timeline) -> Chart {
-    let mut buf = String::new();
-    let mut pts: Vec<_> = t.cycles.iter().collect();
-    pts.sort_by(|a, b| (a.cycle, &a.backend).cmp(&(b.cycle, &b.backend)));
-    // Cycle indices and counts are integers: integer axes (ticks 0, 1, 2 — never 0.5).
-    let mut series: BTreeMap<Outcome, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
-    for p in &pts {
-        let c = counts.entry(p.outcome).or_default();
-        *c += 1;
-        series.entry(p.outcome).or_default().push((p.cycle, *c));
-    }
-    let xmax = pts.last().map(|p| p.cycle + 1).unwrap_or(1);
-    let ymax = counts.values().copied().max().unwrap_or(1).max(1);
-    {
-        let root = SVGBackend::with_string(&mut buf, (760, 300)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Outcomes over the run (cumulative cycles)", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0u64..xmax, 0u64..ymax + ymax / 20 + 1)
-            .map_err(err)?;
-        chart.configure_mesh().label_style(LABEL).x_desc("cycle").y_desc("cycles").draw().map_err(err)?;
-        for (o, mut v) in series {
-            // Extend each line to the end of the run so a line that stopped growing reads as flat.
-            if let Some(&(_, last)) = v.last() {
-                v.push((xmax, last));
-            }
-            let c = colour(o);
-            chart
-                .draw_series(LineSeries::new(v, c.stroke_width(2)))
-                .map_err(err)?
-                .label(o.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(buf)
-}
-
 /// Failure rate per 10,000 kills with its 95% interval, per backend.
 fn rate_chart(s: &Summary) -> Chart {
     let mut buf = String::new();
@@ -366,7 +316,13 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
         );
     }
     h.push_str("</table>\n<div class=\"charts\">\n");
-    for chart in [outcome_bars(s), outcomes_over_cycles(t), rate_chart(s), memory_chart(t)] {
+    let mut charts = vec![outcome_bars(s)];
+    charts.extend(crate::run_clock::charts(t, &s.backends));
+    charts.extend([rate_chart(s), memory_chart(t)]);
+    if t.cycles.is_empty() {
+        h.push_str("<p class=\"meta\">No cycle ended: nothing to chart.</p>\n");
+    }
+    for chart in charts.into_iter().filter(|c| c.as_ref().map_or(true, |svg| !svg.is_empty())) {
         match chart {
             Ok(svg) => h.push_str(&svg),
             Err(e) => {
@@ -379,6 +335,9 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
 
     // Failures.
     let _ = writeln!(h, "<h2>Failures ({})</h2>", s.unexpected);
+    if let Some(e) = &s.harness_error {
+        let _ = writeln!(h, "<p class=\"bad\">The harness itself failed: {}</p>", esc(e));
+    }
     if s.failures.is_empty() {
         h.push_str("<p>No cycle ended in an outcome the scenario does not allow.</p>\n");
     } else {
@@ -432,59 +391,8 @@ pub fn html(s: &Summary, t: &Timeline) -> String {
         }
     }
 
-    // Kill points × outcomes.
-    if !s.coverage.is_empty() || !s.kill_points.is_empty() {
-        let armed = s.coverage.values().filter(|c| c.armed > 0).count();
-        let killed = s.coverage.values().filter(|c| c.kills > 0).count();
-        let passed = s.coverage.values().filter(|c| c.hits > 0).count();
-        let _ = write!(
-            h,
-            "<h2>Kill points × outcomes</h2>\n<p class=\"meta\">{killed} of {armed} armed points killed at; \
-             {passed} points passed. A cell counts the cycles armed at that point that ended in that outcome; \
-             \"random kills\" counts kills at random times that landed after that point.</p>\n\
-             <table><tr><th class=\"l\">crash point</th><th>passed</th><th>armed</th><th>killed at</th><th>random kills</th>"
-        );
-        let used: Vec<Outcome> = Outcome::ALL
-            .into_iter()
-            .filter(|o| s.coverage.values().any(|c| c.outcomes.contains_key(o.name())))
-            .collect();
-        for o in &used {
-            let _ = write!(h, "<th>{}</th>", o.name());
-        }
-        h.push_str("</tr>\n");
-        let mut points: Vec<&String> = s.coverage.keys().chain(s.kill_points.keys()).collect();
-        points.sort();
-        points.dedup();
-        let cmax = s.coverage.values().flat_map(|c| c.outcomes.values()).copied().max().unwrap_or(1).max(1) as f64;
-        for p in points {
-            let c = s.coverage.get(p).cloned().unwrap_or_default();
-            let random = s.kill_points.get(p).copied().unwrap_or(0).saturating_sub(c.kills);
-            let _ = write!(
-                h,
-                "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-                esc(p),
-                c.hits,
-                c.armed,
-                c.kills,
-                random
-            );
-            for o in &used {
-                let n = c.outcomes.get(o.name()).copied().unwrap_or(0);
-                let col = colour(*o);
-                let alpha = if n == 0 { 0.0 } else { 0.15 + 0.6 * (n as f64 / cmax) };
-                let _ = write!(
-                    h,
-                    "<td style=\"background:rgba({},{},{},{alpha:.2})\">{}</td>",
-                    col.0,
-                    col.1,
-                    col.2,
-                    if n == 0 { String::new() } else { n.to_string() }
-                );
-            }
-            h.push_str("</tr>\n");
-        }
-        h.push_str("</table>\n");
-    }
+    // Kill points × outcomes, gaps included.
+    h.push_str(&crate::coverage_table::html(s));
 
     // Index coverage: rows written per rpm index table.
     if !s.index_rows.is_empty() {

@@ -3,7 +3,8 @@
 //! Why checks rather than cycles: a nightly run has thousands of cycles; a CI page with thousands of green
 //! rows hides the one that matters. A check is a property the scenario asks of a backend ("no acknowledged
 //! commit is lost"); it fails when any cycle broke it, and its failure lists those cycles with the finding,
-//! the bundle and the command that replays it.
+//! the bundle and the command that replays it. A case's `time` is what its backend's cycles took, so a CI
+//! page shows where the run's time went.
 
 use crate::model::{Outcome, Summary};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
@@ -47,6 +48,8 @@ pub fn junit(s: &Summary) -> Report {
     for backend in &s.backends {
         let totals = s.per_backend.get(backend).cloned().unwrap_or_default();
         let classname = format!("{}.{}", s.scenario, backend);
+        // Every check of a backend is judged on all of its cycles: each case took those cycles' time.
+        let time = Duration::from_secs_f64(totals.duration_s.max(0.0));
         for (check, outcome, what) in CHECKS {
             let broken = totals.unexpected_outcomes.get(outcome.name()).copied().unwrap_or(0);
             if *outcome == Outcome::HarnessError
@@ -63,6 +66,7 @@ pub fn junit(s: &Summary) -> Report {
                 ));
                 let mut case = TestCase::new(*check, st);
                 case.set_classname(classname.as_str());
+                case.set_time(time);
                 suite.add_test_case(case);
                 continue;
             }
@@ -117,6 +121,7 @@ pub fn junit(s: &Summary) -> Report {
             };
             let mut case = TestCase::new(*check, status);
             case.set_classname(classname.as_str());
+            case.set_time(time);
             suite.add_test_case(case);
         }
         // Outcomes no check owns (e.g. a guest kernel panic under qemu, "guest-kernel-panic"): one failing
@@ -131,6 +136,7 @@ pub fn junit(s: &Summary) -> Report {
             st.set_description(format!("run again: {}\n", s.replay));
             let mut case = TestCase::new(name.as_str(), st);
             case.set_classname(classname.as_str());
+            case.set_time(time);
             suite.add_test_case(case);
         }
     }

@@ -1,10 +1,12 @@
 //! Reports of a dbtorture run: the event model, the fold that turns events into a summary, and the writers
 //! (events.jsonl, summary.json, junit.xml, report.html).
 
+pub mod coverage_table;
 pub mod fold;
 pub mod html;
 pub mod junit;
 pub mod model;
+pub mod run_clock;
 pub mod stats;
 pub mod writer;
 

@@ -318,6 +318,9 @@ pub enum RunEvent {
         shard: Option<Shard>,
         /// The command that reproduces this run.
         replay: String,
+        /// Every crash point the run's backends can pass: the coverage table lists each, passed or not.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        points: Vec<String>,
     },
     CycleStart {
         cycle: u64,
@@ -518,6 +521,9 @@ pub struct BackendTotals {
     /// outcome name → cycles with that outcome that the scenario does not allow
     pub unexpected_outcomes: BTreeMap<String, u64>,
     pub failure_rate: Rate,
+    /// Seconds this backend's cycles took (each cycle's `duration_ms`, summed): a JUnit case's `time`.
+    #[serde(default)]
+    pub duration_s: f64,
 }
 
 /// One cycle whose outcome the scenario does not allow.

@@ -17,6 +17,7 @@ fn start() -> RunEvent {
         environment: Environment::default(),
         shard: None,
         replay: "dbtorture run s".into(),
+        points: Vec::new(),
     }
 }
 

@@ -209,6 +209,7 @@ mod tests {
                 environment: Default::default(),
                 shard: None,
                 replay: String::new(),
+                points: Vec::new(),
             },
             start(0, "sqlite"),
             RunEvent::Kill {

@@ -3,6 +3,7 @@
 
 use dbtorture_backends::BackendKind;
 use dbtorture_reports::Outcome;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,16 +19,20 @@ pub enum ScenarioError {
     Syntax { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The scenario's name, in reports.
     pub name: String,
+    /// One line for `dbtorture list`.
     #[serde(default)]
     pub description: String,
+    /// The run's seed (`--seed` overrides it): packages, transactions and kill plans follow from it.
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Cycles per backend (ignored when `duration` is given).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub cycles: Option<u64>,
     /// Run for this long instead, e.g. "60s", "5m".
     #[serde(default)]
@@ -36,10 +41,15 @@ pub struct Scenario {
     /// epochs are independent. That is what lets `--shard I/N` split a run and `merge` put it back together
     /// exactly, and it bounds how far a long soak drifts from a known state.
     #[serde(default = "default_epoch")]
+    #[schemars(range(min = 1))]
     pub epoch: u64,
+    /// The backends to run, each cycle in turn: sqlite, bdbenv, libdb, rpm.
+    #[schemars(length(min = 1))]
     pub backends: Vec<String>,
+    /// `[workload]`: the packages and the processes of each cycle.
     #[serde(default)]
     pub workload: Workload,
+    /// `[kill]`: how and when workers are killed.
     #[serde(default)]
     pub kill: Kill,
     /// Lost write-back of a shared page: snapshot a region file, restore one changed page later.
@@ -48,6 +58,7 @@ pub struct Scenario {
     /// Memory pressure around the workers.
     #[serde(default)]
     pub memory: Option<Memory>,
+    /// `[timeouts]`: when a worker or the probe counts as hung.
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Which cycles keep a bundle (pre/, post/, inspect.json, bundle.json) under `run --out`.
@@ -80,20 +91,29 @@ fn default_epoch() -> u64 {
     50
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     /// Distinct package names in the pool.
+    #[schemars(range(min = 1, max = 100_000))]
     pub packages: u32,
     /// Versions (EVRs) built per name.
+    #[schemars(range(min = 1, max = 50))]
     pub versions: u32,
     /// Mean files per package (heavy-tailed, like a distribution: Fedora ~140).
+    #[schemars(range(max = 100_000))]
     pub files_mean: u32,
     /// Packages installed before the first cycle, as a fraction of names (0.0–1.0).
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub initial_fraction: f64,
+    /// Writer processes per cycle (at least one writer or reader).
+    #[schemars(range(max = 64))]
     pub writers: u32,
+    /// Reader processes per cycle.
+    #[schemars(range(max = 64))]
     pub readers: u32,
     /// Transactions each writer attempts per cycle.
+    #[schemars(range(max = 1_000_000))]
     pub txns_per_writer: u32,
     /// Queries each reader runs per cycle.
     pub queries_per_reader: u32,
@@ -106,7 +126,7 @@ pub struct Workload {
 }
 
 /// Who runs a conversion cycle's `--rebuilddb`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Converter {
     /// `dbtorture_backends::rebuild` (any backend into any other).
@@ -135,7 +155,7 @@ impl Default for Workload {
 
 /// Which cycles keep a forensic bundle. A reproduction scenario (seed 000's lost write) allows every outcome
 /// it produces, so "only unexpected outcomes" would leave the developer no evidence; it asks for `findings`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BundlePolicy {
     /// Cycles whose outcome the scenario does not allow.
@@ -158,7 +178,7 @@ impl BundlePolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum KillMode {
     /// No faults: a baseline.
@@ -175,28 +195,33 @@ pub enum KillMode {
 }
 
 /// Which signal a random-time kill sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum KillSignal {
+    /// SIGKILL: the worker dies at once.
     Sigkill,
     /// Ctrl-C: the worker finishes its current operation, closes cleanly and exits.
     Sigint,
+    /// SIGTERM: like SIGINT, the worker finishes its operation and exits.
     Sigterm,
     /// Each kill picks one of the three.
     Mixed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Distribution {
+    /// Uniform in delay_ms_min..delay_ms_max.
     Uniform,
+    /// delay_ms_min plus an exponential delay of mean delay_ms_max - delay_ms_min.
     Exponential,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Memory {
     /// Memory cgroup limit for the workers (v1 memory.limit_in_bytes, v2 memory.max), in MiB.
+    #[schemars(range(min = 8, max = 1_048_576))]
     pub limit_mb: u64,
     /// v2 only: memory.high, in MiB (reclaim starts here).
     pub high_mb: Option<u64>,
@@ -213,7 +238,7 @@ impl Default for Memory {
 }
 
 /// When the stale-page injector takes its snapshot and when it writes a stale page back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StalePolicy {
     /// At random times (snapshot_ms_max, restore_after_ms_max).
@@ -222,19 +247,26 @@ pub enum StalePolicy {
     Points,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StalePage {
     /// The file whose page goes stale, in the database directory (e.g. "__db.003", the lock region).
     pub file: String,
+    /// When the snapshot is taken and the stale page written back.
     pub policy: StalePolicy,
     /// Chance per cycle.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub probability: f64,
+    /// Random policy: the snapshot is taken within this many ms of the cycle's start.
     pub snapshot_ms_max: u64,
+    /// Random policy: the stale page is written back within this many ms after the snapshot.
     pub restore_after_ms_max: u64,
+    /// Points policy: the crash point where the snapshot is taken.
     pub snapshot_at: String,
+    /// Points policy: the crash point where the stale page is written back.
     pub restore_at: String,
     /// The hit of each point is chosen in 1..=hit_max.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub hit_max: u32,
     /// mlock() the BDB-style region mappings in every worker (seed 000's experiment); recorded in the report.
     pub mlock: bool,
@@ -257,21 +289,23 @@ impl Default for StalePage {
 }
 
 /// `[oracle]`: see `scheduler::rpmoracle`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OracleKeys {
     /// After every Nth cycle (1: every cycle), rpm regenerates the indexes from the same Packages and every
     /// index table is compared row by row with what is stored. Costs one `rpmdb --rebuilddb` of a copy.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub rpm_every: u64,
 }
 
 /// `[power_loss]`: see `fault::powerloss`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PowerLoss {
     /// Seeded random cuts per recorded cycle, besides one at every sync boundary.
     pub images_random: u32,
     /// At most this many images per recorded cycle (sync boundaries thinned evenly beyond it).
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub images_max: u32,
 }
 
@@ -281,19 +315,24 @@ impl Default for PowerLoss {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Kill {
+    /// How workers are killed.
     pub mode: KillMode,
     /// Chance that a given worker gets a random-time kill in a cycle (at least one writer always does).
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub probability: f64,
+    /// How random-time kill delays are drawn.
     pub distribution: Distribution,
     /// Uniform: the range; exponential: min is an offset and (max - min) the mean, capped at 10× the mean.
     pub delay_ms_min: u64,
+    /// Uniform: the end of the range; exponential: min + the mean delay (ms).
     pub delay_ms_max: u64,
     /// Crash-point mode: the point (default: random among the backend's points).
     pub point: Option<String>,
     /// Crash-point mode: the hit is chosen in 1..=hit_max.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub hit_max: u32,
     /// Kill readers too.
     pub readers: bool,
@@ -317,13 +356,15 @@ impl Default for Kill {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// Workers still running after this long are killed (a hang) once they go a quarter of it without
     /// progress — no crash point passed, nothing said on their pipes — and at 3× it regardless.
+    #[schemars(range(min = 100, max = 86_400_000))]
     pub cycle_ms: u64,
     /// The operability probe must open, read and write within this.
+    #[schemars(range(min = 100, max = 86_400_000))]
     pub probe_ms: u64,
 }
 
@@ -405,6 +446,7 @@ fn backend_names() -> String {
     BackendKind::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }
 
+pub mod reference;
 mod validate;
 pub mod when;
 pub use validate::{MAX_POOL_FILES, MAX_POOL_PACKAGES};

@@ -13,19 +13,21 @@ use dbtorture_reports::{KillRecord, KillTrigger, Outcome, Role};
 use serde::Deserialize;
 
 /// One `[[expect_when]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhenRule {
     /// The backend the rule is about (one of the scenario's `backends`).
+    #[schemars(with = "String")]
     pub backend: BackendKind,
-    /// The shape of the cycle's recorded faults the rule applies to.
+    /// The shape of the cycle's recorded faults the rule applies to: `none` or `readers-only`.
     pub faults: FaultShape,
     /// The outcomes such a cycle may have (at least one).
+    #[schemars(with = "Vec<String>", length(min = 1))]
     pub outcomes: Vec<Outcome>,
 }
 
 /// What a cycle's recorded faults were, as far as a rule can say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultShape {
     /// No fault at all: no kill landed (the timeout's kills are a hang's effect, not a fault), no worker

@@ -105,10 +105,7 @@ impl CyclePlan {
     /// Draw the plan of `cycle` of a target from its seed.
     pub fn draw(sc: &Scenario, kind: BackendKind, seed: u64, cycle: u64) -> CyclePlan {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let work = match sc.convert_to() {
-            Some(to) => Work::Convert { from: kind, to, by: sc.workload.converter },
-            None => Work::Workers { writers: sc.workload.writers, readers: sc.workload.readers },
-        };
+        let work = work_of(sc, kind);
         let points = points_for(work, kind);
         match work {
             Work::Convert { .. } => {
@@ -183,6 +180,22 @@ impl CyclePlan {
     }
 }
 
+/// What a cycle of this scenario does on a backend.
+pub fn work_of(sc: &Scenario, kind: BackendKind) -> Work {
+    match sc.convert_to() {
+        Some(to) => Work::Convert { from: kind, to, by: sc.workload.converter },
+        None => Work::Workers { writers: sc.workload.writers, readers: sc.workload.readers },
+    }
+}
+
+/// Every crash point a run of these backends can pass, in `crash::ALL` order: the rows of its coverage table.
+pub fn run_points(sc: &Scenario, kinds: &[BackendKind]) -> Vec<String> {
+    let mut ids: Vec<u32> = kinds.iter().flat_map(|k| points_for(work_of(sc, *k), *k)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().map(|i| dbtorture_backends::crash::ALL[i as usize].to_string()).collect()
+}
+
 /// The crash point ids a cycle of this work can be armed at.
 pub fn points_for(work: Work, kind: BackendKind) -> Vec<u32> {
     use dbtorture_backends::crash;
@@ -209,6 +222,20 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_runs_points_are_its_backends_or_its_conversions() {
+        use dbtorture_backends::crash::points_of;
+        let sc = scenario("");
+        let want: Vec<String> = points_of("bdbenv").map(String::from).collect();
+        assert_eq!(run_points(&sc, &[BackendKind::Bdbenv]), want);
+        let both = run_points(&sc, &[BackendKind::Bdbenv, BackendKind::Sqlite]);
+        assert_eq!(both.len(), want.len() + points_of("sqlite").count(), "{both:?}");
+        // A conversion passes the rebuild's points and both backends'.
+        let conv = scenario("[workload]\nconvert_to='sqlite'\n");
+        let pts = run_points(&conv, &[BackendKind::Bdbenv]);
+        assert!(pts.iter().any(|p| p.starts_with("rebuild.")) && pts.iter().any(|p| p.starts_with("sqlite.")));
     }
 
     #[test]
