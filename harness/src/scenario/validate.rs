@@ -200,6 +200,15 @@ impl Scenario {
                 return Err(self.field_err("power_loss", "cannot be combined with convert, stale_page or memory"));
             }
         }
+        if let Some(io) = &self.io_kill {
+            range("io_kill.first", io.first, 1, 1_000_000)?;
+            if io.ops.is_empty() {
+                return Err(self.field_err("io_kill.ops", "expected at least one of \"write\", \"fsync\", \"rename\""));
+            }
+            if self.stale_page.is_some() || self.memory.is_some() {
+                return Err(self.field_err("io_kill", "cannot be combined with stale_page or memory"));
+            }
+        }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;
         Ok(())

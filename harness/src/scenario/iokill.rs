@@ -1,0 +1,48 @@
+//! `[io_kill]`: kill points (or injected errors) at the cycle's N-th write, fsync or rename, for any engine.
+//!
+//! Why a section of its own: crash points exist only in our engines; the real `rpm` and libdb pass none.
+//! Their file operations, seen through the power-loss recorder, are enumerable kill points for every engine
+//! alike. The same counting serves errors in the middle of a transaction (ENOSPC, EIO, a short write).
+
+use dbtorture_reports::IoOp;
+use serde::Deserialize;
+
+/// What happens at the armed operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoAction {
+    /// Hold the process there (the operation not done) and SIGKILL it.
+    Kill,
+    /// The operation fails with EIO.
+    Eio,
+    /// The operation fails with ENOSPC.
+    Enospc,
+    /// A write writes only its first half (other operations: EIO).
+    Short,
+}
+
+/// How the armed ordinal is chosen each cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoMode {
+    /// Cycle after cycle: every op kind of `ops` at ordinals 1..=first, in turn.
+    Sweep,
+    /// A seeded op kind and ordinal in 1..=first.
+    Random,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IoKill {
+    pub ops: Vec<IoOp>,
+    /// Ordinals 1..=first of each op kind.
+    pub first: u64,
+    pub mode: IoMode,
+    pub action: IoAction,
+}
+
+impl Default for IoKill {
+    fn default() -> Self {
+        IoKill { ops: vec![IoOp::Write], first: 10, mode: IoMode::Sweep, action: IoAction::Kill }
+    }
+}
