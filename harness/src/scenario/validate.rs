@@ -208,6 +208,15 @@ impl Scenario {
             if self.stale_page.is_some() || self.memory.is_some() {
                 return Err(self.field_err("io_kill", "cannot be combined with stale_page or memory"));
             }
+            if self.convert_to().is_some() {
+                // rpm's --rebuilddb renames the database directory itself (`db` → `dbold.PID`): the recorder is
+                // mounted on it, so the rename fails with EBUSY and the conversion with it.
+                return Err(self.field_err(
+                    "io_kill",
+                    "cannot be combined with convert_to (a conversion renames the database directory, which is \
+                     the recorder's mount point)",
+                ));
+            }
         }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;
