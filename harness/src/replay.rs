@@ -176,6 +176,9 @@ pub fn replay_once(
     Ok((o, f))
 }
 
+/// A replayed cycle: its outcome, findings, whether it left the recorded schedule, and its kills.
+type CycleRun = (Outcome, Vec<crate::finding::Finding>, Option<bool>, Vec<KillRecord>);
+
 /// [`replay_once`], also saying whether the replay left the bundle's recorded schedule.
 fn replay_cycle(
     pre: Option<&Path>,
@@ -183,7 +186,7 @@ fn replay_cycle(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>, Option<bool>, Vec<KillRecord>)> {
+) -> anyhow::Result<CycleRun> {
     let tmp = crate::leftovers::scratch("replay")?;
     let mut sched = match pre {
         Some(pre) => {
