@@ -370,9 +370,14 @@ pub fn summary_table(s: &Summary, colour: bool) -> String {
     if !s.coverage.is_empty() {
         let killed = s.coverage.values().filter(|c| c.kills > 0).count();
         let armed = s.coverage.values().filter(|c| c.armed > 0).count();
-        let passed = s.coverage.values().filter(|c| c.hits > 0).count();
+        let is_io = |p: &str| p.starts_with("io:");
+        let passed = s.coverage.iter().filter(|(p, c)| c.hits > 0 && !is_io(p)).count();
+        // I/O kill points (io:write, …): the operations the recorder counted, not crash points.
+        let io: Vec<String> =
+            s.coverage.iter().filter(|(p, c)| is_io(p) && c.hits > 0).map(|(p, c)| format!("{p} {}", c.hits)).collect();
+        let io = if io.is_empty() { String::new() } else { format!("; I/O operations passed: {}", io.join(", ")) };
         out.push_str(&format!(
-            "kill-point coverage: {killed} of {armed} armed points killed at; {passed} of {} crash points passed\n",
+            "kill-point coverage: {killed} of {armed} armed points killed at; {passed} of {} crash points passed{io}\n",
             dbtorture_backends::crash::ALL.len()
         ));
     }

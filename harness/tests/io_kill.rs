@@ -133,8 +133,14 @@ sqlite = ["clean", "recovered"]
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let o = bin().args(["run", sc.to_str().unwrap(), "--cycles", "8", "-q", "--out"]).arg(&out).output().unwrap();
+    let o = bin().args(["run", sc.to_str().unwrap(), "--cycles", "8", "--out"]).arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The summary counts the I/O points apart from the crash points.
+    let said = text(&o);
+    assert!(
+        said.contains("2 of 2 armed points killed at") && said.contains("I/O operations passed: io:fsync "),
+        "{said}"
+    );
     let ks = kills(&out);
     let got: Vec<(String, u64)> = ks
         .iter()
