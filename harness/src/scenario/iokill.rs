@@ -7,7 +7,9 @@
 use dbtorture_reports::IoOp;
 use serde::Deserialize;
 
-/// What happens at the armed operation.
+/// What happens at the armed operation. The error actions reach the engine (its error goes to the worker,
+/// which reports it as `worker-error`/`environment-error`); judging them as an expected fault — the failed
+/// transaction all-or-nothing, earlier acknowledged ones kept (issue 12 item 4) — is not built yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoAction {
