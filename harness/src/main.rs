@@ -442,7 +442,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 r.recorded
             );
             if !r.placement.is_empty() {
-                say!("random-time kills replayed as: {}", r.placement.join(", "));
+                say!("kills replayed as: {}", r.placement.join(", "));
             }
             match r.diverged {
                 Some(false) => say!("interleaving: followed the recorded schedule to its end"),

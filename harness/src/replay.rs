@@ -111,7 +111,7 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
         .kills
         .iter()
         .enumerate()
-        .filter(|(_, k)| k.trigger != KillTrigger::Point && k.last_point.is_some())
+        .filter(|(_, k)| !matches!(k.trigger, KillTrigger::Point | KillTrigger::IoOp { .. }) && k.last_point.is_some())
         .map(|(i, _)| i)
         .take(4)
         .collect();
@@ -130,15 +130,21 @@ pub fn replay(bundle: &Path) -> anyhow::Result<Replayed> {
                 (k.clone(), !at)
             })
             .collect();
-        let (outcome, findings, diverged) = replay_cycle(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
-        let placement = kills
+        let (outcome, findings, diverged, again) =
+            replay_cycle(Some(&bundle.join("pre")), &info, &sc, kills.clone(), None)?;
+        let mut placement: Vec<String> = kills
             .iter()
-            .filter(|(k, _)| k.trigger != KillTrigger::Point)
+            .filter(|(k, _)| !matches!(k.trigger, KillTrigger::Point | KillTrigger::IoOp { .. }))
             .filter_map(|(k, after)| {
                 let p = k.last_point.as_deref()?;
                 Some(format!("w{}: {} {p}#{}", k.worker, if *after { "after" } else { "at" }, k.last_hit.unwrap_or(0)))
             })
             .collect();
+        // I/O kill points are replayed exactly: say whether the replay's kill landed on the same operation.
+        for k in info.kills.iter().filter(|k| matches!(k.trigger, KillTrigger::IoOp { .. })) {
+            let hit = again.iter().any(|r| r.worker == k.worker && r.trigger == k.trigger);
+            placement.push(format!("w{}: at {} ({})", k.worker, k.trigger, if hit { "hit again" } else { "NOT hit" }));
+        }
         let done = outcome == info.outcome;
         last = Some(Replayed {
             recorded: info.outcome,
@@ -166,9 +172,12 @@ pub fn replay_once(
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
 ) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>)> {
-    let (o, f, _) = replay_cycle(pre, info, sc, kills, bundles)?;
+    let (o, f, _, _) = replay_cycle(pre, info, sc, kills, bundles)?;
     Ok((o, f))
 }
+
+/// A replayed cycle: its outcome, findings, whether it left the recorded schedule, and its kills.
+type CycleRun = (Outcome, Vec<crate::finding::Finding>, Option<bool>, Vec<KillRecord>);
 
 /// [`replay_once`], also saying whether the replay left the bundle's recorded schedule.
 fn replay_cycle(
@@ -177,7 +186,7 @@ fn replay_cycle(
     sc: &crate::scenario::Scenario,
     kills: Vec<(KillRecord, bool)>,
     bundles: Option<&Path>,
-) -> anyhow::Result<(Outcome, Vec<crate::finding::Finding>, Option<bool>)> {
+) -> anyhow::Result<CycleRun> {
     let tmp = crate::leftovers::scratch("replay")?;
     let mut sched = match pre {
         Some(pre) => {
@@ -204,5 +213,5 @@ fn replay_cycle(
     // where the scenario allows the outcome.
     sched.bundle_policy = crate::scenario::BundlePolicy::Findings;
     let res = sched.cycle(info.target, info.cycle, &mut Quiet)?;
-    Ok((res.outcome, res.findings, res.diverged))
+    Ok((res.outcome, res.findings, res.diverged, res.kills))
 }

@@ -372,8 +372,17 @@ pub fn summary_table(s: &Summary, colour: bool) -> String {
     }
     if !s.coverage.is_empty() {
         let g = dbtorture_reports::coverage_table::gaps(s);
+        // I/O kill points (io:write, …): the operations the recorder counted, not crash points.
+        let io: Vec<String> = s
+            .coverage
+            .iter()
+            .filter(|(p, c)| p.starts_with("io:") && c.hits > 0)
+            .map(|(p, c)| format!("{p} {}", c.hits))
+            .collect();
+        let io = if io.is_empty() { String::new() } else { format!("; I/O operations passed: {}", io.join(", ")) };
         out.push_str(&format!(
-            "kill-point coverage: {} of {} armed points killed at; {} of {} crash points of these backends passed{}\n",
+            "kill-point coverage: {} of {} armed points killed at; {} of {} crash points of these backends passed{}{io}
+",
             g.killed,
             g.armed,
             g.passed,

@@ -14,6 +14,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("qemu-soak.toml", include_str!("../../scenarios/qemu-soak.toml")),
     ("rebuilddb-convert.toml", include_str!("../../scenarios/rebuilddb-convert.toml")),
     ("rpm-convert.toml", include_str!("../../scenarios/rpm-convert.toml")),
+    ("rpm-io-sweep.toml", include_str!("../../scenarios/rpm-io-sweep.toml")),
     ("rpm-oracle.toml", include_str!("../../scenarios/rpm-oracle.toml")),
     ("rpm-power-loss.toml", include_str!("../../scenarios/rpm-power-loss.toml")),
     ("rpm-rebuilddb.toml", include_str!("../../scenarios/rpm-rebuilddb.toml")),

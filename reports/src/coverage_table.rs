@@ -33,14 +33,16 @@ fn rows(s: &Summary) -> Vec<(&String, PointCoverage)> {
 
 /// What the coverage map covers and where its gaps are (only crash points: not "(before any point)").
 pub fn gaps(s: &Summary) -> Gaps {
-    let cov = &s.coverage;
+    // Crash points only: the I/O kill points' rows (`io:write`, …) count operations, and are armed by a
+    // sweep of their own; they count in `armed` and `killed` like any kill point.
+    let points: Vec<_> = s.coverage.iter().filter(|(p, _)| !p.starts_with("io:")).collect();
     Gaps {
-        points: cov.len(),
-        passed: cov.values().filter(|c| c.hits > 0).count(),
-        armed: cov.values().filter(|c| c.armed > 0).count(),
-        killed: cov.values().filter(|c| c.kills > 0).count(),
-        never_passed: cov.iter().filter(|(_, c)| c.hits == 0).map(|(p, _)| p.clone()).collect(),
-        never_armed: cov.iter().filter(|(_, c)| c.hits > 0 && c.armed == 0).map(|(p, _)| p.clone()).collect(),
+        points: points.len(),
+        passed: points.iter().filter(|(_, c)| c.hits > 0).count(),
+        armed: s.coverage.values().filter(|c| c.armed > 0).count(),
+        killed: s.coverage.values().filter(|c| c.kills > 0).count(),
+        never_passed: points.iter().filter(|(_, c)| c.hits == 0).map(|(p, _)| (*p).clone()).collect(),
+        never_armed: points.iter().filter(|(_, c)| c.hits > 0 && c.armed == 0).map(|(p, _)| (*p).clone()).collect(),
     }
 }
 

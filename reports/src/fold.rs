@@ -221,7 +221,11 @@ impl Aggregate {
                     cov.kills += p
                         .kills
                         .iter()
-                        .filter(|k| k.trigger == KillTrigger::Point && k.last_point.as_deref() == Some(a))
+                        .filter(|k| match k.trigger {
+                            KillTrigger::Point => k.last_point.as_deref() == Some(a),
+                            KillTrigger::IoOp { op, .. } => op.point() == a,
+                            _ => false,
+                        })
                         .count() as u64;
                     *cov.outcomes.entry(outcome.name().into()).or_default() += 1;
                 }

@@ -67,6 +67,9 @@ pub struct Scenario {
     /// Record every cycle's file operations and judge the crash images a power cut would leave.
     #[serde(default)]
     pub power_loss: Option<PowerLoss>,
+    /// Kill points (or injected errors) at the cycle's N-th write, fsync or rename, through the recorder.
+    #[serde(default)]
+    pub io_kill: Option<IoKill>,
     /// Real rpm as a second opinion on the indexes after every Nth cycle (`[oracle] rpm_every = N`).
     #[serde(default)]
     pub oracle: Option<OracleKeys>,
@@ -446,9 +449,11 @@ fn backend_names() -> String {
     BackendKind::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }
 
+mod iokill;
 pub mod reference;
 mod validate;
 pub mod when;
+pub use iokill::{IoAction, IoKill, IoMode};
 pub use validate::{MAX_POOL_FILES, MAX_POOL_PACKAGES};
 
 #[cfg(test)]

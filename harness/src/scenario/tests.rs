@@ -135,3 +135,26 @@ fn the_rpm_oracle_runs_after_every_nth_cycle() {
     assert_eq!(due, [2, 5, 8]);
     assert!(!crate::scheduler::rpmoracle::due(&parse(OK).unwrap(), 0));
 }
+
+#[test]
+fn io_kill_is_validated() {
+    let s = parse(&format!("{OK}[io_kill]\nops=['fsync','rename']\nfirst=3\naction='kill'\n")).unwrap();
+    let io = s.io_kill.unwrap();
+    assert_eq!((io.ops.len(), io.first, io.action, io.mode), (2, 3, IoAction::Kill, IoMode::Sweep));
+    // Injected errors reach the engine but are no fault the verdict knows yet: refused, not run red.
+    let e = parse(&format!("{OK}[io_kill]\naction='enospc'\n")).unwrap_err().to_string();
+    assert!(e.contains("io_kill.action") && e.contains("judged"), "{e}");
+    for (bad, field) in [
+        ("ops=[]", "io_kill.ops"),
+        ("first=0", "io_kill.first"),
+        ("ops=['truncate']", "io_kill.ops"),
+        ("action='explode'", "io_kill.action"),
+    ] {
+        let e = parse(&format!("{OK}[io_kill]\n{bad}\n")).unwrap_err().to_string();
+        assert!(e.contains(field), "{bad}: {e}");
+    }
+    let conv = "name='t'\nbackends=['libdb']\n[workload]\nwriters=0\nreaders=0\nconvert_to='sqlite'\n\
+                converter='rpm'\n[kill]\nmode='none'\n[io_kill]\n[expect]\nlibdb=['clean']\n";
+    let e = parse(conv).unwrap_err().to_string();
+    assert!(e.contains("io_kill") && e.contains("mount point"), "{e}");
+}

@@ -201,6 +201,33 @@ impl Scenario {
                 return Err(self.field_err("power_loss", "cannot be combined with convert, stale_page or memory"));
             }
         }
+        if let Some(io) = &self.io_kill {
+            range("io_kill.first", io.first, 1, 1_000_000)?;
+            if io.ops.is_empty() {
+                return Err(self.field_err("io_kill.ops", "expected at least one of \"write\", \"fsync\", \"rename\""));
+            }
+            if self.stale_page.is_some() || self.memory.is_some() {
+                return Err(self.field_err("io_kill", "cannot be combined with stale_page or memory"));
+            }
+            if io.action != super::IoAction::Kill {
+                // The recorder injects them, but the verdict does not yet treat an injected error as a fault
+                // (the failed transaction all-or-nothing, earlier ones kept): every such cycle would be red.
+                return Err(self.field_err(
+                    "io_kill.action",
+                    "only \"kill\" is judged so far; injected errors (eio, enospc, short) are not yet a fault the \
+                     verdict knows",
+                ));
+            }
+            if self.convert_to().is_some() {
+                // rpm's --rebuilddb renames the database directory itself (`db` → `dbold.PID`): the recorder is
+                // mounted on it, so the rename fails with EBUSY and the conversion with it.
+                return Err(self.field_err(
+                    "io_kill",
+                    "cannot be combined with convert_to (a conversion renames the database directory, which is \
+                     the recorder's mount point)",
+                ));
+            }
+        }
         range("timeouts.cycle_ms", self.timeouts.cycle_ms, 100, 86_400_000)?;
         range("timeouts.probe_ms", self.timeouts.probe_ms, 100, 86_400_000)?;
         Ok(())

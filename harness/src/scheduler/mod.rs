@@ -262,13 +262,17 @@ impl<'a> Scheduler<'a> {
         let global = &words[self.max_children * crashpoint::SLOT_WORDS..];
         crate::fault::schedule::reset(global);
         // Power loss: record the cycle's file operations (mounted before any child exists).
-        let recording = match &sc.power_loss {
-            Some(_) => Some(crate::scheduler::powercut::Recording::start(
+        // I/O kill points: the same recorder counts the cycle's operations and holds the armed one.
+        let recording = match sc.power_loss.is_some() || sc.io_kill.is_some() {
+            true => Some(crate::scheduler::powercut::Recording::start(
                 &self.targets[t].dir,
                 &self.side_dir(kind, "power-loss"),
             )?),
-            None => None,
+            false => None,
         };
+        if let (Some(r), Some(a)) = (&recording, plan.io) {
+            r.gate().arm(a);
+        }
         let f0 = Instant::now();
         let mut children = self.spawn(t, cycle, &plan)?;
         let fork_time = f0.elapsed();
@@ -281,16 +285,19 @@ impl<'a> Scheduler<'a> {
             words,
             global,
             timeout: Duration::from_millis(sc.timeouts.cycle_ms),
+            io: recording.as_ref().map(|r| r.gate()),
         };
         let dir = self.targets[t].dir.clone();
         let mut env = FaultEnv { dir: &dir, rng: &mut plan.rng, ctx: &mut ctx };
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
         let done = faults::finish_all(&mut faults, &mut ctx);
         drop(faults);
-        let recorded = recording.map(|r| r.finish()).transpose()?;
+        let io_passed = recording.as_ref().map(|r| r.gate().passed()).unwrap_or_default();
+        let recorded = recording.map(|r| r.finish()).transpose()?.filter(|_| sc.power_loss.is_some());
         sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         self.interrupted |= sup.interrupted;
-        let point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
+        let mut point_hits = point_hits(&words[..n * crashpoint::SLOT_WORDS]);
+        point_hits.extend(io_passed.into_iter().map(|(op, n)| (op.point(), n)));
         self.report_regions(&words[..n * crashpoint::SLOT_WORDS], &mut ctx);
         let schedule: Vec<Vec<u64>> = words[..n * crashpoint::SLOT_WORDS]
             .chunks(crashpoint::SLOT_WORDS)

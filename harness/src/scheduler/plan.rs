@@ -7,6 +7,8 @@
 //! process or a file, makes that promise testable without forking (see the tests below).
 
 use crate::fault::plan::{self, WorkerPlan};
+use crate::fault::powerloss::iogate::IoArm;
+use crate::scenario::IoAction;
 use crate::scenario::{Scenario, StalePolicy};
 use dbtorture_backends::BackendKind;
 use dbtorture_reports::{KillRecord, KillTrigger};
@@ -97,6 +99,8 @@ pub struct CyclePlan {
     pub seed: u64,
     pub children: Vec<ChildPlan>,
     pub stale: Option<StalePlan>,
+    /// The I/O kill point (or injected error) of `[io_kill]`, counted by the recorder.
+    pub io: Option<IoArm>,
     /// The cycle's RNG after drawing the plan: the faults draw from it as they act.
     pub rng: ChaCha8Rng,
 }
@@ -110,7 +114,8 @@ impl CyclePlan {
         match work {
             Work::Convert { .. } => {
                 let kill = plan::draw(&mut rng, &sc.kill, 1, 0, &points, cycle).remove(0);
-                CyclePlan { work, seed, children: vec![ChildPlan { kill, seed: 0 }], stale: None, rng }
+                let io = sc.io_kill.as_ref().and_then(|c| IoArm::draw(c, cycle, &mut rng));
+                CyclePlan { work, seed, children: vec![ChildPlan { kill, seed: 0 }], stale: None, io, rng }
             }
             Work::Workers { writers, readers } => {
                 let mut kills = plan::draw(&mut rng, &sc.kill, writers, readers, &points, cycle);
@@ -120,7 +125,8 @@ impl CyclePlan {
                     kills[*sw].arm = None;
                 }
                 let children = kills.into_iter().map(|kill| ChildPlan { kill, seed: rng.random() }).collect();
-                CyclePlan { work, seed, children, stale, rng }
+                let io = sc.io_kill.as_ref().and_then(|c| IoArm::draw(c, cycle, &mut rng));
+                CyclePlan { work, seed, children, stale, io, rng }
             }
         }
     }
@@ -133,7 +139,13 @@ impl CyclePlan {
             c.kill.arm = None;
             c.kill.arm_after = false;
         }
+        // An I/O kill happens again only where one was recorded; an injected error stays (it is no kill).
+        self.io = self.io.filter(|a| a.action != IoAction::Kill);
         for (k, after) in kills {
+            if let KillTrigger::IoOp { op, nth } = k.trigger {
+                self.io = Some(IoArm { op, nth, action: IoAction::Kill });
+                continue;
+            }
             let (Some(p), Some(hit), Some(c)) = (&k.last_point, k.last_hit, self.children.get_mut(k.worker as usize))
             else {
                 continue;
@@ -155,7 +167,11 @@ impl CyclePlan {
 
     /// The crash point a child was armed at to be killed there (for the coverage table).
     pub fn armed(&self) -> Option<&'static str> {
-        self.children.iter().find_map(|c| c.kill.arm).map(|(id, _)| dbtorture_backends::crash::ALL[id as usize])
+        self.children
+            .iter()
+            .find_map(|c| c.kill.arm)
+            .map(|(id, _)| dbtorture_backends::crash::ALL[id as usize])
+            .or(self.io.map(|a| a.op.point()))
     }
 
     /// The plan in one line, as `cycle-start` and bundles record it.
@@ -172,6 +188,7 @@ impl CyclePlan {
                 parts.push(format!("w{i}:{}#{nth}", dbtorture_backends::crash::ALL[id as usize]));
             }
         }
+        parts.extend(self.io.map(|a| a.describe()));
         let mut text = if parts.is_empty() { "no faults".to_string() } else { parts.join(" ") };
         if let Some(st) = &self.stale {
             text.push_str(&format!(" {}", st.describe()));

@@ -55,6 +55,11 @@ impl Recording {
         Ok(Recording { rec, pre, setup: t0.elapsed() })
     }
 
+    /// The recording's I/O kill points and errors.
+    pub fn gate(&self) -> crate::fault::powerloss::iogate::GateHandle<'_> {
+        self.rec.gate()
+    }
+
     /// Unmount; the directory is back in place with what the cycle left.
     pub fn finish(self) -> Result<(BTreeMap<String, Vec<u8>>, Log), RecorderError> {
         let log = self.rec.stop()?;

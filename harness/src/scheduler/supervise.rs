@@ -11,6 +11,7 @@ use super::deadline::Deadline;
 use super::faults::{CycleFault, FaultEnv};
 use crate::fault::crashpoint;
 use crate::fault::plan::WorkerPlan;
+use crate::fault::powerloss::iogate;
 use crate::sys::AtomicU64;
 use anyhow::{Context, Result};
 use dbtorture_reports::{KillTrigger, Role};
@@ -92,6 +93,8 @@ pub struct Watch<'a> {
     pub global: &'a [AtomicU64],
     /// How long the children may go without progress ([`Deadline`]).
     pub timeout: Duration,
+    /// The recorder's I/O kill points, when the cycle is recorded.
+    pub io: Option<iogate::GateHandle<'a>>,
 }
 
 /// Run the loop until every child is reaped.
@@ -123,6 +126,9 @@ pub fn run(
                 c.send(Signal::SIGKILL, KillTrigger::Timeout, now);
             }
         }
+        if let Some(g) = &watch.io {
+            io_hold(children, g, now);
+        }
         for f in faults.iter_mut() {
             f.on_time(now, env);
         }
@@ -143,6 +149,7 @@ pub fn run(
             .min(deadline.next());
         let wait_ms = next.saturating_sub(t0.elapsed()).as_micros().div_ceil(1000).clamp(0, 1000) as u16;
         let mut fds: Vec<PollFd> = vec![PollFd::new(watch.signals.as_fd(), PollFlags::POLLIN)];
+        fds.extend(watch.io.as_ref().map(|g| PollFd::new(g.fd(), PollFlags::POLLIN)));
         for c in children.iter() {
             if let Some(p) = &c.pipe {
                 fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
@@ -170,6 +177,24 @@ pub fn run(
         c.pipe = None;
     }
     Ok(Supervised { interrupted })
+}
+
+/// A process the recorder holds at the armed I/O operation: SIGKILL the cycle's child it belongs to (and
+/// the process itself, e.g. the rpm a worker runs), then let the recorder answer. A process that is no
+/// child's (none should be) has its operation let through.
+fn io_hold(children: &mut [Child], g: &iogate::GateHandle<'_>, now: Duration) {
+    let Some((pid, op, nth)) = g.held() else { return };
+    let pids: Vec<u32> = children.iter().map(|c| c.pid.as_raw() as u32).collect();
+    match iogate::owner(pid, &pids) {
+        Some(i) => {
+            children[i].send(Signal::SIGKILL, KillTrigger::IoOp { op, nth }, now);
+            if pid != pids[i] {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            g.release(true);
+        }
+        None => g.release(false),
+    }
 }
 
 /// Reap what changed. A child stopped at its armed crash point is SIGKILLed right there — unless a fault

@@ -21,6 +21,7 @@
 //! What the recorder cannot see is in [`recorder`]'s doc (MAP_SHARED stores before write-back, mainly).
 
 pub mod bench;
+pub mod iogate;
 pub mod judge;
 pub mod model;
 pub mod oplog;

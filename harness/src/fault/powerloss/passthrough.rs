@@ -2,8 +2,9 @@
 //! directory, the mutating ones logged with a global sequence number (`oplog.rs`) and counted in the shared
 //! acknowledgement page before they are answered. (Starting and stopping the daemon is `recorder.rs`.)
 
+use super::iogate::{self, Gate};
 use super::oplog::{self, Ino, Op, ROOT};
-use crate::sys::AtomicU64;
+use dbtorture_reports::IoOp;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
@@ -14,7 +15,6 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,14 +26,14 @@ pub(super) struct State {
     files: HashMap<u64, (Ino, File)>,
     next_fh: u64,
     pub(super) log: Vec<u8>,
-    counter: &'static AtomicU64,
+    gate: iogate::Counter,
 }
 
 const TTL: Duration = Duration::from_secs(60);
 
 impl State {
     /// Bind every path under `root` to an inode, in sorted order, and log the bindings.
-    pub(super) fn new(root: &Path, counter: &'static AtomicU64) -> std::io::Result<State> {
+    pub(super) fn new(root: &Path, gate: iogate::Counter) -> std::io::Result<State> {
         let mut s = State {
             root: root.to_path_buf(),
             paths: HashMap::new(),
@@ -42,7 +42,7 @@ impl State {
             files: HashMap::new(),
             next_fh: 1,
             log: oplog::header().to_vec(),
-            counter,
+            gate,
         };
         s.paths.insert(ROOT, PathBuf::new());
         s.inos.insert(PathBuf::new(), ROOT);
@@ -79,7 +79,7 @@ impl State {
 
     fn record(&mut self, op: &Op) {
         oplog::encode_op(&mut self.log, op);
-        self.counter.fetch_add(1, Ordering::SeqCst);
+        self.gate.answered();
     }
 
     fn rel(&self, ino: Ino) -> Result<&PathBuf, Errno> {
@@ -297,7 +297,7 @@ impl Filesystem for Fs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -309,6 +309,9 @@ impl Filesystem for Fs {
         let res = (|| {
             if flags.bits() != 0 {
                 return Err(Errno::EINVAL);
+            }
+            if let Gate::Fail(e) = s.gate.check(IoOp::Rename, req.pid()) {
+                return Err(Errno::from_i32(e));
             }
             let from = s.child(parent.0, name)?;
             let to = s.child(newparent.0, newname)?;
@@ -419,7 +422,7 @@ impl Filesystem for Fs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -430,6 +433,14 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let mut s = self.st();
+        if !s.files.contains_key(&fh.0) {
+            return reply.error(Errno::EBADF);
+        }
+        let data = match s.gate.check(IoOp::Write, req.pid()) {
+            Gate::Pass => data,
+            Gate::Fail(e) => return reply.error(Errno::from_i32(e)),
+            Gate::Short => &data[..data.len() / 2],
+        };
         let Some((_, f)) = s.files.get(&fh.0) else { return reply.error(Errno::EBADF) };
         if let Err(e) = f.write_all_at(data, offset) {
             return reply.error(Errno::from(e));
@@ -457,8 +468,12 @@ impl Filesystem for Fs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        self.st().record(&Op::Fsync { ino: ino.0, datasync });
+    fn fsync(&self, req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let mut s = self.st();
+        if let Gate::Fail(e) = s.gate.check(IoOp::Fsync, req.pid()) {
+            return reply.error(Errno::from_i32(e));
+        }
+        s.record(&Op::Fsync { ino: ino.0, datasync });
         reply.ok();
     }
 
@@ -503,8 +518,12 @@ impl Filesystem for Fs {
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.st().record(&Op::FsyncDir { ino: ino.0 });
+    fn fsyncdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let mut s = self.st();
+        if let Gate::Fail(e) = s.gate.check(IoOp::Fsync, req.pid()) {
+            return reply.error(Errno::from_i32(e));
+        }
+        s.record(&Op::FsyncDir { ino: ino.0 });
         reply.ok();
     }
 

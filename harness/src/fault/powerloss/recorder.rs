@@ -26,9 +26,9 @@
 //!   local to the mount — every process of the cycle uses the mount).
 //! - Not supported: hard links, creating symlinks, xattrs (refused), `O_DIRECT` semantics.
 
-use super::oplog;
 use super::passthrough::{Fs, State};
-use crate::sys::{self, AtomicU64, SharedWords};
+use super::{iogate, oplog};
+use crate::sys::{self, SharedWords};
 use fuser::{Config, MountOption};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -75,6 +75,8 @@ pub struct Recorder {
     backing: PathBuf,
     log_path: PathBuf,
     counter: SharedWords,
+    /// Read end of the daemon's "a process is held" pipe (non-blocking).
+    notify: File,
     pub started: Duration,
     stopped: bool,
 }
@@ -113,16 +115,23 @@ impl Recorder {
         }
         std::fs::rename(dir, &backing).map_err(io("moving aside", dir))?;
         std::fs::create_dir(dir).map_err(io("creating the mount point", dir))?;
-        let counter = SharedWords::new(1).map_err(RecorderError::Shared)?;
-        let (rd, wr) = nix::unistd::pipe().map_err(|e| RecorderError::Fork(sys::ForkError::Fork(e)))?;
+        let counter = SharedWords::new(iogate::WORDS).map_err(RecorderError::Shared)?;
+        let pipe = || nix::unistd::pipe().map_err(|e| RecorderError::Fork(sys::ForkError::Fork(e)));
+        let (rd, wr) = pipe()?;
+        let (nrd, nwr) = pipe()?;
+        nix::fcntl::fcntl(&nrd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(|e| RecorderError::Fork(sys::ForkError::Fork(e)))?;
         let (b, m, l) = (backing.clone(), dir.to_path_buf(), log_path.to_path_buf());
         let words = &counter;
-        let wr_ref = &wr;
+        let (wr_ref, nwr_ref) = (&wr, &nwr);
+        let harness = std::process::id();
         let pid = sys::fork_child(move || {
             let ready = wr_ref.try_clone().map(File::from);
-            daemon(&b, &m, &l, &words.child_static()[0], ready.ok())
+            let gate = iogate::Counter::new(words.child_static(), nwr_ref.try_clone().map(File::from).ok(), harness);
+            daemon(&b, &m, &l, gate, ready.ok())
         });
         drop(wr);
+        drop(nwr);
         let pid = match pid {
             Ok(p) => p,
             Err(e) => {
@@ -147,6 +156,7 @@ impl Recorder {
             backing,
             log_path: log_path.to_path_buf(),
             counter,
+            notify: File::from(nrd),
             started: t0.elapsed(),
             stopped: false,
         })
@@ -155,6 +165,11 @@ impl Recorder {
     /// Operations answered so far.
     pub fn seq(&self) -> u64 {
         self.counter.words()[0].load(Ordering::SeqCst)
+    }
+
+    /// The I/O kill points and errors of this recording (`iogate.rs`).
+    pub fn gate(&self) -> iogate::GateHandle<'_> {
+        iogate::GateHandle { words: self.counter.words(), notify: &self.notify }
     }
 
     /// Unmount, collect the daemon and its log, and put the directory back.
@@ -225,7 +240,7 @@ fn restore(dir: &Path, backing: &Path) -> Result<(), RecorderError> {
 }
 
 /// The daemon's body: mount, say "ok", serve until unmounted, write the log. Returns the exit code.
-fn daemon(backing: &Path, mount: &Path, log_path: &Path, counter: &'static AtomicU64, ready: Option<File>) -> i32 {
+fn daemon(backing: &Path, mount: &Path, log_path: &Path, gate: iogate::Counter, ready: Option<File>) -> i32 {
     use std::io::Write;
     let mut ready = ready;
     let mut say = |s: &str| {
@@ -233,7 +248,7 @@ fn daemon(backing: &Path, mount: &Path, log_path: &Path, counter: &'static Atomi
             let _ = r.write_all(s.as_bytes());
         }
     };
-    let state = match State::new(backing, counter) {
+    let state = match State::new(backing, gate) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => {
             say(&format!("binding {}: {e}\n", backing.display()));
