@@ -203,8 +203,11 @@ fn replay_cycle(
         None => crate::scheduler::Scheduler::new(sc, info.seed, tmp.path())?,
     };
     anyhow::ensure!(info.target < sched.targets.len(), "the bundle's backend is not in its scenario");
-    // What earlier cycles of the run left unrecovered explains findings of this one as much as its own faults.
-    sched.targets[info.target].carried = info.carried.clone();
+    // What earlier cycles of the run left unrecovered explains findings of this one as much as its own faults
+    // — when the cycle starts from the bundle's pre/; a fresh database (shrink) inherited nothing.
+    if pre.is_some() {
+        sched.targets[info.target].carried = info.carried.clone();
+    }
     sched.replay_kills = Some(kills);
     // Follow the recorded interleaving (bundles written before schedules were recorded have none).
     sched.replay_schedule = (!info.schedule.is_empty()).then(|| info.schedule.clone());

@@ -381,8 +381,7 @@ pub fn summary_table(s: &Summary, colour: bool) -> String {
             .collect();
         let io = if io.is_empty() { String::new() } else { format!("; I/O operations passed: {}", io.join(", ")) };
         out.push_str(&format!(
-            "kill-point coverage: {} of {} armed points killed at; {} of {} crash points of these backends passed{}{io}
-",
+            "kill-point coverage: {} of {} armed points killed at; {} of {} crash points of these backends passed{}{io}\n",
             g.killed,
             g.armed,
             g.passed,

@@ -6,8 +6,8 @@
 //! line above the table. The run says which points its backends can pass (`run-start`'s `points`); the fold
 //! gives each a row even when nothing happened there.
 
-use crate::html::{colour, esc};
 use crate::model::{Outcome, PointCoverage, Summary};
+use crate::style::{colour, esc};
 use std::fmt::Write as _;
 
 /// Counts over the table's points.
@@ -33,14 +33,14 @@ fn rows(s: &Summary) -> Vec<(&String, PointCoverage)> {
 
 /// What the coverage map covers and where its gaps are (only crash points: not "(before any point)").
 pub fn gaps(s: &Summary) -> Gaps {
-    // Crash points only: the I/O kill points' rows (`io:write`, …) count operations, and are armed by a
-    // sweep of their own; they count in `armed` and `killed` like any kill point.
+    // Crash points only: the I/O kill points' rows (`io:write`, …) count operations, not points; the terminal
+    // line names them apart.
     let points: Vec<_> = s.coverage.iter().filter(|(p, _)| !p.starts_with("io:")).collect();
     Gaps {
         points: points.len(),
         passed: points.iter().filter(|(_, c)| c.hits > 0).count(),
-        armed: s.coverage.values().filter(|c| c.armed > 0).count(),
-        killed: s.coverage.values().filter(|c| c.kills > 0).count(),
+        armed: points.iter().filter(|(_, c)| c.armed > 0).count(),
+        killed: points.iter().filter(|(_, c)| c.kills > 0).count(),
         never_passed: points.iter().filter(|(_, c)| c.hits == 0).map(|(p, _)| (*p).clone()).collect(),
         never_armed: points.iter().filter(|(_, c)| c.hits > 0 && c.armed == 0).map(|(p, _)| (*p).clone()).collect(),
     }

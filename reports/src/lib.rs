@@ -5,9 +5,11 @@ pub mod coverage_table;
 pub mod fold;
 pub mod html;
 pub mod junit;
+pub mod kill;
 pub mod model;
 pub mod run_clock;
 pub mod stats;
+pub mod style;
 pub mod writer;
 
 pub use fold::{Aggregate, Timeline, read_events};

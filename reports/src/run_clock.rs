@@ -7,8 +7,8 @@
 //! fewer or slower cycles shows it.
 
 use crate::fold::Timeline;
-use crate::html::colour;
 use crate::model::Outcome;
+use crate::style::colour;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 

@@ -168,7 +168,8 @@ fn default_timeout(sc: &Scenario, a: &QemuArgs) -> Duration {
         return boot + d + d / 2;
     }
     let cycles = a.cycles.or(sc.cycles).unwrap_or(20) * sc.backends.len().max(1) as u64;
-    let per = Duration::from_millis(sc.timeouts.cycle_ms + sc.timeouts.probe_ms) + Duration::from_secs(30);
+    // Workers may run up to 3 × cycle_ms while they progress (scheduler/deadline.rs).
+    let per = Duration::from_millis(3 * sc.timeouts.cycle_ms + sc.timeouts.probe_ms) + Duration::from_secs(30);
     boot + per * cycles as u32
 }
 

@@ -19,7 +19,7 @@ pub const DEFAULT_APPEND: &str = "console=ttyAMA0 panic=-1 rdinit=/init \
 
 /// The arguments added for `machine` unless the user passed their own `-icount`.
 pub fn timekeeping_args(machine: &str, user_args: &[String]) -> Vec<String> {
-    let user_chose = user_args.iter().any(|a| a == "-icount" || a.starts_with("-icount="));
+    let user_chose = user_args.iter().any(|a| a.trim_start().trim_start_matches('-').starts_with("icount"));
     if machine == "raspi0" && !user_chose { vec!["-icount".into(), "shift=auto,sleep=on".into()] } else { Vec::new() }
 }
 
@@ -31,6 +31,7 @@ mod tests {
     fn raspi0_counts_instructions_unless_the_user_said_otherwise() {
         assert_eq!(timekeeping_args("raspi0", &[]), ["-icount", "shift=auto,sleep=on"]);
         assert!(timekeeping_args("raspi0", &["-icount".into(), "shift=3".into()]).is_empty());
+        assert!(timekeeping_args("raspi0", &["--icount shift=3".into()]).is_empty(), "spelt as one argument");
         assert!(timekeeping_args("versatilepb", &[]).is_empty(), "the SP804 timer counts down: nothing to miss");
     }
 }

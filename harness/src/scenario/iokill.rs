@@ -1,7 +1,7 @@
 //! `[io_kill]`: kill points (or injected errors) at the cycle's N-th write, fsync or rename, for any engine.
 //!
-//! Why a section of its own: crash points exist only in our engines; the real `rpm` and libdb pass none.
-//! Their file operations, seen through the power-loss recorder, are enumerable kill points for every engine
+//! Why a section of its own: crash points exist only where we can place them — in our engines and around
+//! libdb's calls; the real `rpm` passes none. File operations, seen through the power-loss recorder, are enumerable kill points for every engine
 //! alike. The same counting serves errors in the middle of a transaction (ENOSPC, EIO, a short write).
 
 use dbtorture_reports::IoOp;

@@ -78,6 +78,13 @@ impl CycleFaults<'_> {
 impl super::Scenario {
     /// Each rule names a backend the scenario runs, allows at least one outcome, and can apply at all.
     pub(super) fn validate_when(&self) -> Result<(), super::ScenarioError> {
+        if !self.expect_when.is_empty() && self.power_loss.is_some() {
+            // A power-loss cycle is judged per crash image, not by its processes' faults: no rule applies.
+            return Err(self.field_err(
+                "expect_when",
+                "cannot be combined with power_loss (crash images are judged by the engine's power-loss promise)",
+            ));
+        }
         for (i, r) in self.expect_when.iter().enumerate() {
             if !self.backends.iter().any(|b| b == r.backend.name()) {
                 return Err(self.field_err(

@@ -292,7 +292,9 @@ impl<'a> Scheduler<'a> {
         let sup = supervise::run(&mut children, &watch, &mut faults, &mut env, &mut got)?;
         let done = faults::finish_all(&mut faults, &mut ctx);
         drop(faults);
-        let io_passed = recording.as_ref().map(|r| r.gate().passed()).unwrap_or_default();
+        // I/O operations are kill points only where [io_kill] arms them; a power-loss recording counts them too.
+        let io_passed =
+            recording.as_ref().filter(|_| sc.io_kill.is_some()).map(|r| r.gate().passed()).unwrap_or_default();
         let recorded = recording.map(|r| r.finish()).transpose()?.filter(|_| sc.power_loss.is_some());
         sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         self.interrupted |= sup.interrupted;

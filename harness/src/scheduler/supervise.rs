@@ -187,7 +187,13 @@ fn io_hold(children: &mut [Child], g: &iogate::GateHandle<'_>, now: Duration) {
     let pids: Vec<u32> = children.iter().map(|c| c.pid.as_raw() as u32).collect();
     match iogate::owner(pid, &pids) {
         Some(i) => {
-            children[i].send(Signal::SIGKILL, KillTrigger::IoOp { op, nth }, now);
+            // A child already SIGKILLed (its timeout, a planned time) keeps the trigger it died of: the held
+            // operation is only where that kill found it.
+            if children[i].sent.map(|s| s.0) == Some(Signal::SIGKILL) {
+                let _ = kill(children[i].pid, Signal::SIGKILL);
+            } else {
+                children[i].send(Signal::SIGKILL, KillTrigger::IoOp { op, nth }, now);
+            }
             if pid != pids[i] {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
