@@ -33,14 +33,14 @@ fn rows(s: &Summary) -> Vec<(&String, PointCoverage)> {
 
 /// What the coverage map covers and where its gaps are (only crash points: not "(before any point)").
 pub fn gaps(s: &Summary) -> Gaps {
-    // Crash points only: the I/O kill points' rows (`io:write`, …) count operations, not points; the terminal
-    // line names them apart.
+    // `points`/`passed`/`never_*` are crash points only: the I/O kill points' rows (`io:write`, …) count
+    // operations, and the terminal line names them apart. `armed`/`killed` are kill points of both kinds.
     let points: Vec<_> = s.coverage.iter().filter(|(p, _)| !p.starts_with("io:")).collect();
     Gaps {
         points: points.len(),
         passed: points.iter().filter(|(_, c)| c.hits > 0).count(),
-        armed: points.iter().filter(|(_, c)| c.armed > 0).count(),
-        killed: points.iter().filter(|(_, c)| c.kills > 0).count(),
+        armed: s.coverage.values().filter(|c| c.armed > 0).count(),
+        killed: s.coverage.values().filter(|c| c.kills > 0).count(),
         never_passed: points.iter().filter(|(_, c)| c.hits == 0).map(|(p, _)| (*p).clone()).collect(),
         never_armed: points.iter().filter(|(_, c)| c.hits > 0 && c.armed == 0).map(|(p, _)| (*p).clone()).collect(),
     }
