@@ -8,19 +8,7 @@ mod common;
 use common::{bin, events, root, text};
 use serde_json::Value;
 
-fn skip(tools: &[&str]) -> Option<String> {
-    let mut why = Vec::new();
-    if !std::path::Path::new("/dev/fuse").exists() {
-        why.push("/dev/fuse is missing".to_string());
-    }
-    for t in tools {
-        let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
-        if !found {
-            why.push(format!("{t} is not installed"));
-        }
-    }
-    (!why.is_empty()).then(|| why.join(", "))
-}
+use common::fuse_missing as skip;
 
 macro_rules! skip_unless {
     ($tools:expr) => {

@@ -29,3 +29,18 @@ pub fn events(out: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect()
 }
+
+/// Why the FUSE recorder cannot run here (no `/dev/fuse`, or one of `tools` not on PATH), if it cannot.
+pub fn fuse_missing(tools: &[&str]) -> Option<String> {
+    let mut why = Vec::new();
+    if !Path::new("/dev/fuse").exists() {
+        why.push("/dev/fuse is missing".to_string());
+    }
+    for t in tools {
+        let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
+        if !found {
+            why.push(format!("{t} is not installed"));
+        }
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
