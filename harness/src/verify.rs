@@ -80,12 +80,15 @@ pub fn probe(
     let pid = sys::fork_child(|| {
         let Ok(fd) = wr.try_clone() else { return 4 };
         let mut out = std::fs::File::from(fd);
-        let mut messages = Vec::new();
-        let res = probe_body(kind, dir, pool, &mut messages);
         use std::io::Write;
-        for m in messages {
-            let _ = out.write_all(format!("M {}\n", m.replace('\n', " ")).as_bytes());
-        }
+        // Each message goes out as soon as the engine says it: a probe that then hangs (failchk said it
+        // freed a dead reader's locks, and the probe blocks on them) has still said it.
+        let mut say = |messages: Vec<String>| {
+            for m in messages {
+                let _ = out.write_all(format!("M {}\n", m.replace('\n', " ")).as_bytes());
+            }
+        };
+        let res = probe_body(kind, dir, pool, &mut say);
         match res {
             Ok(()) => 0,
             Err(e) => {
@@ -98,13 +101,19 @@ pub fn probe(
     let deadline = Instant::now() + timeout;
     let mut msg = Vec::new();
     let mut file = std::fs::File::from(rd);
+    let said = |msg: &[u8]| -> Vec<String> {
+        let text = String::from_utf8_lossy(msg);
+        text.lines().filter_map(|l| l.strip_prefix("M ")).map(str::to_string).collect()
+    };
     // The child holds the pipe's write end until it exits: EOF means it is exiting.
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            return Ok((Probe::TimedOut, Vec::new()));
+            // What it said before it hung is judged too (only whole lines).
+            let whole = msg.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            return Ok((Probe::TimedOut, said(&msg[..whole])));
         }
         let ms = left.as_millis().clamp(1, 1000) as u16;
         let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
@@ -121,8 +130,8 @@ pub fn probe(
             Err(_) => break,
         }
     }
+    let messages = said(&msg);
     let text = String::from_utf8_lossy(&msg).into_owned();
-    let messages: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("M ")).map(str::to_string).collect();
     let text: String = text.lines().filter_map(|l| l.strip_prefix("E ")).collect::<Vec<_>>().join("; ");
     let verdict = match waitpid(pid, None) {
         Ok(WaitStatus::Exited(_, 0)) => Probe::Ok,
@@ -136,9 +145,9 @@ pub fn probe(
     Ok((verdict, messages))
 }
 
-fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, messages: &mut Vec<String>) -> Result<(), String> {
+fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, say: &mut dyn FnMut(Vec<String>)) -> Result<(), String> {
     let mut db = kind.open(dir, OpenMode::ReadWrite).map_err(|e| format!("open: {e}"))?;
-    messages.extend(db.take_messages());
+    say(db.take_messages());
     let p = &pool.probe;
     db.lookup(IndexTag(tags::NAME), b"dbtorture-probe").map_err(|e| format!("read: {e}"))?;
     db.hnums().map_err(|e| format!("read: {e}"))?;
@@ -164,6 +173,6 @@ fn probe_body(kind: BackendKind, dir: &Path, pool: &Pool, messages: &mut Vec<Str
     db.begin().map_err(|e| format!("begin: {e}"))?;
     db.erase(h).map_err(|e| format!("erase: {e}"))?;
     db.commit().map_err(|e| format!("commit: {e}"))?;
-    messages.extend(db.take_messages());
+    say(db.take_messages());
     db.close().map_err(|e| format!("close: {e}"))
 }

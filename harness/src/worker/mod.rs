@@ -199,6 +199,10 @@ fn run_txn(db: &mut dyn Backend, pool: &Pool, txn: &Txn, txn_no: u64) -> Result<
 fn reader<W: Write>(spec: &WorkerSpec<'_>, pool: &Pool, rep: &mut Reporter<W>) -> Result<(), i32> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut db = spec.backend.open_reader(spec.dir).map_err(|e| fail(rep, format!("open: {e}")))?;
+    // A reader's open runs failchk too: what it says is judged like a writer's.
+    for line in db.take_messages() {
+        rep.send(&WorkerMsg::Log { line })?;
+    }
     let mut n = 0u64;
     for _ in 0..spec.ops {
         if crate::sys::terminate_requested() {

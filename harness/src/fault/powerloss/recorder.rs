@@ -50,8 +50,8 @@ pub enum RecorderError {
     Mount { path: PathBuf, detail: String },
     #[error("recorder: the daemon did not end within {0:?} after the unmount")]
     Stuck(Duration),
-    #[error("recorder: the daemon ended with {0:?}")]
-    Daemon(WaitStatus),
+    #[error("recorder: the daemon ended with {status:?}: {said}")]
+    Daemon { status: WaitStatus, said: String },
     #[error("recorder: {0}")]
     Log(#[from] oplog::DecodeError),
     #[error("recorder: shared counter page: {0}")]
@@ -197,7 +197,10 @@ impl Recorder {
             return Err(RecorderError::Mount { path: self.mount.clone(), detail: format!("umount: {e}") });
         }
         if status != WaitStatus::Exited(self.pid, 0) {
-            return Err(RecorderError::Daemon(status));
+            let said = std::fs::read_to_string(said_path(&self.log_path)).unwrap_or_default();
+            let said =
+                if said.trim().is_empty() { "(it said nothing)".to_string() } else { said.trim().replace('\n', "; ") };
+            return Err(RecorderError::Daemon { status, said });
         }
         let bytes = std::fs::read(&self.log_path).map_err(io("reading the log", &self.log_path))?;
         Ok(oplog::Log::decode(&bytes)?)
@@ -239,10 +242,40 @@ fn restore(dir: &Path, backing: &Path) -> Result<(), RecorderError> {
     std::fs::rename(backing, dir).map_err(io("putting back", backing))
 }
 
+/// Where the daemon writes why it ended badly: its own error and fuser's `log` errors.
+fn said_path(log_path: &Path) -> PathBuf {
+    let mut p = log_path.as_os_str().to_owned();
+    p.push(".said");
+    PathBuf::from(p)
+}
+
+/// fuser's `error!`/`warn!` lines, kept for [`RecorderError::Daemon`] (in the daemon process only).
+struct SaidLogger(Mutex<Option<File>>);
+
+impl log::Log for SaidLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        use std::io::Write;
+        if let Some(f) = self.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = writeln!(f, "{} {}: {}", r.level(), r.target(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 /// The daemon's body: mount, say "ok", serve until unmounted, write the log. Returns the exit code.
 fn daemon(backing: &Path, mount: &Path, log_path: &Path, gate: iogate::Counter, ready: Option<File>) -> i32 {
     use std::io::Write;
     let mut ready = ready;
+    let said = said_path(log_path);
+    let _ = std::fs::remove_file(&said);
+    let said_file = File::options().create(true).append(true).open(&said).ok();
+    let logger: &'static SaidLogger = Box::leak(Box::new(SaidLogger(Mutex::new(said_file))));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let mut say = |s: &str| {
         if let Some(r) = ready.as_mut() {
             let _ = r.write_all(s.as_bytes());
@@ -268,8 +301,18 @@ fn daemon(backing: &Path, mount: &Path, log_path: &Path, gate: iogate::Counter, 
     drop(ready);
     let res = session.run();
     let st = state.lock().unwrap_or_else(|p| p.into_inner());
-    if std::fs::write(log_path, &st.log).is_err() {
+    if let Err(e) = std::fs::write(log_path, &st.log) {
+        log::error!("writing the log {}: {e}", log_path.display());
         return 3;
     }
-    if res.is_err() { 4 } else { 0 }
+    match res {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&said);
+            0
+        }
+        Err(e) => {
+            log::error!("the FUSE session ended with: {e}");
+            4
+        }
+    }
 }
