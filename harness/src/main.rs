@@ -208,6 +208,7 @@ enum BenchWhat {
     Smoke,
     VerifyFedora,
     Bdbenv,
+    PowerLoss,
     All,
 }
 
@@ -218,6 +219,7 @@ impl BenchWhat {
             BenchWhat::Smoke => "smoke",
             BenchWhat::VerifyFedora => "verify-fedora",
             BenchWhat::Bdbenv => "bdbenv",
+            BenchWhat::PowerLoss => "power-loss",
             BenchWhat::All => "all",
         }
     }

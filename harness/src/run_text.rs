@@ -110,6 +110,9 @@ pub fn run_result(report: &RunReport, out: Option<&Path>) -> String {
                 .ok();
         }
     }
+    for (backend, tally) in &s.crash_images {
+        writeln!(t, "power loss, {backend}: {}", tally.per_mille()).ok();
+    }
     writeln!(t, "run again: {}", s.replay).ok();
     let verdict = if s.interrupted {
         "INTERRUPTED"

@@ -53,6 +53,13 @@ fn sqlite_crash_images_keep_every_acknowledged_commit() {
         // The recorder saw the workers' writes and fsyncs; every sync boundary gave images.
         assert!(ops > 50 && images > 30 && bad == 0, "{e}");
     }
+    // The summary adds every cycle's images up, and the terminal says it per 1,000 images.
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let tally = &summary["crash_images"]["sqlite"];
+    let images: u64 = pl.iter().map(|e| counts(e).0).sum();
+    assert_eq!(tally["images"].as_u64(), Some(images), "{tally}");
+    assert_eq!((tally["lost_commit"].as_u64(), tally["inconsistent"].as_u64()), (Some(0), Some(0)), "{tally}");
+    assert!(text(&o).contains(&format!("power loss, sqlite: {images} images; per 1,000: 0.0 lose")), "{}", text(&o));
     // The recorder left nothing mounted and the database back in place.
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(tmp.path().to_str().unwrap()), "{mounts}");
@@ -73,6 +80,9 @@ fn sqlite_sync_off_loses_acknowledged_commits_and_its_bundle_replays_exactly() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let ev = events(&out);
     assert!(ev.iter().any(|e| e["event"] == "cycle-end" && e["outcome"] == "lost-commit"), "{}", text(&o));
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let tally = &summary["crash_images"]["sqlite"];
+    assert!(tally["lost_commit"].as_u64().unwrap() >= 1, "the images that lost a commit are counted: {tally}");
     let bundle = ev
         .iter()
         .filter(|e| e["event"] == "bundle")

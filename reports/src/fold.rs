@@ -5,8 +5,8 @@
 //! merged one came from different code, they would drift; here both are `Aggregate::push` over the events.
 
 use crate::model::{
-    BackendTotals, ConversionTotals, FailureRecord, KillRecord, KillTrigger, Outcome, PointCoverage, RunEvent, RunInfo,
-    SCHEMA_VERSION, Summary,
+    BackendTotals, ConversionTotals, FailureRecord, ImageTally, KillRecord, KillTrigger, Outcome, PointCoverage,
+    RunEvent, RunInfo, SCHEMA_VERSION, Summary,
 };
 use crate::stats::rate;
 use std::collections::BTreeMap;
@@ -75,6 +75,7 @@ pub struct Aggregate {
     pending: BTreeMap<(u64, String), Pending>,
     timeline: Timeline,
     conversions: Option<ConversionTotals>,
+    crash_images: BTreeMap<String, ImageTally>,
     /// Per run (parallel to `runs`): what its cycles took, and whether its run-end event was seen.
     clocks: Vec<RunClock>,
 }
@@ -262,6 +263,9 @@ impl Aggregate {
                     c.ended = true;
                 }
             }
+            RunEvent::CrashImages { backend, tally, .. } => {
+                self.crash_images.entry(backend.clone()).or_default().add(tally);
+            }
             RunEvent::Conversion { state, killed, rerun_ok, .. } => {
                 let c = self.conversions.get_or_insert_with(ConversionTotals::default);
                 let by = if *killed { &mut c.killed } else { &mut c.finished };
@@ -385,6 +389,7 @@ impl Aggregate {
             coverage: self.coverage.clone(),
             index_rows: self.index_rows.clone(),
             conversions: self.conversions.clone(),
+            crash_images: self.crash_images.clone(),
             failures: self.failures.clone(),
             failures_omitted: self.failures_omitted,
             version: self.version.clone(),

@@ -14,8 +14,8 @@ pub mod writer;
 
 pub use fold::{Aggregate, Timeline, read_events};
 pub use model::{
-    ConversionState, ConversionTotals, Environment, FailureRecord, FaultKind, FindingRecord, IoOp, KillRecord,
-    KillTrigger, LostOutcome, Outcome, PointCoverage, Role, RunEvent, RunInfo, SCHEMA_VERSION, Shard, Summary,
-    WorkerEnd,
+    ConversionState, ConversionTotals, Environment, FailureRecord, FaultKind, FindingRecord, ImageTally, IoOp,
+    KillRecord, KillTrigger, LostOutcome, Outcome, PointCoverage, Role, RunEvent, RunInfo, SCHEMA_VERSION, Shard,
+    Summary, WorkerEnd,
 };
 pub use writer::{EventLog, write_atomic, write_json_atomic, write_reports};

@@ -208,6 +208,54 @@ pub struct ConversionTotals {
     pub rerun_failed: u64,
 }
 
+/// A backend's crash images under power loss, by what each left before and after recovery (issue 13's
+/// per-1,000-image figures). An image counts once in every column that applies to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ImageTally {
+    pub images: u64,
+    /// Images missing a commit acknowledged before the cut.
+    pub lost_commit: u64,
+    /// Images whose indexes disagree with Packages (or that hold half of an atomic transaction) before
+    /// recovery.
+    pub inconsistent: u64,
+    /// Images with a damaged page or header before recovery.
+    pub corrupt: u64,
+    /// Images the engine could not open at all before recovery.
+    pub unopenable: u64,
+    /// Images that needed recovery (anything but clean) …
+    pub damaged: u64,
+    /// … and of those, how many the engine's rebuilddb made verify clean (what was lost stays lost).
+    pub mended: u64,
+}
+
+impl ImageTally {
+    pub fn add(&mut self, o: &ImageTally) {
+        self.images += o.images;
+        self.lost_commit += o.lost_commit;
+        self.inconsistent += o.inconsistent;
+        self.corrupt += o.corrupt;
+        self.unopenable += o.unopenable;
+        self.damaged += o.damaged;
+        self.mended += o.mended;
+    }
+
+    /// "per 1,000 images: …" for the terminal and the closing figures.
+    pub fn per_mille(&self) -> String {
+        let k = |n: u64| n as f64 * 1000.0 / self.images.max(1) as f64;
+        format!(
+            "{} images; per 1,000: {:.1} lose an acknowledged commit, {:.1} inconsistent indexes, {:.1} corrupt, \
+             {:.1} unopenable; rebuilddb mended {} of {} damaged",
+            self.images,
+            k(self.lost_commit),
+            k(self.inconsistent),
+            k(self.corrupt),
+            k(self.unopenable),
+            self.mended,
+            self.damaged
+        )
+    }
+}
+
 /// How one child process of a cycle ended, decided in one place (the scheduler's verdict module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -374,6 +422,13 @@ pub enum RunEvent {
         backend: String,
         outcome: LostOutcome,
         detail: String,
+    },
+    /// A recorded cycle's crash images, tallied (power loss): the summary adds them up per backend.
+    CrashImages {
+        cycle: u64,
+        backend: String,
+        tally: ImageTally,
+        elapsed_ms: f64,
     },
     /// A conversion cycle run by the real rpm (`[workload] converter = "rpm"`): which database was in place
     /// after it, whether it had been killed, and whether rerunning the conversion finished with every package.
@@ -543,6 +598,9 @@ pub struct Summary {
     /// Conversion cycles of the real rpm (`[workload] converter = "rpm"`), by what they left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversions: Option<ConversionTotals>,
+    /// Power loss: backend → its crash images tallied over the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub crash_images: BTreeMap<String, ImageTally>,
     /// Cycles with unexpected outcomes (the first 200; `failures_omitted` more).
     pub failures: Vec<FailureRecord>,
     #[serde(default)]

@@ -7,13 +7,13 @@ use crate::fault::powerloss::judge::{self, Recorded, Verdict};
 use crate::fault::powerloss::model::{self, Choices, Cut};
 use crate::fault::powerloss::oplog::Log;
 use crate::fault::powerloss::recorder::{Recorder, RecorderError};
-use crate::finding::{Finding, HarnessFinding};
+use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
 use crate::oracle::{TxnState, WriterLog};
 use crate::scenario::PowerLoss;
 use crate::workload::{Pool, Txn};
 use anyhow::Context;
 use dbtorture_backends::BackendKind;
-use dbtorture_reports::{FaultKind, Outcome};
+use dbtorture_reports::{FaultKind, ImageTally, Outcome, RunEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -70,16 +70,12 @@ impl Recording {
 /// What a cycle's images came to.
 #[derive(Debug, Default)]
 pub struct Summary {
-    pub images: usize,
     pub by_outcome: BTreeMap<Outcome, usize>,
     /// Images whose outcome the scenario does not allow (the first few).
     pub failing: Vec<Verdict>,
     pub failing_total: usize,
-    /// Images the engine could not open at all (before recovery).
-    pub unopenable: usize,
-    /// Images that needed recovery (any outcome but clean), and of those, how many it made verify clean.
-    pub damaged: usize,
-    pub mended: usize,
+    /// Images by what they lost or left (the summary adds these up per backend).
+    pub tally: ImageTally,
     pub ops: usize,
     pub elapsed: Duration,
 }
@@ -87,19 +83,36 @@ pub struct Summary {
 impl Summary {
     pub fn describe(&self) -> String {
         let counts: Vec<String> = self.by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        let t = &self.tally;
         format!(
             "{} crash images of {} recorded operations judged in {} ms ({:.0}/s): {}; unopenable {}, rebuilddb \
              made {} of {} damaged verify clean; {} not allowed",
-            self.images,
+            t.images,
             self.ops,
             self.elapsed.as_millis(),
-            self.images as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            t.images as f64 / self.elapsed.as_secs_f64().max(1e-9),
             counts.join(", "),
-            self.unopenable,
-            self.mended,
-            self.damaged,
+            t.unopenable,
+            t.mended,
+            t.damaged,
             self.failing_total
         )
+    }
+}
+
+/// What one image counts for in the tally.
+fn tally_of(v: &Verdict) -> ImageTally {
+    let has = |c: FindingClass| v.findings.iter().any(|f| f.class() == c);
+    ImageTally {
+        images: 1,
+        lost_commit: u64::from(has(FindingClass::LostCommit)),
+        inconsistent: u64::from(has(FindingClass::Inconsistent)),
+        corrupt: u64::from(has(FindingClass::Corrupt)),
+        unopenable: u64::from(
+            v.findings.iter().any(|f| matches!(f, Finding::Db(dbtorture_backends::rpmdb::Finding::Unopenable { .. }))),
+        ),
+        damaged: u64::from(v.recovered.is_some()),
+        mended: u64::from(v.recovered == Some(true)),
     }
 }
 
@@ -118,15 +131,8 @@ pub fn judge_cycle(
     let mut s = Summary { ops: rec.log.ops.len(), ..Summary::default() };
     for cut in cuts {
         let v = judge::judge(rec, pool, cut, scratch)?;
-        s.images += 1;
         *s.by_outcome.entry(v.outcome).or_default() += 1;
-        s.unopenable += usize::from(
-            v.findings.iter().any(|f| matches!(f, Finding::Db(dbtorture_backends::rpmdb::Finding::Unopenable { .. }))),
-        );
-        if let Some(ok) = v.recovered {
-            s.damaged += 1;
-            s.mended += usize::from(ok);
-        }
+        s.tally.add(&tally_of(&v));
         if !expected.contains(&v.outcome) {
             s.failing_total += 1;
             if s.failing.len() < 3 {
@@ -266,6 +272,13 @@ pub fn after_cycle(
     let seed = super::derive_seed(cc.cycle_seed, 0x9017_0055, 0);
     let s = judge_cycle(&rec, cc.pool, &cfg, seed, &expected, &cc.scratch)?;
     ctx.fault(FaultKind::PowerLoss, s.describe());
+    let ev = RunEvent::CrashImages {
+        cycle: cc.cycle,
+        backend: cc.kind.name().into(),
+        tally: s.tally.clone(),
+        elapsed_ms: s.elapsed.as_secs_f64() * 1000.0,
+    };
+    ctx.emit(&ev);
     let mut out = CycleVerdict { outcome: None, findings: Vec::new() };
     for (i, v) in s.failing.iter().enumerate() {
         let detail = format!(
