@@ -429,6 +429,10 @@ pub enum RunEvent {
         backend: String,
         tally: ImageTally,
         elapsed_ms: f64,
+        /// CPU time the judging took (this process and the children it reaped): on a shared machine the
+        /// steadier figure.
+        #[serde(default)]
+        cpu_ms: f64,
     },
     /// A conversion cycle run by the real rpm (`[workload] converter = "rpm"`): which database was in place
     /// after it, whether it had been killed, and whether rerunning the conversion finished with every package.

@@ -78,6 +78,22 @@ pub struct Summary {
     pub tally: ImageTally,
     pub ops: usize,
     pub elapsed: Duration,
+    /// CPU time (user + system, this process and its reaped children) spent judging.
+    pub cpu: Duration,
+    /// Images whose bytes an earlier image of the cycle had (the verifier's verdict reused).
+    pub same_bytes: usize,
+}
+
+/// User + system CPU time of this process and of the children it has reaped so far.
+fn cpu_now() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let t = |who| {
+        getrusage(who).map_or(Duration::ZERO, |u| {
+            let tv = |v: nix::sys::time::TimeVal| Duration::new(v.tv_sec() as u64, v.tv_usec() as u32 * 1000);
+            tv(u.user_time()) + tv(u.system_time())
+        })
+    };
+    t(UsageWho::RUSAGE_SELF) + t(UsageWho::RUSAGE_CHILDREN)
 }
 
 impl Summary {
@@ -85,12 +101,13 @@ impl Summary {
         let counts: Vec<String> = self.by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
         let t = &self.tally;
         format!(
-            "{} crash images of {} recorded operations judged in {} ms ({:.0}/s): {}; unopenable {}, rebuilddb \
-             made {} of {} damaged verify clean; {} not allowed",
+            "{} crash images of {} recorded operations judged in {} ms ({:.0}/s; {} the same bytes as an earlier \
+             one): {}; unopenable {}, rebuilddb made {} of {} damaged verify clean; {} not allowed",
             t.images,
             self.ops,
             self.elapsed.as_millis(),
             t.images as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            self.same_bytes,
             counts.join(", "),
             t.unopenable,
             t.mended,
@@ -126,11 +143,16 @@ pub fn judge_cycle(
     expected: &[Outcome],
     scratch: &Path,
 ) -> Result<Summary, anyhow::Error> {
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), cpu_now());
     let cuts = model::plan(&rec.log, seed, cfg.images_random as usize, cfg.images_max as usize);
     let mut s = Summary { ops: rec.log.ops.len(), ..Summary::default() };
-    for cut in cuts {
-        let v = judge::judge(rec, pool, cut, scratch)?;
+    // Images are written and thrown away hundreds of times a cycle: in memory when the machine allows.
+    let mem = crate::leftovers::scratch_in_memory("images").ok();
+    let scratch = mem.as_ref().map(|m| m.path().join("image")).unwrap_or_else(|| scratch.to_path_buf());
+    let scratch = scratch.as_path();
+    let (verdicts, same_bytes) = judge::judge_all(rec, pool, &cuts, scratch)?;
+    s.same_bytes = same_bytes;
+    for v in verdicts {
         *s.by_outcome.entry(v.outcome).or_default() += 1;
         s.tally.add(&tally_of(&v));
         if !expected.contains(&v.outcome) {
@@ -142,6 +164,7 @@ pub fn judge_cycle(
     }
     let _ = std::fs::remove_dir_all(scratch);
     s.elapsed = t0.elapsed();
+    s.cpu = cpu_now().saturating_sub(cpu0);
     Ok(s)
 }
 
@@ -277,6 +300,7 @@ pub fn after_cycle(
         backend: cc.kind.name().into(),
         tally: s.tally.clone(),
         elapsed_ms: s.elapsed.as_secs_f64() * 1000.0,
+        cpu_ms: s.cpu.as_secs_f64() * 1000.0,
     };
     ctx.emit(&ev);
     let mut out = CycleVerdict { outcome: None, findings: Vec::new() };

@@ -4,6 +4,7 @@
 use crate::run::{RunOptions, run};
 use crate::scenario::Scenario;
 use anyhow::Result;
+use dbtorture_reports::RunEvent;
 use std::path::Path;
 
 fn scenario(power: bool) -> String {
@@ -17,23 +18,22 @@ fn scenario(power: bool) -> String {
     )
 }
 
-/// Mean cycle time (ms), images, ms spent judging images — from a run's events.
-fn figures(out: &Path) -> Result<(f64, u64, f64)> {
-    let (mut cycles, mut ms, mut images, mut judge_ms) = (0u64, 0.0f64, 0u64, 0.0f64);
-    for line in std::fs::read_to_string(out.join("events.jsonl"))?.lines() {
-        let e: serde_json::Value = serde_json::from_str(line)?;
-        if e["event"] == "cycle-end" {
+/// Mean cycle time (ms), images, wall ms and CPU ms spent judging images — from a run's events.
+fn figures(out: &Path) -> Result<(f64, u64, f64, f64)> {
+    let (mut cycles, mut ms, mut images, mut judge_ms, mut cpu) = (0u64, 0.0f64, 0u64, 0.0f64, 0.0f64);
+    dbtorture_reports::read_events(&out.join("events.jsonl"), |e| match e {
+        RunEvent::CycleEnd { duration_ms, .. } => {
             cycles += 1;
-            ms += e["duration_ms"].as_f64().unwrap_or(0.0);
+            ms += duration_ms;
         }
-        if e["event"] == "fault" && e["kind"] == "power-loss" {
-            let d = e["detail"].as_str().unwrap_or("");
-            let num = |s: &str| s.trim().split(' ').next().and_then(|n| n.parse::<f64>().ok()).unwrap_or(0.0);
-            images += num(d) as u64;
-            judge_ms += d.split(" judged in ").nth(1).map(num).unwrap_or(0.0);
+        RunEvent::CrashImages { tally, elapsed_ms, cpu_ms, .. } => {
+            images += tally.images;
+            judge_ms += elapsed_ms;
+            cpu += cpu_ms;
         }
-    }
-    Ok((ms / cycles.max(1) as f64, images, judge_ms))
+        _ => {}
+    })?;
+    Ok((ms / cycles.max(1) as f64, images, judge_ms, cpu))
 }
 
 pub fn power_loss() -> Result<()> {
@@ -56,12 +56,15 @@ pub fn power_loss() -> Result<()> {
         )?;
         res.push(figures(&out)?);
     }
-    let ((plain_ms, _, _), (rec_ms, images, judge_ms)) = (res[0], res[1]);
+    let ((plain_ms, _, _, _), (rec_ms, images, judge_ms, cpu_ms)) = (res[0], res[1]);
+    let per_s = |ms: f64| images as f64 / (ms / 1000.0).max(1e-9);
     println!("power-loss: 100-package sqlite database, 2 writers x 3 transactions, 4 cycles");
     println!(
-        "  crash images judged    {images} in {:.2} s: {:.0} images/s (model + write + verify + oracle)",
+        "  crash images judged    {images} in {:.2} s: {:.0} images/s wall, {:.0} per CPU-second (model + write + \
+         verify + oracle; goal 200/s)",
         judge_ms / 1000.0,
-        images as f64 / (judge_ms / 1000.0).max(1e-9)
+        per_s(judge_ms),
+        per_s(cpu_ms)
     );
     let recorded = rec_ms - judge_ms / 4.0;
     println!(

@@ -35,8 +35,15 @@ const W_PASSED: usize = 4; // 3 words, one per IoOp
 const W_HELD: usize = 7;
 const W_STATE: usize = 8;
 const W_FIRED: usize = 9;
+const W_STOPPING: usize = 10;
 /// Words of the recorder's shared page.
-pub const WORDS: usize = 10;
+pub const WORDS: usize = 11;
+
+/// The harness is unmounting: every process of the cycle has ended, so the log is whole whatever the FUSE
+/// session says as it ends (the daemon reads this with [`Counter::stopping`]).
+pub fn set_stopping(words: &[AtomicU64]) {
+    words[W_STOPPING].store(1, Ordering::SeqCst);
+}
 
 const IDLE: u64 = 0;
 const HELD: u64 = 1;
@@ -133,6 +140,11 @@ fn status(tid: u32) -> Option<(u32, u32)> {
 impl Counter {
     pub fn new(words: &'static [AtomicU64], notify: Option<File>, harness: u32) -> Counter {
         Counter { words, notify, harness, known: HashMap::new() }
+    }
+
+    /// Whether the harness had begun to unmount ([`set_stopping`]).
+    pub fn stopping(&self) -> bool {
+        self.words[W_STOPPING].load(Ordering::SeqCst) == 1
     }
 
     /// One more operation answered (word 0: what workers read as their acknowledgement's number).

@@ -112,17 +112,123 @@ pub fn reboot(kind: BackendKind, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What judging an image's bytes alone gives (no cut involved): the verifier's report, and — computed the
+/// first time an image needs it — whether the engine's recovery made it verify clean.
+pub struct Judged {
+    data: verify::DataReport,
+    recovered: Option<bool>,
+}
+
+/// Images already judged in one recorded cycle, by their contents: many cuts leave the same bytes (nothing
+/// the model keeps changed between them), and the verifier's verdict depends on the bytes only. The oracle,
+/// which depends on the cut (what was acknowledged by then), still runs for every cut.
+#[derive(Default)]
+pub struct Seen {
+    by_bytes: std::collections::HashMap<[u8; 32], Judged>,
+    pub hits: usize,
+}
+
+fn digest(img: &Image) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (p, b) in &img.files {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    }
+    for d in &img.dirs {
+        h.update(b"\0dir\0");
+        h.update(d.as_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Build, write, reboot and judge the image for `cut`. `scratch` is a directory this may empty and reuse.
 pub fn judge(rec: &Recorded, pool: &Pool, cut: Cut, scratch: &Path) -> Result<Verdict, anyhow::Error> {
+    judge_seen(rec, pool, cut, scratch, &mut Seen::default())
+}
+
+/// Judge every cut, in cut order. Engines whose judging never forks (sqlite: the verifier reads the file
+/// in-process, and so does its recovery) are judged on several threads — each with its own scratch
+/// directory, a contiguous share of the cuts (neighbours often share bytes) and its own [`Seen`] — all
+/// joined before this returns, so the scheduler is single-threaded again before it forks the next
+/// cycle's workers. The verdicts do not depend on the thread count; the count of reused verdicts does.
+/// Returns the verdicts and how many images reused an earlier verdict.
+pub fn judge_all(
+    rec: &Recorded,
+    pool: &Pool,
+    cuts: &[Cut],
+    scratch: &Path,
+) -> Result<(Vec<Verdict>, usize), anyhow::Error> {
+    let threads = match rec.kind {
+        BackendKind::Sqlite => std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4),
+        // libdb is read through a forked child, bdbenv's and rpm's recovery fork: one thread.
+        _ => 1,
+    };
+    let threads = threads.min(cuts.len().max(1));
+    if threads == 1 {
+        let mut seen = Seen::default();
+        let v = cuts.iter().map(|&c| judge_seen(rec, pool, c, scratch, &mut seen)).collect::<Result<Vec<_>, _>>()?;
+        return Ok((v, seen.hits));
+    }
+    let per = cuts.len().div_ceil(threads);
+    let results = std::thread::scope(|sc| {
+        let handles: Vec<_> = cuts
+            .chunks(per)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let dir = scratch.join(format!("t{i}"));
+                sc.spawn(move || {
+                    let mut seen = Seen::default();
+                    let v =
+                        chunk.iter().map(|&c| judge_seen(rec, pool, c, &dir, &mut seen)).collect::<Result<Vec<_>, _>>();
+                    v.map(|v| (v, seen.hits))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a crash-image judging thread panicked"))))
+            .collect::<Vec<_>>()
+    });
+    let (mut all, mut hits) = (Vec::with_capacity(cuts.len()), 0);
+    for r in results {
+        let (v, h) = r?;
+        all.extend(v);
+        hits += h;
+    }
+    Ok((all, hits))
+}
+
+/// [`judge`], reusing the verifier's work on an image whose bytes `seen` already judged.
+pub fn judge_seen(
+    rec: &Recorded,
+    pool: &Pool,
+    cut: Cut,
+    scratch: &Path,
+    seen: &mut Seen,
+) -> Result<Verdict, anyhow::Error> {
     let img = model::image(&rec.pre, &rec.log, cut)?;
-    materialize(&img, scratch)?;
-    let dbdir = db_dir(rec.kind, scratch);
-    reboot(rec.kind, &dbdir)?;
+    let key = digest(&img);
+    let write = |img: &Image| -> Result<(), anyhow::Error> {
+        materialize(img, scratch)?;
+        reboot(rec.kind, &db_dir(rec.kind, scratch))?;
+        Ok(())
+    };
+    let mut written = false;
+    if seen.by_bytes.contains_key(&key) {
+        seen.hits += 1;
+    } else {
+        write(&img)?;
+        written = true;
+        seen.by_bytes.insert(key, Judged { data: verify::data(rec.kind, scratch, pool), recovered: None });
+    }
+    let j = seen.by_bytes.get_mut(&key).expect("inserted above");
     let logs = logs_at(&rec.writers, &rec.acks, cut.at);
     let acked = logs.iter().map(|l| l.committed()).sum();
-    let data = verify::data(rec.kind, scratch, pool);
-    let mut findings = crate::finding::from_db(data.findings);
-    if let Some(after) = &data.installed {
+    let mut findings = crate::finding::from_db(j.data.findings.clone());
+    if let Some(after) = &j.data.installed {
         findings.extend(oracle::check(pool, &logs, &rec.before, after, promise(rec.kind)));
     }
     let mut outcome = crate::scheduler::verdict::classify(&findings, false);
@@ -134,7 +240,17 @@ pub fn judge(rec: &Recorded, pool: &Pool, cut: Cut, scratch: &Path) -> Result<Ve
             matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable)
                 && !matches!(f, Finding::Harness(HarnessFinding::PartialTransaction { .. }))
         });
-        let ok = rec.kind.recover(scratch).is_ok() && verify::data(rec.kind, scratch, pool).findings.is_empty();
+        let ok = match j.recovered {
+            Some(ok) => ok,
+            None => {
+                if !written {
+                    write(&img)?;
+                }
+                let ok = rec.kind.recover(scratch).is_ok() && verify::data(rec.kind, scratch, pool).findings.is_empty();
+                j.recovered = Some(ok);
+                ok
+            }
+        };
         recovered = Some(ok);
         if ok && mendable {
             outcome = Outcome::Recovered;

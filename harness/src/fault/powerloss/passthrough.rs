@@ -26,7 +26,7 @@ pub(super) struct State {
     files: HashMap<u64, (Ino, File)>,
     next_fh: u64,
     pub(super) log: Vec<u8>,
-    gate: iogate::Counter,
+    pub(super) gate: iogate::Counter,
 }
 
 const TTL: Duration = Duration::from_secs(60);
