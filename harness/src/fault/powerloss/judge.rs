@@ -217,14 +217,17 @@ pub fn judge_seen(
         Ok(())
     };
     let mut written = false;
-    if seen.by_bytes.contains_key(&key) {
-        seen.hits += 1;
-    } else {
-        write(&img)?;
-        written = true;
-        seen.by_bytes.insert(key, Judged { data: verify::data(rec.kind, scratch, pool), recovered: None });
-    }
-    let j = seen.by_bytes.get_mut(&key).expect("inserted above");
+    let j = match seen.by_bytes.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => {
+            seen.hits += 1;
+            e.into_mut()
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            write(&img)?;
+            written = true;
+            e.insert(Judged { data: verify::data(rec.kind, scratch, pool), recovered: None })
+        }
+    };
     let logs = logs_at(&rec.writers, &rec.acks, cut.at);
     let acked = logs.iter().map(|l| l.committed()).sum();
     let mut findings = crate::finding::from_db(j.data.findings.clone());
