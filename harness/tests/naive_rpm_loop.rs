@@ -123,11 +123,11 @@ fn fails_on_a_damaged_database() {
     let db = rootdir.join("var/lib/rpm/rpmdb.sqlite");
     let (page, roots) = {
         let c = rusqlite::Connection::open(&db).unwrap();
-        let page: u64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         let mut st =
             c.prepare("SELECT rootpage FROM sqlite_master WHERE name IN ('Name', 'Basenames', 'Providename')").unwrap();
-        let roots: Vec<u64> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-        (page, roots)
+        let roots: Vec<i64> = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        (page as u64, roots.into_iter().map(|r| r as u64).collect::<Vec<u64>>())
     };
     assert_eq!(roots.len(), 3);
     {
