@@ -190,7 +190,8 @@ enum Cmd {
     /// Boot an armv5tel guest under qemu-system-arm and run a scenario inside it (artifacts from
     /// qemu/build-guest.sh); the out directory is shaped like `run --out`'s, plus console.log and guest.json.
     Qemu(Box<dbtorture::qemu::QemuArgs>),
-    /// Measure harness overhead, kills/s and full-verify time (prints figures).
+    /// Measure harness overhead, kills/s, full-verify time, and (rpm) the real-rpm scenario against
+    /// ci/naive-rpm-loop.sh side by side (prints figures).
     Bench {
         /// Which figure.
         #[arg(value_enum, default_value = "all")]
@@ -208,6 +209,7 @@ enum Cmd {
     /// Write the packages of a scenario's pool for ci/naive-rpm-loop.sh (initial/, cycle/, probe.rpm, delay-ms).
     #[command(hide = true, name = "__naive-rpm-packages")]
     NaiveRpmPackages {
+        /// The scenario whose pool (seed, packages, versions, files) and kill delays to write.
         scenario: PathBuf,
         /// A new directory.
         dir: PathBuf,
@@ -563,6 +565,11 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 return Err(CliError::bad_input(format!("--scenario {}: no such file", scenario.display())));
             }
             let res = if matches!(what, BenchWhat::Rpm) {
+                let sc = Scenario::load(&scenario)?;
+                if !sc.backends.iter().any(|b| b == "rpm") {
+                    return Err(CliError::bad_input(format!("{}: not a real-rpm scenario", scenario.display()))
+                        .hint("bench rpm runs a scenario with backends = [\"rpm\"], e.g. scenarios/rpm-sqlite.toml"));
+                }
                 dbtorture::bench_rpm::compare(&scenario, each, rounds)
             } else {
                 dbtorture::bench::run_bench(what.name(), &scenario)

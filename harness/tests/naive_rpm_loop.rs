@@ -161,3 +161,23 @@ fn bad_usage_is_exit_2() {
         assert!(text(&o).contains(says), "{args:?} should say {says:?}: {}", text(&o));
     }
 }
+
+#[test]
+fn bench_rpm_prints_both_rates_and_their_ratio() {
+    let o = bin().args(["bench", "rpm", "--scenario"]).arg(root().join("scenarios/smoke.toml")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a real-rpm scenario"), "{}", text(&o));
+    if rpm_missing() {
+        return;
+    }
+    let o = bin()
+        .args(["bench", "rpm", "--each", "3s", "--rounds", "1", "--scenario"])
+        .arg(root().join("scenarios/rpm-sqlite.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let total = t.lines().find(|l| l.trim_start().starts_with("naive loop ")).unwrap_or_else(|| panic!("{t}"));
+    assert!(total.contains("cycles/s") && total.contains("dbtorture ") && total.contains("ratio "), "{total}");
+    assert!(t.contains("round 1: naive "), "{t}");
+}
