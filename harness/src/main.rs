@@ -193,7 +193,8 @@ enum Cmd {
     /// Measure harness overhead, kills/s, full-verify time, and (rpm) the real-rpm scenario against
     /// ci/naive-rpm-loop.sh side by side (prints figures).
     Bench {
-        /// Which figure.
+        /// Which figure (rpm: the real-rpm scenario vs ci/naive-rpm-loop.sh in alternating rounds; all: every
+        /// figure but rpm).
         #[arg(value_enum, default_value = "all")]
         what: BenchWhat,
         /// The scenario the smoke figure runs (default scenarios/smoke.toml; for rpm, scenarios/rpm-sqlite.toml).
