@@ -55,6 +55,7 @@ pub fn compare(scenario: &Path, each: Duration, rounds: u32) -> Result<()> {
         each.as_secs_f64()
     );
     let (mut naive, mut ours) = (Side::default(), Side::default());
+    let mut judging = Vec::new();
     for round in 0..rounds {
         let seed = sc.seed.wrapping_add(u64::from(round));
         let LoopResult { cycles, seconds } = naive_rpm::run_loop(&script, &pkgdir, tmp.path(), each, seed)
@@ -68,6 +69,7 @@ pub fn compare(scenario: &Path, each: Duration, rounds: u32) -> Result<()> {
         let s = &r.summary;
         ensure!(s.unexpected == 0, "round {}: dbtorture's run had {} unexpected cycles", round + 1, s.unexpected);
         ours.add(s.cycles, s.duration_s);
+        judging.extend(r.overhead);
         crate::say!(
             "  round {}: naive {} cycles in {:.1} s ({:.2}/s); dbtorture {} cycles in {:.1} s ({:.2}/s), {} kills",
             round + 1,
@@ -91,5 +93,12 @@ pub fn compare(scenario: &Path, each: Duration, rounds: u32) -> Result<()> {
         ours.seconds,
         ratio
     );
+    if !judging.is_empty() {
+        crate::say!(
+            "  dbtorture's judging per cycle (fork, verify, rpm's own checks, probe): {} of {:.0} ms a cycle",
+            crate::bench::stats(judging),
+            1000.0 / ours.rate().max(1e-9)
+        );
+    }
     Ok(())
 }
