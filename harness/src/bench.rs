@@ -18,7 +18,7 @@ use dbtorture_backends::{BackendKind, OpenMode};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn stats(mut xs: Vec<Duration>) -> String {
+pub(crate) fn stats(mut xs: Vec<Duration>) -> String {
     xs.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mean = xs.iter().map(|d| ms(*d)).sum::<f64>() / xs.len().max(1) as f64;

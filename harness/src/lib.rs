@@ -6,6 +6,7 @@
 
 pub mod arg_values;
 pub mod bench;
+pub mod bench_rpm;
 pub mod bundle;
 pub mod cli_error;
 pub mod dirlock;
@@ -17,6 +18,7 @@ pub mod fuzz;
 pub mod guard;
 pub mod leftovers;
 pub mod merge;
+pub mod naive_rpm;
 pub mod oracle;
 pub mod qemu;
 pub mod readonly;

@@ -190,14 +190,30 @@ enum Cmd {
     /// Boot an armv5tel guest under qemu-system-arm and run a scenario inside it (artifacts from
     /// qemu/build-guest.sh); the out directory is shaped like `run --out`'s, plus console.log and guest.json.
     Qemu(Box<dbtorture::qemu::QemuArgs>),
-    /// Measure harness overhead, kills/s and full-verify time (prints figures).
+    /// Measure harness overhead, kills/s, full-verify time, and (rpm) the real-rpm scenario against
+    /// ci/naive-rpm-loop.sh side by side (prints figures).
     Bench {
-        /// Which figure.
+        /// Which figure (rpm: the real-rpm scenario vs ci/naive-rpm-loop.sh in alternating rounds; all: every
+        /// figure but rpm).
         #[arg(value_enum, default_value = "all")]
         what: BenchWhat,
-        /// The scenario the smoke figure runs.
-        #[arg(long, default_value = "scenarios/smoke.toml")]
+        /// The scenario the smoke figure runs (default scenarios/smoke.toml; for rpm, scenarios/rpm-sqlite.toml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// rpm: seconds each side runs per round.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        each: std::time::Duration,
+        /// rpm: rounds (naive loop, then dbtorture).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+    },
+    /// Write the packages of a scenario's pool for ci/naive-rpm-loop.sh (initial/, cycle/, probe.rpm, delay-ms).
+    #[command(hide = true, name = "__naive-rpm-packages")]
+    NaiveRpmPackages {
+        /// The scenario whose pool (seed, packages, versions, files) and kill delays to write.
         scenario: PathBuf,
+        /// A new directory.
+        dir: PathBuf,
     },
 }
 
@@ -209,6 +225,7 @@ enum BenchWhat {
     VerifyFedora,
     Bdbenv,
     PowerLoss,
+    Rpm,
     All,
 }
 
@@ -220,6 +237,7 @@ impl BenchWhat {
             BenchWhat::VerifyFedora => "verify-fedora",
             BenchWhat::Bdbenv => "bdbenv",
             BenchWhat::PowerLoss => "power-loss",
+            BenchWhat::Rpm => "rpm",
             BenchWhat::All => "all",
         }
     }
@@ -540,12 +558,34 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
         Cmd::Qemu(args) => {
             dbtorture::qemu::run(&args).map_err(|e| CliError::bad_input("cannot run the guest").cause(e))
         }
-        Cmd::Bench { what, scenario } => {
+        Cmd::Bench { what, scenario, each, rounds } => {
+            let default =
+                if matches!(what, BenchWhat::Rpm) { "scenarios/rpm-sqlite.toml" } else { "scenarios/smoke.toml" };
+            let scenario = scenario.unwrap_or_else(|| PathBuf::from(default));
             if !scenario.exists() {
                 return Err(CliError::bad_input(format!("--scenario {}: no such file", scenario.display())));
             }
-            dbtorture::bench::run_bench(what.name(), &scenario)
-                .map_err(|e| CliError::harness(format!("bench {}", what.name())).cause(e))?;
+            let res = if matches!(what, BenchWhat::Rpm) {
+                let sc = Scenario::load(&scenario)?;
+                if !sc.backends.iter().any(|b| b == "rpm") {
+                    return Err(CliError::bad_input(format!("{}: not a real-rpm scenario", scenario.display()))
+                        .hint("bench rpm runs a scenario with backends = [\"rpm\"], e.g. scenarios/rpm-sqlite.toml"));
+                }
+                dbtorture::bench_rpm::compare(&scenario, each, rounds)
+            } else {
+                dbtorture::bench::run_bench(what.name(), &scenario)
+            };
+            res.map_err(|e| CliError::harness(format!("bench {}", what.name())).cause(e))?;
+            Ok(exit_codes::OK)
+        }
+        Cmd::NaiveRpmPackages { scenario, dir } => {
+            let sc = Scenario::load(&scenario)?;
+            if dir.exists() {
+                return Err(CliError::bad_input(format!("{}: already exists (name a new directory)", dir.display())));
+            }
+            let set = dbtorture::naive_rpm::write_packages(&sc, &dir)
+                .map_err(|e| CliError::harness(format!("writing {}'s packages", sc.name)).cause(e))?;
+            println!("{}: {} initial packages, {} per cycle, in {}", sc.name, set.initial, set.cycle, dir.display());
             Ok(exit_codes::OK)
         }
     }
