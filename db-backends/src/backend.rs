@@ -219,7 +219,21 @@ impl BackendKind {
     /// A database that exists but cannot be opened or read is a finding, not an error: only a missing
     /// database (or one we may not read) is an `Err`.
     pub fn verify(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return Ok(crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Nothing)?.0);
+        }
         Ok(self.check(dir, mode)?.0)
+    }
+
+    /// [`BackendKind::verify`] in a process that never forks afterwards (the `verify` command): the engine's
+    /// storage check may run in a thread beside the cross-check (`sqlite_verify.rs`).
+    pub fn verify_threaded(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return Ok(crate::sqlite_verify::check(dir, mode, Threads::Allowed, Keep::Nothing)?.0);
+        }
+        self.verify(dir, mode)
     }
 
     /// What survives losing the engine's shared cache (`rm __db.*`), for the engines whose offline check lays
@@ -246,6 +260,11 @@ impl BackendKind {
                 findings.extend(crate::rpmdb::cross_check(s));
             }
             return Ok((findings, snap));
+        }
+        if crate::sqlite_verify::applies(self) {
+            // Streamed; the snapshot then holds Packages only.
+            use crate::sqlite_verify::{Keep, Threads};
+            return crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Packages);
         }
         let mut db = match self.open(dir, mode) {
             Ok(db) => db,
