@@ -56,7 +56,13 @@ pub fn check(
     };
     let (structural, streamed) = if threads == Threads::Allowed {
         std::thread::scope(|s| {
-            let t = s.spawn(|| SqliteBackend::open(dir, OpenMode::ReadOnly).map(|mut d| d.structural_check()));
+            let t = s.spawn(|| {
+                SqliteBackend::open(dir, OpenMode::ReadOnly).map(|mut d| {
+                    // 8 MiB of page cache instead of 2: its index checks then re-read fewer pages.
+                    let _ = d.connection().execute_batch("PRAGMA cache_size = -8192");
+                    d.structural_check()
+                })
+            });
             let streamed = streamed(&db, keep);
             let structural = match t.join() {
                 Ok(Ok(r)) => r,
@@ -116,13 +122,16 @@ fn plain(mut db: SqliteBackend, mut findings: Vec<Finding>) -> (Vec<Finding>, Op
 
 /// The streamed pass in one read transaction: `Some(Packages rows, if kept)` when the database is clean by
 /// the cross-check, `None` when the plain path must judge it.
-fn streamed(db: &SqliteBackend, keep: Keep) -> Option<Vec<(u32, Vec<u8>)>> {
+fn streamed(db: &SqliteBackend, keep: Keep) -> Option<Packages> {
     let conn = db.connection();
     conn.execute_batch("BEGIN").ok()?;
     let r = walk(conn, keep).ok().flatten();
     let _ = conn.execute_batch("COMMIT");
     r
 }
+
+/// Packages rows: (header number, blob).
+type Packages = Vec<(u32, Vec<u8>)>;
 
 /// One index table's rows in storage order, with the one row read ahead.
 struct Cursor<'s> {
@@ -200,7 +209,7 @@ impl Cursor<'_> {
     }
 }
 
-fn walk(conn: &Connection, keep: Keep) -> Result<Option<Vec<(u32, Vec<u8>)>>, GiveUp> {
+fn walk(conn: &Connection, keep: Keep) -> Result<Option<Packages>, GiveUp> {
     let mut stmts = Vec::with_capacity(INDEXES.len());
     for idx in INDEXES {
         stmts.push((idx, conn.prepare(&format!("SELECT key, hnum, idx FROM '{}'", idx.name()))?));
@@ -269,9 +278,13 @@ fn same_rows(c: &mut Cursor<'_>, expected: Vec<(std::borrow::Cow<'_, [u8]>, u32)
     if expected.len() != c.batch.len() {
         return false;
     }
+    let bytes = &c.bytes;
+    // Rows are stored in the order they were written, which is regeneration's: then no sort is needed.
+    if expected.iter().zip(&c.batch).all(|((k, t), (s, e, g))| k.as_ref() == &bytes[*s..*e] && t == g) {
+        return true;
+    }
     let mut exp: Vec<(&[u8], u32)> = expected.iter().map(|(k, t)| (k.as_ref(), *t)).collect();
     exp.sort_unstable();
-    let bytes = &c.bytes;
     c.batch.sort_unstable_by(|a, b| (&bytes[a.0..a.1], a.2).cmp(&(&bytes[b.0..b.1], b.2)));
     exp.iter().zip(&c.batch).all(|((k, t), (s, e, g))| *k == &bytes[*s..*e] && t == g)
 }
