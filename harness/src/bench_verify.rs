@@ -131,9 +131,9 @@ mod tests {
     #[test]
     fn verdict_applies_both_targets() {
         let f = |ms: u64, mib: f64| Figures { wall: Duration::from_millis(ms), peak_mib: mib };
-        assert_eq!(verdict(f(300, 39.0), f(200, 11.0)).1, true);
-        assert_eq!(verdict(f(301, 39.0), f(200, 11.0)).1, false);
-        assert_eq!(verdict(f(300, 40.5), f(200, 11.0)).2, false);
+        assert!(verdict(f(300, 39.0), f(200, 11.0)).1);
+        assert!(!verdict(f(301, 39.0), f(200, 11.0)).1);
+        assert!(!verdict(f(300, 40.5), f(200, 11.0)).2);
         assert_eq!(median(vec![5, 1, 3]), 3);
     }
 
