@@ -242,6 +242,16 @@ impl BackendKind {
         self.profile().map(|_| crate::bdbenv::durable::data_files_alone(dir))
     }
 
+    /// [`BackendKind::check`] for a caller that needs the findings and Packages, not the index rows (the
+    /// per-cycle verify): sqlite's is streamed (`sqlite_verify.rs`), and its snapshot then holds Packages only.
+    pub fn check_lean(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Packages);
+        }
+        self.check(dir, mode)
+    }
+
     /// [`BackendKind::verify`], also returning what was read (if the database could be read).
     pub fn check(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
         if let Some(p) = self.profile() {
@@ -260,11 +270,6 @@ impl BackendKind {
                 findings.extend(crate::rpmdb::cross_check(s));
             }
             return Ok((findings, snap));
-        }
-        if crate::sqlite_verify::applies(self) {
-            // Streamed; the snapshot then holds Packages only.
-            use crate::sqlite_verify::{Keep, Threads};
-            return crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Packages);
         }
         let mut db = match self.open(dir, mode) {
             Ok(db) => db,

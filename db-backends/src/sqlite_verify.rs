@@ -41,7 +41,7 @@ pub enum Keep {
     Nothing,
 }
 
-/// [`BackendKind::check`] of a sqlite rpmdb. The returned snapshot holds Packages only (its `indexes` are
+/// [`BackendKind::check_lean`] (and `verify`) of a sqlite rpmdb. The returned snapshot holds Packages only (its `indexes` are
 /// empty) when the streamed pass proved the database clean, and is `None` with [`Keep::Nothing`] then.
 pub fn check(
     dir: &Path,
