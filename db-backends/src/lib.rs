@@ -23,6 +23,7 @@ pub mod rpmdb;
 pub mod rpmoracle;
 pub mod rpmroot;
 pub mod sqlite;
+pub mod sqlite_verify;
 pub mod tool;
 pub mod turns;
 

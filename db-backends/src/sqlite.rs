@@ -130,6 +130,11 @@ impl SqliteBackend {
         self.conn.as_ref().expect("connection is open until close")
     }
 
+    /// The open connection, for the streamed verify (`sqlite_verify.rs`).
+    pub(crate) fn connection(&self) -> &Connection {
+        self.conn()
+    }
+
     fn in_txn(&self) -> bool {
         !self.conn().is_autocommit()
     }

@@ -7,6 +7,7 @@
 pub mod arg_values;
 pub mod bench;
 pub mod bench_rpm;
+pub mod bench_verify;
 pub mod bundle;
 pub mod cli_error;
 pub mod dirlock;

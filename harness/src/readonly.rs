@@ -105,28 +105,17 @@ fn copy_regular(src: &Path, dst: &Path) -> Result<(), ReadOnlyError> {
     if meta.is_dir() {
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(src).map_err(io)?;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(src).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
     check_regular(src, &meta)?;
     let mut out = std::fs::File::create(dst).map_err(|source| ReadOnlyError::Io { path: dst.to_path_buf(), source })?;
     // A file that grows while it is copied (a live writer) is copied as it was when opened, give or take
     // what was appended meanwhile: the bound is its size then, plus what a busy writer adds in a moment.
     let bound = meta.len().saturating_add(64 << 20);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut done = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io(e)),
-        };
-        std::io::Write::write_all(&mut out, &buf[..n])
-            .map_err(|source| ReadOnlyError::Io { path: dst.to_path_buf(), source })?;
-        done += n as u64;
-        if done > bound {
-            return Err(io(std::io::Error::other("the file kept growing while it was copied")));
-        }
+    // std::io::copy copies File to File in the kernel (copy_file_range), not through a buffer here.
+    let done = std::io::copy(&mut Read::take(&f, bound + 1), &mut out).map_err(io)?;
+    if done > bound {
+        return Err(io(std::io::Error::other("the file kept growing while it was copied")));
     }
     let _ = std::fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     Ok(())
@@ -158,7 +147,7 @@ pub fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), ReadOn
 pub fn verify(kind: BackendKind, dir: &Path, dbpath: Option<&Path>) -> Result<Vec<Finding>, ReadOnlyError> {
     let db_dir = locate(kind, dir, dbpath)?;
     let snap = snapshot(kind, &db_dir)?;
-    Ok(kind.check(&snap.target, dbtorture_backends::OpenMode::ReadOnly)?.0)
+    Ok(kind.verify_threaded(&snap.target, dbtorture_backends::OpenMode::ReadOnly)?)
 }
 
 /// `verify --oracle rpm`: the real rpm regenerates the indexes of a private copy and they are compared with

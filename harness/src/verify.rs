@@ -26,7 +26,7 @@ pub struct DataReport {
 /// Storage checks, the full cross-check, and the installed set, in one read of the database.
 pub fn data(kind: BackendKind, dir: &Path, pool: &Pool) -> DataReport {
     // Read-only: verification must not change what it judges (the probe writes, afterwards).
-    let (mut findings, snap) = match kind.check(dir, OpenMode::ReadOnly) {
+    let (mut findings, snap) = match kind.check_lean(dir, OpenMode::ReadOnly) {
         Ok(r) => r,
         Err(e) => (vec![Finding::Unopenable { detail: e.to_string() }], None),
     };
