@@ -256,11 +256,7 @@ impl BackendKind {
     pub fn check(self, dir: &Path, mode: OpenMode) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
         if let Some(p) = self.profile() {
             // Never join a possibly damaged environment to judge it: read copies of its files.
-            let (mut findings, snap) = crate::bdbenv::check::offline(dir, p)?;
-            if let Some(s) = &snap {
-                findings.extend(crate::rpmdb::cross_check(s));
-            }
-            return Ok((findings, snap));
+            return crate::bdbenv::check::full_as(dir, p, crate::bdbenv::origin::Origin::HERE);
         }
         if self == BackendKind::Libdb {
             // Likewise: copies of the data files read by BDB in a child under a deadline, db5.3_verify, and

@@ -251,7 +251,7 @@ fn every_locker_bucket_pointing_into_one_long_chain_is_walked_once() {
     let first = b0.first(r).unwrap().unwrap();
     for b in 1..g.locker_t_size {
         let h = g.locker_bucket(b).head;
-        sq::set(r, h + sq::HEAD_FIRST, first as isize - h as isize).unwrap();
+        sq::set(r, h + sq::HEAD_FIRST, first as sq::Link - h as sq::Link).unwrap();
     }
     let f = env_findings(r);
     assert!(f.len() < 3 * 200_000, "{} findings", f.len());

@@ -75,23 +75,68 @@ impl Machine {
     }
 }
 
-/// Refuse a bundle of `kind` written on a machine whose native layout this one cannot read: its region
-/// files would read as damage (the links of a 32-bit ARM guest's lock region are 4-byte offsets) — a false
-/// finding is worse than a clear "not here".
+/// Refuse to *replay* a bundle of `kind` written on a machine whose native layout this one cannot run: a
+/// replay re-runs the engine here, natively, from the bundle's `pre/` — whose region files hold the other
+/// machine's words. A bdbenv bundle of a qemu guest replays in the guest (`dbtorture qemu --replay`).
 pub fn check_machine(info: &BundleInfo, kind: dbtorture_backends::BackendKind) -> anyhow::Result<()> {
     match &info.written_on {
         Some(m) if kind.native_layout() && !m.readable_here() => anyhow::bail!(
             "this {} bundle was written on {} ({}-bit, {}-endian) and its region files hold that machine's words; \
-             this {} build would read them as damage — inspect and replay it on a {}-bit machine (for a qemu \
-             guest's bundle: in the guest)",
+             a replay re-runs the engine natively, so this {} build cannot replay it — replay it on a {}-bit \
+             machine (for a qemu guest's bundle: `dbtorture qemu --replay BUNDLE` replays it in the guest){}",
             kind.name(),
             m.arch,
             m.pointer_width,
             if m.little_endian { "little" } else { "big" },
             std::env::consts::ARCH,
-            m.pointer_width
+            m.pointer_width,
+            if kind.profile().is_some() { "; `inspect` and `verify` read it here" } else { "" }
         ),
         _ => Ok(()),
+    }
+}
+
+/// How `inspect` and `verify` read the region files of a `kind` database in a bundle: this machine's
+/// layout, or (bdbenv) the layout of the machine that wrote them with its pids taken as dead here. What
+/// cannot be read here is refused with the reason: libdb's files are laid out by the C library of the
+/// machine that wrote them, and a region of the other byte order is not read at all.
+pub fn origin(
+    info: &BundleInfo,
+    kind: dbtorture_backends::BackendKind,
+) -> anyhow::Result<dbtorture_backends::bdbenv::origin::Origin> {
+    use dbtorture_backends::bdbenv::origin::{Layout, Origin};
+    let here = Machine::this();
+    let Some(m) = info.written_on.as_ref().filter(|m| **m != here) else { return Ok(Origin::HERE) };
+    if !kind.native_layout() {
+        return Ok(Origin::HERE);
+    }
+    let what = format!(
+        "this {} bundle was written on {} ({}-bit, {}-endian)",
+        kind.name(),
+        m.arch,
+        m.pointer_width,
+        if m.little_endian { "little" } else { "big" }
+    );
+    if kind.profile().is_none() {
+        if m.readable_here() {
+            return Ok(Origin::HERE);
+        }
+        anyhow::bail!(
+            "{what}: real Berkeley DB's region and data files are laid out by the C library of the machine that \
+             wrote them, and this {} build reads only its own — inspect and verify it on a {}-bit machine (for \
+             a qemu guest's bundle: in the guest)",
+            std::env::consts::ARCH,
+            m.pointer_width
+        );
+    }
+    match Layout::for_pointer_width(m.pointer_width) {
+        Some(layout) if m.little_endian == here.little_endian => Ok(Origin::foreign(layout)),
+        _ => anyhow::bail!(
+            "{what}: its region files hold that machine's words, and this {} build reads {}-endian 32- and \
+             64-bit layouts only",
+            std::env::consts::ARCH,
+            if here.little_endian { "little" } else { "big" }
+        ),
     }
 }
 

@@ -272,13 +272,24 @@ fn backend(name: &str) -> Result<BackendKind, CliError> {
     parse_backend(name).map_err(CliError::bad_input)
 }
 
-/// A database inside a bundle written on another kind of machine is refused, not judged as damage.
-fn refuse_foreign(dir: &Path, kind: BackendKind) -> Result<(), CliError> {
-    match dbtorture::bundle::enclosing(dir) {
-        Some(info) => dbtorture::bundle::check_machine(&info, kind)
-            .map_err(|e| CliError::bad_input(format!("{}: cannot read it here", dir.display())).cause(e)),
-        None => Ok(()),
+/// How to read a database inside a bundle written on another kind of machine: in its layout (bdbenv), or
+/// refused with the reason (what cannot be read here), never judged as damage.
+fn read_origin(dir: &Path, kind: BackendKind) -> Result<dbtorture_backends::bdbenv::origin::Origin, CliError> {
+    let Some(info) = dbtorture::bundle::enclosing(dir) else {
+        return Ok(dbtorture_backends::bdbenv::origin::Origin::HERE);
+    };
+    let origin = dbtorture::bundle::origin(&info, kind)
+        .map_err(|e| CliError::bad_input(format!("{}: cannot read it here", dir.display())).cause(e))?;
+    if let Some(m) = info.written_on.as_ref().filter(|_| !origin.local) {
+        eprintln!(
+            "{}: written on {} ({}-bit): reading its region files with {}-byte links; its processes count as dead here",
+            dir.display(),
+            m.arch,
+            m.pointer_width,
+            origin.layout.word()
+        );
     }
+    Ok(origin)
 }
 
 /// The database `kind` must be in `dir` before a command that changes it runs.
@@ -377,8 +388,8 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
         }
         Cmd::Verify { backend: name, dir, dbpath, json, oracle } => {
             let kind = backend(&name)?;
-            refuse_foreign(&dir, kind)?;
-            let mut findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref())
+            let origin = read_origin(&dir, kind)?;
+            let mut findings = dbtorture::readonly::verify(kind, &dir, dbpath.as_deref(), origin)
                 .map_err(|e| CliError::bad_input(format!("{}: cannot verify", dir.display())).cause(e))?;
             if oracle.is_some() {
                 let r = dbtorture::readonly::rpm_oracle(kind, &dir, dbpath.as_deref())
@@ -419,8 +430,8 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 CliError::bad_input(format!("inspect reads BDB-style environments, not {name:?}"))
                     .hint("--backend bdbenv or bdbenv-db43")
             })?;
-            refuse_foreign(&dir, backend(&name)?)?;
-            let i = dbtorture::readonly::inspect(&dir, profile)
+            let origin = read_origin(&dir, backend(&name)?)?;
+            let i = dbtorture::readonly::inspect(&dir, profile, origin)
                 .map_err(|e| CliError::bad_input(format!("{}: cannot inspect", dir.display())).cause(e))?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());

@@ -9,6 +9,7 @@
 //!
 //! Also here: finding the database in a root the way rpm does (`--dbpath`, or the usual locations).
 
+use dbtorture_backends::bdbenv::origin::Origin;
 use dbtorture_backends::rpmdb::Finding;
 use dbtorture_backends::{BackendError, BackendKind};
 use std::io::Read;
@@ -143,11 +144,20 @@ pub fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), ReadOn
     Err(ReadOnlyError::Special { path: path.to_path_buf(), what })
 }
 
-/// `verify`: locate the database, snapshot it, check the snapshot.
-pub fn verify(kind: BackendKind, dir: &Path, dbpath: Option<&Path>) -> Result<Vec<Finding>, ReadOnlyError> {
+/// `verify`: locate the database, snapshot it, check the snapshot — a BDB-style environment's region files
+/// in the layout of the machine that wrote them (`origin`; see `bundle::origin`).
+pub fn verify(
+    kind: BackendKind,
+    dir: &Path,
+    dbpath: Option<&Path>,
+    origin: Origin,
+) -> Result<Vec<Finding>, ReadOnlyError> {
     let db_dir = locate(kind, dir, dbpath)?;
     let snap = snapshot(kind, &db_dir)?;
-    Ok(kind.verify_threaded(&snap.target, dbtorture_backends::OpenMode::ReadOnly)?)
+    match kind.profile() {
+        Some(p) if origin != Origin::HERE => Ok(dbtorture_backends::bdbenv::check::full_as(&snap.target, p, origin)?.0),
+        _ => Ok(kind.verify_threaded(&snap.target, dbtorture_backends::OpenMode::ReadOnly)?),
+    }
 }
 
 /// `verify --oracle rpm`: the real rpm regenerates the indexes of a private copy and they are compared with
@@ -167,9 +177,10 @@ pub fn rpm_oracle(
 pub fn inspect(
     dir: &Path,
     profile: dbtorture_backends::bdbenv::Profile,
+    origin: Origin,
 ) -> Result<dbtorture_backends::bdbenv::inspect::Inspection, ReadOnlyError> {
     let snap = snapshot(BackendKind::Bdbenv, dir)?;
-    let mut i = dbtorture_backends::bdbenv::inspect::inspect(&snap.target, profile)
+    let mut i = dbtorture_backends::bdbenv::inspect::inspect_as(&snap.target, profile, origin)
         .map_err(|source| ReadOnlyError::Io { path: dir.to_path_buf(), source })?;
     i.dir = dir.display().to_string();
     Ok(i)

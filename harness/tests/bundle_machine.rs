@@ -1,6 +1,8 @@
-//! A bundle written on another kind of machine (a 32-bit ARM guest's, read on x86_64): its BDB-style region
-//! files hold that machine's words, so `inspect`, `verify` and `replay` refuse it with exit 2 and say why,
-//! instead of reporting its lock region as damage. Portable databases (sqlite) are not refused.
+//! A bundle written on another kind of machine (a 32-bit ARM guest's, read on x86_64): what cannot be read
+//! here is refused with exit 2 and the reason, never reported as damage — a replay of a bdbenv bundle (it
+//! re-runs the engine natively; `dbtorture qemu --replay` runs it in the guest), anything of libdb (its files
+//! are the C library's layout), a region of the other byte order. `inspect` and `verify` of bdbenv read the
+//! other width (arm32_bundle.rs). Portable databases (sqlite) are not refused.
 
 mod common;
 use common::*;
@@ -9,17 +11,25 @@ use std::path::Path;
 
 /// A bundle directory whose bundle.json says it was written on `arch` with `width`-bit pointers.
 fn bundle(root_dir: &Path, backend: &str, arch: &str, width: u32) -> std::path::PathBuf {
-    let dir = root_dir.join(format!("cycle-00006-{backend}-{arch}"));
+    bundle_of(root_dir, backend, arch, width, true)
+}
+
+fn bundle_of(root_dir: &Path, backend: &str, arch: &str, width: u32, little: bool) -> std::path::PathBuf {
+    let dir = root_dir.join(format!("cycle-00006-{backend}-{arch}-{little}"));
     std::fs::create_dir_all(dir.join("pre")).unwrap();
     std::fs::create_dir_all(dir.join("post")).unwrap();
-    let text = std::fs::read_to_string(root().join("scenarios/qemu-smoke.toml")).unwrap();
+    let mut text = std::fs::read_to_string(root().join("scenarios/qemu-smoke.toml")).unwrap();
+    if backend == "libdb" {
+        text = text.replace(r#"backends = ["sqlite", "bdbenv"]"#, r#"backends = ["sqlite", "libdb"]"#);
+        text = text.replace("bdbenv = [", "libdb = [");
+    }
     let target = if backend == "sqlite" { 0 } else { 1 };
     let info = serde_json::json!({
         "schema": 2, "scenario_path": "scenarios/qemu-smoke.toml", "scenario_text": text, "seed": 1,
         "cycle": 6, "backend": backend, "target": target, "installed_before": [], "plan": "w0:none",
         "kills": [], "outcome": "hang", "findings": [], "planted": null,
         "replay": "dbtorture replay x.tar.gz", "schedule": [],
-        "written_on": {"arch": arch, "pointer_width": width, "little_endian": true}
+        "written_on": {"arch": arch, "pointer_width": width, "little_endian": little}
     });
     std::fs::write(dir.join("bundle.json"), serde_json::to_vec_pretty(&info).unwrap()).unwrap();
     dir
@@ -31,21 +41,39 @@ fn run(args: &[&str], path: &Path) -> (Option<i32>, String) {
 }
 
 #[test]
-fn a_bdbenv_bundle_of_a_machine_with_other_words_is_refused_not_judged() {
+fn what_cannot_be_read_here_is_refused_not_judged() {
     let tmp = tempfile::tempdir().unwrap();
     let other = if usize::BITS == 64 { 32 } else { 64 };
-    let b = bundle(tmp.path(), "bdbenv", "otherarch", other);
+    let bdbenv = bundle(tmp.path(), "bdbenv", "otherarch", other);
+    let libdb = bundle(tmp.path(), "libdb", "otherarch", other);
+    let big = bundle_of(tmp.path(), "bdbenv", "otherarch", other, false);
     let why = format!("written on otherarch ({other}-bit");
-    for (args, path) in [
-        (vec!["inspect"], b.join("post")),
-        (vec!["verify", "--backend", "bdbenv"], b.join("post")),
-        (vec!["verify", "--backend", "bdbenv"], b.join("pre")),
-        (vec!["replay"], b.clone()),
+    for (args, path, because) in [
+        (vec!["replay"], bdbenv.clone(), "dbtorture qemu --replay"),
+        (vec!["inspect"], big.join("post"), "little-endian 32- and 64-bit layouts only"),
+        (vec!["verify", "--backend", "bdbenv"], big.join("post"), "little-endian 32- and 64-bit layouts only"),
+        (vec!["verify", "--backend", "libdb"], libdb.join("post"), "laid out by the C library"),
+        (vec!["verify", "--backend", "libdb"], libdb.join("pre"), "laid out by the C library"),
+        (vec!["replay"], libdb.clone(), "a replay re-runs the engine natively"),
     ] {
         let (code, out) = run(&args, &path);
         assert_eq!(code, Some(2), "{args:?}: {out}");
         assert!(out.contains(&why), "{args:?} says why: {out}");
+        assert!(out.contains(because), "{args:?} says {because:?}: {out}");
     }
+}
+
+#[test]
+fn inspect_and_verify_read_a_bdbenv_bundle_of_the_other_width() {
+    let tmp = tempfile::tempdir().unwrap();
+    let other = if usize::BITS == 64 { 32 } else { 64 };
+    let b = bundle(tmp.path(), "bdbenv", "otherarch", other);
+    // Empty post/: not refused for its machine — it is read in its words, and there is nothing to read.
+    let (code, out) = run(&["inspect"], &b.join("post"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(!out.contains("cannot read it here"), "{out}");
+    assert!(out.contains(&format!("reading its region files with {}-byte links", other / 8)), "{out}");
+    assert!(out.contains("cannot inspect"), "{out}");
 }
 
 #[test]

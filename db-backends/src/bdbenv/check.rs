@@ -7,8 +7,9 @@
 
 use super::datafile::{DataFile, PageImage, unpack_set};
 use super::lock::{self, Geometry, status, u32_at};
+use super::origin::Origin;
 use super::shqueue::{self as sq, Chain};
-use super::{Profile, data_files, env, is_alive, mpool};
+use super::{Profile, data_files, env, mpool};
 use crate::backend::BackendError;
 use crate::rpmdb::tags::INDEXES;
 use crate::rpmdb::{Entry, Finding, Snapshot};
@@ -111,7 +112,7 @@ fn walk_inner(
     }
     match q.last_field(r) {
         None => {}
-        Some(Ok(at)) if at == expect_prev as isize => {}
+        Some(Ok(at)) if at == expect_prev as sq::Link => {}
         Some(Ok(at)) => out.push(lr(
             "list broken",
             format!("{label}: last -> {at:#x}, but the last element's next field is at {expect_prev:#x}"),
@@ -127,8 +128,13 @@ pub const PER_CHECK: usize = 8;
 
 /// Every check of the lock region, with at most [`PER_CHECK`] findings per check (then a count).
 pub fn lock_region(r: &[u8], out: &mut Vec<Finding>) {
+    lock_region_as(r, Origin::HERE, out)
+}
+
+/// [`lock_region`] of a region written where `origin` says (its link width, its pids).
+pub fn lock_region_as(r: &[u8], origin: Origin, out: &mut Vec<Finding>) {
     let mut raw = Vec::new();
-    lock_region_all(r, &mut raw);
+    lock_region_all(r, origin, &mut raw);
     let mut per: BTreeMap<String, usize> = BTreeMap::new();
     let mut more: BTreeMap<String, usize> = BTreeMap::new();
     for f in raw {
@@ -149,17 +155,17 @@ pub fn lock_region(r: &[u8], out: &mut Vec<Finding>) {
     }
 }
 
-fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
+fn lock_region_all(r: &[u8], origin: Origin, out: &mut Vec<Finding>) {
     if u32_at(r, lock::H_MAGIC) != lock::MAGIC {
         out.push(lr("bad region", format!("lock region magic is {:#x}", u32_at(r, lock::H_MAGIC))));
         return;
     }
-    let Some(g) = Geometry::read(r) else {
+    let Some(g) = Geometry::read_as(r, origin.layout) else {
         out.push(lr("bad region", "lock region geometry (table sizes and offsets) does not fit the file"));
         return;
     };
     let owner = u32_at(r, lock::H_MUTEX_PID);
-    if u32_at(r, lock::H_MUTEX) != 0 && !is_alive(owner) {
+    if u32_at(r, lock::H_MUTEX) != 0 && !origin.alive(owner) {
         out.push(Finding::StaleLock { detail: format!("lock region mutex is held by dead process {owner}") });
     }
     let locker_label = |l: usize| format!("locker {:#x} @{l:#x}", u32_at(r, l + lock::LK_ID));
@@ -219,10 +225,10 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
     // Locks: free list, holders and waiters of every live object.
     let free_lo = walk(r, &g, &g.free_locks(), "lock", "lock free list", g.maxlocks, out);
     for &l in &free_lo {
-        if u32_at(r, l + lock::L_STATUS) != status::FREE {
+        if u32_at(r, l + g.f.l_status) != status::FREE {
             out.push(lr(
                 "status mismatch",
-                format!("lock @{l:#x} is on the free list with status {}", status::name(u32_at(r, l + lock::L_STATUS))),
+                format!("lock @{l:#x} is on the free list with status {}", status::name(u32_at(r, l + g.f.l_status))),
             ));
         }
     }
@@ -233,26 +239,26 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             (g.waiters(o), "waiters", [status::WAITING, status::WAITING]),
         ] {
             for l in walk(r, &g, &q, "lock", &format!("{what} of object @{o:#x}"), g.maxlocks, out) {
-                let st = u32_at(r, l + lock::L_STATUS);
+                let st = u32_at(r, l + g.f.l_status);
                 if !ok.contains(&st) {
                     out.push(lr(
                         "status mismatch",
                         format!("lock @{l:#x} is among the {what} of object @{o:#x} with status {}", status::name(st)),
                     ));
                 }
-                let rel = sq::get(r, l + lock::L_OBJ).unwrap_or(0);
-                if (l as isize).wrapping_add(rel) != o as isize {
+                let rel = g.f.lay.get(r, l + g.f.l_obj).unwrap_or(0);
+                if (l as sq::Link).wrapping_add(rel) != o as sq::Link {
                     out.push(lr(
                         "list broken",
                         format!(
                             "lock @{l:#x} is among the {what} of object @{o:#x} but its object link points at {:#x}",
-                            (l as isize).wrapping_add(rel)
+                            (l as sq::Link).wrapping_add(rel)
                         ),
                     ));
                 }
                 let holder = u32_at(r, l + lock::L_HOLDER);
                 if !by_id.contains_key(&holder) {
-                    out.push(lr("Locker is not valid", format!("lock @{l:#x} ({} on object @{o:#x}) is held by locker {holder:#x}, which is not in the locker table (db4: Unknown locker ID: {holder:x})", lock::Mode::name(u32_at(r, l + lock::L_MODE)))));
+                    out.push(lr("Locker is not valid", format!("lock @{l:#x} ({} on object @{o:#x}) is held by locker {holder:#x}, which is not in the locker table (db4: Unknown locker ID: {holder:x})", lock::Mode::name(u32_at(r, l + g.f.l_mode)))));
                 }
                 granted.push(l);
             }
@@ -269,7 +275,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
         heldby_total += locks.len();
         let writes = locks
             .iter()
-            .filter(|&&x| lock::Mode::from_u32(u32_at(r, x + lock::L_MODE)).is_some_and(lock::Mode::is_write))
+            .filter(|&&x| lock::Mode::from_u32(u32_at(r, x + g.f.l_mode)).is_some_and(lock::Mode::is_write))
             .count();
         for &x in &locks {
             if u32_at(r, x + lock::L_HOLDER) != id {
@@ -282,7 +288,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
                     ),
                 ));
             }
-            if u32_at(r, x + lock::L_STATUS) == status::FREE {
+            if u32_at(r, x + g.f.l_status) == status::FREE {
                 out.push(lr(
                     "status mismatch",
                     format!("free lock @{x:#x} is still on the heldby list of {}", locker_label(l)),
@@ -301,7 +307,7 @@ fn lock_region_all(r: &[u8], out: &mut Vec<Finding>) {
             }
         }
         let pid = u32_at(r, l + lock::LK_PID);
-        if !is_alive(pid) {
+        if !origin.alive(pid) {
             let e = dead.entry(pid).or_insert((0, 0, 0));
             e.0 += 1;
             if !locks.is_empty() {
@@ -372,6 +378,11 @@ fn membership(pool: &str, n: u32, size: usize, base: usize, lists: &[&Vec<usize>
 
 /// The environment header, thread table and buffer cache.
 pub fn environment(e: &[u8], m: &[u8], l: &[u8], profile: Profile) -> Vec<Finding> {
+    environment_as(e, m, l, profile, Origin::HERE)
+}
+
+/// [`environment`] of region files written where `origin` says.
+pub fn environment_as(e: &[u8], m: &[u8], l: &[u8], profile: Profile, origin: Origin) -> Vec<Finding> {
     let mut out = Vec::new();
     let er = |d: String| Finding::EnvRegion { region: "__db.001".into(), detail: d };
     if e.len() < env::SIZE || u32_at(e, env::E_MAGIC) != env::MAGIC {
@@ -386,9 +397,9 @@ pub fn environment(e: &[u8], m: &[u8], l: &[u8], profile: Profile) -> Vec<Findin
             out.push(Finding::StaleLock { detail: "environment panic flag is set: run recovery".into() });
         }
         let threads = env::threads(e);
-        let live = threads.iter().filter(|t| is_alive(t.1)).count();
+        let live = threads.iter().filter(|t| origin.alive(t.1)).count();
         for (slot, pid, st) in &threads {
-            if !is_alive(*pid) {
+            if !origin.alive(*pid) {
                 out.push(Finding::StaleLock {
                     detail: if *st == env::thread::ACTIVE {
                         format!("thread slot {slot}: process {pid} died inside the Berkeley DB library")
@@ -404,7 +415,7 @@ pub fn environment(e: &[u8], m: &[u8], l: &[u8], profile: Profile) -> Vec<Findin
                 detail: format!("environment reference count is {} but {live} live processes are attached", rc as i32),
             });
         }
-        if u32_at(e, env::E_MUTEX) != 0 && !is_alive(u32_at(e, env::E_MUTEX + 4)) {
+        if u32_at(e, env::E_MUTEX) != 0 && !origin.alive(u32_at(e, env::E_MUTEX + 4)) {
             out.push(Finding::StaleLock {
                 detail: format!("environment mutex is held by dead process {}", u32_at(e, env::E_MUTEX + 4)),
             });
@@ -413,13 +424,23 @@ pub fn environment(e: &[u8], m: &[u8], l: &[u8], profile: Profile) -> Vec<Findin
     let n = u32_at(m, mpool::M_NFRAMES) as usize;
     if u32_at(m, mpool::M_MAGIC) != mpool::MAGIC || n == 0 || mpool::region_size(n) > m.len() {
         out.push(Finding::EnvRegion { region: "__db.002".into(), detail: "buffer cache header is damaged".into() });
-    } else if u32_at(m, mpool::M_MUTEX) != 0 && !is_alive(u32_at(m, mpool::M_MUTEX + 4)) {
+    } else if u32_at(m, mpool::M_MUTEX) != 0 && !origin.alive(u32_at(m, mpool::M_MUTEX + 4)) {
         out.push(Finding::StaleLock {
             detail: format!("buffer cache mutex is held by dead process {}", u32_at(m, mpool::M_MUTEX + 4)),
         });
     }
-    lock_region(l, &mut out);
+    lock_region_as(l, origin, &mut out);
     out
+}
+
+/// [`offline_as`] plus the rpmdb cross-check of what was read: the whole verdict on a directory whose
+/// region files were written where `origin` says.
+pub fn full_as(dir: &Path, profile: Profile, origin: Origin) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+    let (mut findings, snap) = offline_as(dir, profile, origin)?;
+    if let Some(s) = &snap {
+        findings.extend(crate::rpmdb::cross_check(s));
+    }
+    Ok((findings, snap))
 }
 
 /// Turn scanned data files into a snapshot: Packages (key 0 = last header number) and index sets.
@@ -467,6 +488,16 @@ pub fn snapshot_from(files: Vec<Vec<super::datafile::KeyValue>>, findings: &mut 
 /// Verify a directory without joining the environment or taking any mutex: copies of the region files for
 /// the environment checks; the data files with the buffer cache's pages laid over them for the data checks.
 pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
+    offline_as(dir, profile, Origin::HERE)
+}
+
+/// [`offline`] of a directory whose region files were written where `origin` says (the data files and the
+/// buffer cache hold no links: only the lock region reads differently).
+pub fn offline_as(
+    dir: &Path,
+    profile: Profile,
+    origin: Origin,
+) -> Result<(Vec<Finding>, Option<Snapshot>), BackendError> {
     let read = |name: &str| std::fs::read(dir.join(name));
     let packages = dir.join("Packages");
     if !packages.exists() {
@@ -480,7 +511,7 @@ pub fn offline(dir: &Path, profile: Profile) -> Result<(Vec<Finding>, Option<Sna
     let mut cache = None;
     match regions {
         (Ok(e), Ok(m), Ok(l)) => {
-            findings.extend(environment(&e, &m, &l, profile));
+            findings.extend(environment_as(&e, &m, &l, profile, origin));
             cache = Some(m);
         }
         (Err(_), Err(_), Err(_)) => {} // no environment (after `rm __db.*`): nothing to check

@@ -7,7 +7,8 @@
 
 use super::check::{self, walk, walk_bucket};
 use super::lock::{self, Geometry, status, u32_at};
-use super::{env, is_alive, mpool};
+use super::origin::Origin;
+use super::{env, mpool};
 use crate::rpmdb::Finding;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -66,6 +67,8 @@ pub struct ObjectInfo {
 pub struct LockRegionInfo {
     pub magic_ok: bool,
     pub mutex_held_by: Option<u32>,
+    /// Whether the holder of the region mutex is alive here (false for another machine's region).
+    pub mutex_holder_alive: bool,
     pub counters: Vec<(String, i64)>,
     pub lockers: Vec<LockerInfo>,
     pub objects: Vec<ObjectInfo>,
@@ -94,12 +97,12 @@ pub struct Inspection {
     pub findings: Vec<Finding>,
 }
 
-fn lock_info(r: &[u8], l: usize) -> LockInfo {
+fn lock_info(r: &[u8], f: &lock::Fields, l: usize) -> LockInfo {
     LockInfo {
         offset: l,
         holder: u32_at(r, l + lock::L_HOLDER),
-        mode: lock::Mode::name(u32_at(r, l + lock::L_MODE)).into(),
-        status: status::name(u32_at(r, l + lock::L_STATUS)).into(),
+        mode: lock::Mode::name(u32_at(r, l + f.l_mode)).into(),
+        status: status::name(u32_at(r, l + f.l_status)).into(),
         generation: u32_at(r, l + lock::L_GEN),
     }
 }
@@ -115,9 +118,15 @@ fn strings(f: Vec<Finding>) -> Vec<String> {
 }
 
 pub fn lock_region(r: &[u8]) -> LockRegionInfo {
+    lock_region_as(r, Origin::HERE)
+}
+
+/// [`lock_region`] of a region written where `origin` says (its link width; its pids are alive only here).
+pub fn lock_region_as(r: &[u8], origin: Origin) -> LockRegionInfo {
     let mut info = LockRegionInfo {
         magic_ok: u32_at(r, lock::H_MAGIC) == lock::MAGIC,
         mutex_held_by: (u32_at(r, lock::H_MUTEX) != 0).then(|| u32_at(r, lock::H_MUTEX_PID)),
+        mutex_holder_alive: u32_at(r, lock::H_MUTEX) != 0 && origin.alive(u32_at(r, lock::H_MUTEX_PID)),
         counters: Vec::new(),
         lockers: Vec::new(),
         objects: Vec::new(),
@@ -141,7 +150,7 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
     ] {
         info.counters.push((name.into(), i64::from(u32_at(r, at) as i32)));
     }
-    let Some(g) = Geometry::read(r).filter(|_| info.magic_ok) else {
+    let Some(g) = Geometry::read_as(r, origin.layout).filter(|_| info.magic_ok) else {
         info.problems.push("the region header is damaged; nothing can be walked".into());
         return info;
     };
@@ -164,10 +173,10 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
                 offset: l,
                 id: u32_at(r, l + lock::LK_ID),
                 pid,
-                alive: is_alive(pid),
+                alive: origin.alive(pid),
                 nlocks: u32_at(r, l + lock::LK_NLOCKS) as i32,
                 nwrites: u32_at(r, l + lock::LK_NWRITES) as i32,
-                locks: locks.into_iter().map(|x| lock_info(r, x)).collect(),
+                locks: locks.into_iter().map(|x| lock_info(r, &g.f, x)).collect(),
                 problems: strings(p),
             });
         }
@@ -187,8 +196,8 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
             info.objects.push(ObjectInfo {
                 offset: o,
                 key: key_text(&r[o + lock::OB_KEY..o + lock::OB_KEY + len]),
-                holders: holders.into_iter().map(|x| lock_info(r, x)).collect(),
-                waiters: waiters.into_iter().map(|x| lock_info(r, x)).collect(),
+                holders: holders.into_iter().map(|x| lock_info(r, &g.f, x)).collect(),
+                waiters: waiters.into_iter().map(|x| lock_info(r, &g.f, x)).collect(),
                 problems: strings(p),
             });
         }
@@ -198,6 +207,11 @@ pub fn lock_region(r: &[u8]) -> LockRegionInfo {
 
 /// Inspect an environment directory (reads copies of `__db.001`–`__db.003`).
 pub fn inspect(dir: &Path, profile: super::Profile) -> std::io::Result<Inspection> {
+    inspect_as(dir, profile, Origin::HERE)
+}
+
+/// [`inspect`] of an environment whose region files were written where `origin` says.
+pub fn inspect_as(dir: &Path, profile: super::Profile, origin: Origin) -> std::io::Result<Inspection> {
     let e = std::fs::read(dir.join(super::ENV_FILE))?;
     let m = std::fs::read(dir.join(super::MPOOL_FILE)).unwrap_or_default();
     let l = std::fs::read(dir.join(super::LOCK_FILE)).unwrap_or_default();
@@ -209,7 +223,7 @@ pub fn inspect(dir: &Path, profile: super::Profile) -> std::io::Result<Inspectio
         init_flags: u32_at(&e, env::E_INIT_FLAGS),
         threads: env::threads(&e)
             .into_iter()
-            .map(|(slot, pid, st)| Thread { slot, pid, alive: is_alive(pid), state: env::thread::name(st).into() })
+            .map(|(slot, pid, st)| Thread { slot, pid, alive: origin.alive(pid), state: env::thread::name(st).into() })
             .collect(),
     });
     let n = u32_at(&m, mpool::M_NFRAMES);
@@ -220,8 +234,8 @@ pub fn inspect(dir: &Path, profile: super::Profile) -> std::io::Result<Inspectio
         misses: u32_at(&m, mpool::M_MISSES),
         writebacks: u32_at(&m, mpool::M_WRITEBACKS),
     });
-    let lock_region = (!l.is_empty()).then(|| lock_region(&l));
-    let findings = check::environment(&e, &m, &l, profile);
+    let lock_region = (!l.is_empty()).then(|| lock_region_as(&l, origin));
+    let findings = check::environment_as(&e, &m, &l, profile, origin);
     Ok(Inspection { dir: dir.display().to_string(), environment, cache, lock_region, findings })
 }
 
@@ -267,8 +281,11 @@ impl std::fmt::Display for Inspection {
         if let Some(l) = &self.lock_region {
             let _ = writeln!(s, "Lock region: magic {}", if l.magic_ok { "ok" } else { "BAD" });
             if let Some(pid) = l.mutex_held_by {
-                let _ =
-                    writeln!(s, "  region mutex HELD by pid {pid} ({})", if is_alive(pid) { "alive" } else { "DEAD" });
+                let _ = writeln!(
+                    s,
+                    "  region mutex HELD by pid {pid} ({})",
+                    if l.mutex_holder_alive { "alive" } else { "DEAD" }
+                );
             }
             for (name, v) in &l.counters {
                 let _ = writeln!(s, "  {v:>10}  {name}{}", if *v < 0 { "   <-- negative" } else { "" });

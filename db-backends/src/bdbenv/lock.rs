@@ -10,7 +10,8 @@
 use super::lock_layout::put_u32;
 pub use super::lock_layout::*;
 use super::mmap::Region;
-use super::shqueue::{self as sq, BadLink, Link};
+use super::origin::Layout;
+use super::shqueue::{BadLink, Link};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -132,7 +133,12 @@ pub struct LockHandle {
 /// Lay out a fresh lock region: every element on its free list, empty hash tables, zero counters. The magic
 /// is written last.
 pub fn init(region: &mut Region, s: &Sizes) -> Result<(), LockError> {
-    let r = region.bytes_mut();
+    init_as(region.bytes_mut(), s, Layout::NATIVE)
+}
+
+/// [`init`] of a region laid out with `lay`'s link width (tests and tools write another machine's layout
+/// with it; the environment's writer always uses the native one).
+pub fn init_as(r: &mut [u8], s: &Sizes, lay: Layout) -> Result<(), LockError> {
     r.fill(0);
     let mut off = HEADER_SIZE;
     let mut take = |n: usize| {
@@ -140,8 +146,8 @@ pub fn init(region: &mut Region, s: &Sizes) -> Result<(), LockError> {
         off += n;
         o
     };
-    let locker_tab = take(s.locker_t_size as usize * sq::HEAD_SIZE);
-    let object_tab = take(s.object_t_size as usize * sq::HEAD_SIZE);
+    let locker_tab = take(s.locker_t_size as usize * lay.head_size());
+    let object_tab = take(s.object_t_size as usize * lay.head_size());
     let lockers = take(s.lockers as usize * LOCKER_SIZE);
     let objects = take(s.objects as usize * OBJECT_SIZE);
     let locks = take(s.locks as usize * LOCK_SIZE);
@@ -160,7 +166,7 @@ pub fn init(region: &mut Region, s: &Sizes) -> Result<(), LockError> {
     ] {
         put_u32(r, at, v)?;
     }
-    let g = Geometry::read(r).ok_or(LockError::BadMagic)?;
+    let g = Geometry::read_as(r, lay).ok_or(LockError::BadMagic)?;
     for q in [g.free_lockers(), g.free_objects(), g.free_locks(), g.inuse_lockers()] {
         q.init(r)?;
     }
@@ -179,7 +185,7 @@ pub fn init(region: &mut Region, s: &Sizes) -> Result<(), LockError> {
     }
     for i in (0..s.locks as usize).rev() {
         let l = locks + i * LOCK_SIZE;
-        put_u32(r, l + L_STATUS, status::FREE)?;
+        put_u32(r, l + g.f.l_status, status::FREE)?;
         g.free_locks().insert_head(r, l)?;
     }
     put_u32(r, H_MAGIC, MAGIC)?;
@@ -231,10 +237,15 @@ pub struct LockTable<'a> {
 
 impl<'a> LockTable<'a> {
     pub fn new(r: &'a mut [u8]) -> Result<LockTable<'a>, LockError> {
+        LockTable::new_as(r, Layout::NATIVE)
+    }
+
+    /// A lock table over a region laid out with `lay`'s link width.
+    pub fn new_as(r: &'a mut [u8], lay: Layout) -> Result<LockTable<'a>, LockError> {
         if u32_at(r, H_MAGIC) != MAGIC {
             return Err(LockError::BadMagic);
         }
-        let g = Geometry::read(r).ok_or(LockError::BadMagic)?;
+        let g = Geometry::read_as(r, lay).ok_or(LockError::BadMagic)?;
         Ok(LockTable { r, g })
     }
 
@@ -374,7 +385,7 @@ impl<'a> LockTable<'a> {
         let mut cur = q.first(self.r)?;
         let mut steps = 0;
         while let Some(l) = cur {
-            if Some(l) != except && self.get(l + L_HOLDER) != locker && conflicts(self.get(l + L_MODE), mode) {
+            if Some(l) != except && self.get(l + L_HOLDER) != locker && conflicts(self.get(l + self.g.f.l_mode), mode) {
                 return Ok(true);
             }
             steps += 1;
@@ -397,14 +408,14 @@ impl<'a> LockTable<'a> {
         free.remove(self.r, l)?;
         let generation = self.get(l + L_GEN);
         self.set(l + L_HOLDER, locker)?;
-        self.set(l + L_REFCOUNT, 1)?;
-        self.set(l + L_MODE, mode as u32)?;
-        sq::set(self.r, l + L_OBJ, (o as Link).wrapping_sub(l as Link))?;
+        self.set(l + self.g.f.l_refcount, 1)?;
+        self.set(l + self.g.f.l_mode, mode as u32)?;
+        self.g.f.lay.set(self.r, l + self.g.f.l_obj, (o as Link).wrapping_sub(l as Link))?;
         if conflict {
-            self.set(l + L_STATUS, status::WAITING)?;
+            self.set(l + self.g.f.l_status, status::WAITING)?;
             self.g.waiters(o).insert_tail(self.r, l)?;
         } else {
-            self.set(l + L_STATUS, status::HELD)?;
+            self.set(l + self.g.f.l_status, status::HELD)?;
             self.g.holders(o).insert_tail(self.r, l)?;
         }
         self.g.heldby(lk).insert_head(self.r, l)?;
@@ -417,7 +428,7 @@ impl<'a> LockTable<'a> {
     }
 
     fn check_handle(&self, h: LockHandle) -> Result<(), LockError> {
-        let st = self.get(h.off + L_STATUS);
+        let st = self.get(h.off + self.g.f.l_status);
         if self.g.classify(h.off) != Some(("lock", (h.off - self.g.locks) / LOCK_SIZE))
             || self.get(h.off + L_GEN) != h.generation
             || st == status::FREE
@@ -429,12 +440,12 @@ impl<'a> LockTable<'a> {
 
     pub fn lock_status(&self, h: LockHandle) -> Result<u32, LockError> {
         self.check_handle(h)?;
-        Ok(self.get(h.off + L_STATUS))
+        Ok(self.get(h.off + self.g.f.l_status))
     }
 
     fn object_of(&self, l: usize) -> Result<usize, LockError> {
-        let rel = sq::get(self.r, l + L_OBJ)?;
-        Ok(sq::resolve(self.r, l + L_OBJ, l, rel, OBJECT_SIZE)?)
+        let rel = self.g.f.lay.get(self.r, l + self.g.f.l_obj)?;
+        Ok(self.g.f.lay.resolve(self.r, l + self.g.f.l_obj, l, rel, OBJECT_SIZE)?)
     }
 
     /// `lock_put`: release (or stop waiting for) a lock; frees the object when nothing refers to it and
@@ -445,7 +456,7 @@ impl<'a> LockTable<'a> {
         let o = self.object_of(l)?;
         let holder = self.get(l + L_HOLDER);
         let lk = self.find_locker(holder)?.ok_or(LockError::LockerNotValid)?;
-        let st = self.get(l + L_STATUS);
+        let st = self.get(l + self.g.f.l_status);
         if st == status::WAITING {
             self.g.waiters(o).remove(self.r, l)?;
         } else {
@@ -453,10 +464,10 @@ impl<'a> LockTable<'a> {
         }
         self.g.heldby(lk).remove(self.r, l)?;
         self.drop1(lk + LK_NLOCKS)?;
-        if Mode::from_u32(self.get(l + L_MODE)).is_some_and(Mode::is_write) {
+        if Mode::from_u32(self.get(l + self.g.f.l_mode)).is_some_and(Mode::is_write) {
             self.drop1(lk + LK_NWRITES)?;
         }
-        self.set(l + L_STATUS, status::FREE)?;
+        self.set(l + self.g.f.l_status, status::FREE)?;
         let next_gen = self.get(l + L_GEN).wrapping_add(1);
         self.set(l + L_GEN, next_gen)?;
         self.g.free_locks().insert_head(self.r, l)?;
@@ -479,13 +490,13 @@ impl<'a> LockTable<'a> {
     fn promote(&mut self, o: usize) -> Result<(), LockError> {
         let mut steps = 0;
         while let Some(w) = self.g.waiters(o).first(self.r)? {
-            let mode = Mode::from_u32(self.get(w + L_MODE)).unwrap_or(Mode::W);
+            let mode = Mode::from_u32(self.get(w + self.g.f.l_mode)).unwrap_or(Mode::W);
             if self.conflicting_holder(o, self.get(w + L_HOLDER), mode, None)? {
                 break;
             }
             self.g.waiters(o).remove(self.r, w)?;
             self.g.holders(o).insert_tail(self.r, w)?;
-            self.set(w + L_STATUS, status::HELD)?;
+            self.set(w + self.g.f.l_status, status::HELD)?;
             steps += 1;
             if steps > self.g.maxlocks {
                 return Err(LockError::Link("waiters list does not end (cycle)".into()));
@@ -503,7 +514,7 @@ impl<'a> LockTable<'a> {
         if self.conflicting_holder(o, holder, Mode::W, Some(h.off))? {
             return Ok(false);
         }
-        self.set(h.off + L_MODE, Mode::W as u32)?;
+        self.set(h.off + self.g.f.l_mode, Mode::W as u32)?;
         Ok(true)
     }
 
@@ -512,7 +523,7 @@ impl<'a> LockTable<'a> {
         self.check_handle(h)?;
         let holder = self.get(h.off + L_HOLDER);
         self.find_locker(holder)?.ok_or(LockError::LockerNotValid)?;
-        self.set(h.off + L_MODE, mode as u32)?;
+        self.set(h.off + self.g.f.l_mode, mode as u32)?;
         let o = self.object_of(h.off)?;
         self.promote(o)
     }

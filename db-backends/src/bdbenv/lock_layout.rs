@@ -1,14 +1,65 @@
 //! The lock region's layout: header fields, element sizes and offsets (host byte order, pointer-width
 //! links), the sizing of a fresh region, the geometry read back from a header, and the key hash.
 //!
+//! The offsets that follow a link move with the link width: they are [`Fields`] of a [`Layout`]. The
+//! `H_*`/`LK_*`/`OB_*`/`L_*` constants of those are the native layout's (the writer's); a reader of
+//! another machine's region uses the [`Fields`] its [`Geometry`] carries.
+//!
 //! Why apart from `lock.rs`: the verifier, `inspect` and the stale-page describer read this layout from a
 //! region they do not trust; the lock table's operations (`lock.rs`) write it. Both use these names.
 
 use super::lock::LockError;
+use super::origin::Layout;
 use super::shqueue::{self as sq, List, TailQ};
 
 pub const MAGIC: u32 = 0x0004_1dbe;
-const W: usize = sq::W;
+
+/// The lock region's offsets that depend on the link width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields {
+    pub lay: Layout,
+    pub h_free_lockers: usize,
+    pub h_free_objects: usize,
+    pub h_free_locks: usize,
+    pub h_inuse_lockers: usize,
+    pub lk_ulinks: usize,
+    pub lk_heldby: usize,
+    pub ob_holders: usize,
+    pub ob_waiters: usize,
+    pub l_locker_links: usize,
+    pub l_refcount: usize,
+    pub l_mode: usize,
+    pub l_obj: usize,
+    pub l_status: usize,
+}
+
+impl Fields {
+    /// The offsets of a region whose links are `lay`'s width (every element still fits its fixed size:
+    /// lockers and objects 96 bytes, locks 64, the header 256, for 4- and 8-byte links alike).
+    pub const fn of(lay: Layout) -> Fields {
+        let (head, entry, w) = (lay.head_size(), lay.entry_size(), lay.word());
+        let l_refcount = 8 + 2 * entry;
+        Fields {
+            lay,
+            h_free_lockers: 96,
+            h_free_objects: 96 + head,
+            h_free_locks: 96 + 2 * head,
+            h_inuse_lockers: 96 + 3 * head,
+            lk_ulinks: 32 + entry,
+            lk_heldby: 32 + 2 * entry,
+            ob_holders: 32 + entry,
+            ob_waiters: 32 + entry + head,
+            l_locker_links: 8 + entry,
+            l_refcount,
+            l_mode: l_refcount + 4,
+            l_obj: l_refcount + 8,
+            l_status: l_refcount + 8 + w,
+        }
+    }
+}
+
+/// The native layout's fields (what the writer uses).
+pub const NATIVE: Fields = Fields::of(Layout::NATIVE);
 
 // Region header.
 pub const H_MUTEX: usize = 0;
@@ -33,10 +84,10 @@ pub const H_LOCKERS: usize = 72;
 pub const H_OBJECTS: usize = 76;
 pub const H_LOCKS: usize = 80;
 pub const H_NREQUESTS: usize = 84;
-pub const H_FREE_LOCKERS: usize = 96;
-pub const H_FREE_OBJECTS: usize = 96 + sq::HEAD_SIZE;
-pub const H_FREE_LOCKS: usize = 96 + 2 * sq::HEAD_SIZE;
-pub const H_INUSE_LOCKERS: usize = 96 + 3 * sq::HEAD_SIZE;
+pub const H_FREE_LOCKERS: usize = NATIVE.h_free_lockers;
+pub const H_FREE_OBJECTS: usize = NATIVE.h_free_objects;
+pub const H_FREE_LOCKS: usize = NATIVE.h_free_locks;
+pub const H_INUSE_LOCKERS: usize = NATIVE.h_inuse_lockers;
 pub const HEADER_SIZE: usize = 256;
 
 // Locker (DB_LOCKER).
@@ -47,8 +98,8 @@ pub const LK_NLOCKS: usize = 12;
 pub const LK_NWRITES: usize = 16;
 pub const LK_FLAGS: usize = 20;
 pub const LK_LINKS: usize = 32;
-pub const LK_ULINKS: usize = 32 + sq::ENTRY_SIZE;
-pub const LK_HELDBY: usize = 32 + 2 * sq::ENTRY_SIZE;
+pub const LK_ULINKS: usize = NATIVE.lk_ulinks;
+pub const LK_HELDBY: usize = NATIVE.lk_heldby;
 pub const LOCKER_SIZE: usize = 96;
 
 // Lock object (DB_LOCKOBJ).
@@ -56,19 +107,19 @@ pub const OB_KEYLEN: usize = 0;
 pub const OB_KEY: usize = 8;
 pub const KEY_MAX: usize = 24;
 pub const OB_LINKS: usize = 32;
-pub const OB_HOLDERS: usize = 32 + sq::ENTRY_SIZE;
-pub const OB_WAITERS: usize = 32 + sq::ENTRY_SIZE + sq::HEAD_SIZE;
+pub const OB_HOLDERS: usize = NATIVE.ob_holders;
+pub const OB_WAITERS: usize = NATIVE.ob_waiters;
 pub const OBJECT_SIZE: usize = 96;
 
 // Lock (struct __db_lock).
 pub const L_HOLDER: usize = 0;
 pub const L_GEN: usize = 4;
 pub const L_LINKS: usize = 8;
-pub const L_LOCKER_LINKS: usize = 8 + sq::ENTRY_SIZE;
-pub const L_REFCOUNT: usize = 8 + 2 * sq::ENTRY_SIZE;
-pub const L_MODE: usize = L_REFCOUNT + 4;
-pub const L_OBJ: usize = L_REFCOUNT + 8;
-pub const L_STATUS: usize = L_OBJ + W;
+pub const L_LOCKER_LINKS: usize = NATIVE.l_locker_links;
+pub const L_REFCOUNT: usize = NATIVE.l_refcount;
+pub const L_MODE: usize = NATIVE.l_mode;
+pub const L_OBJ: usize = NATIVE.l_obj;
+pub const L_STATUS: usize = NATIVE.l_status;
 pub const LOCK_SIZE: usize = 64;
 
 /// Sizing of a lock region.
@@ -105,6 +156,8 @@ pub(super) fn put_u32(r: &mut [u8], at: usize, v: u32) -> Result<(), LockError> 
 /// Static geometry read from a region header (trusted only as far as it is checked).
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
+    /// The link-width-dependent offsets of this region.
+    pub f: Fields,
     pub maxlockers: u32,
     pub maxobjects: u32,
     pub maxlocks: u32,
@@ -118,8 +171,15 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a region in the native layout.
     pub fn read(r: &[u8]) -> Option<Geometry> {
+        Geometry::read_as(r, Layout::NATIVE)
+    }
+
+    /// The geometry of a region whose links are `lay`'s width.
+    pub fn read_as(r: &[u8], lay: Layout) -> Option<Geometry> {
         let g = Geometry {
+            f: Fields::of(lay),
             maxlockers: u32_at(r, H_MAXLOCKERS),
             maxobjects: u32_at(r, H_MAXOBJECTS),
             maxlocks: u32_at(r, H_MAXLOCKS),
@@ -136,41 +196,51 @@ impl Geometry {
         };
         let ok = g.locker_t_size > 0
             && g.object_t_size > 0
-            && fits(g.locker_tab, g.locker_t_size, sq::HEAD_SIZE)
-            && fits(g.object_tab, g.object_t_size, sq::HEAD_SIZE)
+            && fits(g.locker_tab, g.locker_t_size, lay.head_size())
+            && fits(g.object_tab, g.object_t_size, lay.head_size())
             && fits(g.lockers, g.maxlockers, LOCKER_SIZE)
             && fits(g.objects, g.maxobjects, OBJECT_SIZE)
             && fits(g.locks, g.maxlocks, LOCK_SIZE)
-            && [g.locker_tab, g.object_tab, g.lockers, g.objects, g.locks].iter().all(|o| o % W == 0);
+            && [g.locker_tab, g.object_tab, g.lockers, g.objects, g.locks].iter().all(|o| o.is_multiple_of(lay.word()));
         ok.then_some(g)
     }
 
     pub fn free_lockers(&self) -> TailQ {
-        TailQ { head: H_FREE_LOCKERS, link: LK_LINKS, elem_size: LOCKER_SIZE }
+        TailQ { lay: self.f.lay, head: self.f.h_free_lockers, link: LK_LINKS, elem_size: LOCKER_SIZE }
     }
     pub fn free_objects(&self) -> TailQ {
-        TailQ { head: H_FREE_OBJECTS, link: OB_LINKS, elem_size: OBJECT_SIZE }
+        TailQ { lay: self.f.lay, head: self.f.h_free_objects, link: OB_LINKS, elem_size: OBJECT_SIZE }
     }
     pub fn free_locks(&self) -> TailQ {
-        TailQ { head: H_FREE_LOCKS, link: L_LINKS, elem_size: LOCK_SIZE }
+        TailQ { lay: self.f.lay, head: self.f.h_free_locks, link: L_LINKS, elem_size: LOCK_SIZE }
     }
     pub fn inuse_lockers(&self) -> TailQ {
-        TailQ { head: H_INUSE_LOCKERS, link: LK_ULINKS, elem_size: LOCKER_SIZE }
+        TailQ { lay: self.f.lay, head: self.f.h_inuse_lockers, link: self.f.lk_ulinks, elem_size: LOCKER_SIZE }
     }
     pub fn locker_bucket(&self, i: u32) -> TailQ {
-        TailQ { head: self.locker_tab + i as usize * sq::HEAD_SIZE, link: LK_LINKS, elem_size: LOCKER_SIZE }
+        TailQ {
+            lay: self.f.lay,
+            head: self.locker_tab + i as usize * self.f.lay.head_size(),
+            link: LK_LINKS,
+            elem_size: LOCKER_SIZE,
+        }
     }
     pub fn object_bucket(&self, i: u32) -> TailQ {
-        TailQ { head: self.object_tab + i as usize * sq::HEAD_SIZE, link: OB_LINKS, elem_size: OBJECT_SIZE }
+        TailQ {
+            lay: self.f.lay,
+            head: self.object_tab + i as usize * self.f.lay.head_size(),
+            link: OB_LINKS,
+            elem_size: OBJECT_SIZE,
+        }
     }
     pub fn holders(&self, obj: usize) -> TailQ {
-        TailQ { head: obj + OB_HOLDERS, link: L_LINKS, elem_size: LOCK_SIZE }
+        TailQ { lay: self.f.lay, head: obj + self.f.ob_holders, link: L_LINKS, elem_size: LOCK_SIZE }
     }
     pub fn waiters(&self, obj: usize) -> TailQ {
-        TailQ { head: obj + OB_WAITERS, link: L_LINKS, elem_size: LOCK_SIZE }
+        TailQ { lay: self.f.lay, head: obj + self.f.ob_waiters, link: L_LINKS, elem_size: LOCK_SIZE }
     }
     pub fn heldby(&self, locker: usize) -> List {
-        List { head: locker + LK_HELDBY, link: L_LOCKER_LINKS, elem_size: LOCK_SIZE }
+        List { lay: self.f.lay, head: locker + self.f.lk_heldby, link: self.f.l_locker_links, elem_size: LOCK_SIZE }
     }
     /// Which pool an offset belongs to, and its index, if it is an element start.
     pub fn classify(&self, off: usize) -> Option<(&'static str, usize)> {

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod lock_layout;
 pub mod mmap;
 pub mod mpool;
+pub mod origin;
 mod region_files;
 pub mod shqueue;
 

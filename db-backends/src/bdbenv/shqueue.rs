@@ -7,14 +7,18 @@
 //! at the head's own `first` when empty. Remove does not clear the removed element's links.
 //!
 //! All arithmetic wraps and every access is bounds- and alignment-checked: a corrupt link is an error the
-//! caller reports, never a panic. Byte order: host (regions are host-specific, like BDB's).
+//! caller reports, never a panic. Byte order: host (regions are host-specific, like BDB's). Link width: the [`Layout`] each list
+//! carries — the writer's is always native; a reader may take another machine's (a 32-bit guest's region).
 
+use super::origin::Layout;
 use std::fmt;
 
-/// A link value: pointer-width, like BDB's `ssize_t` offsets.
-pub type Link = isize;
+/// A link value: BDB's `ssize_t` offsets, read from a region of either width (see [`Layout`]) and held
+/// as 64 bits whatever the host.
+pub type Link = i64;
 pub const NONE: Link = -1;
-pub const W: usize = std::mem::size_of::<Link>();
+/// The native link width (the writer's).
+pub const W: usize = Layout::NATIVE.word();
 
 /// Crash points between the link writes of an insert or remove: a kill here leaves a half-linked element,
 /// exactly what a process dying inside BDB's list macros leaves in the region.
@@ -40,15 +44,68 @@ impl fmt::Display for BadLink {
     }
 }
 
-pub fn get(r: &[u8], at: usize) -> Result<Link, BadLink> {
-    let s = r.get(at..at.wrapping_add(W)).filter(|_| at.is_multiple_of(W)).ok_or(BadLink { at, value: 0 })?;
-    Ok(Link::from_ne_bytes(s.try_into().expect("W bytes")))
+impl Layout {
+    /// Read the link at `at` (aligned to the link width, inside the region).
+    #[inline]
+    pub fn get(self, r: &[u8], at: usize) -> Result<Link, BadLink> {
+        let w = self.word();
+        let s = r.get(at..at.wrapping_add(w)).filter(|_| at.is_multiple_of(w)).ok_or(BadLink { at, value: 0 })?;
+        Ok(match w {
+            4 => Link::from(i32::from_ne_bytes(s.try_into().expect("4 bytes"))),
+            _ => i64::from_ne_bytes(s.try_into().expect("8 bytes")),
+        })
+    }
+
+    /// Write the link at `at`; a value the width cannot hold is a bad link.
+    #[inline]
+    pub fn set(self, r: &mut [u8], at: usize, v: Link) -> Result<(), BadLink> {
+        let w = self.word();
+        let s = r.get_mut(at..at.wrapping_add(w)).filter(|_| at.is_multiple_of(w)).ok_or(BadLink { at, value: v })?;
+        match w {
+            4 => s.copy_from_slice(&i32::try_from(v).map_err(|_| BadLink { at, value: v })?.to_ne_bytes()),
+            _ => s.copy_from_slice(&v.to_ne_bytes()),
+        }
+        Ok(())
+    }
+
+    /// Resolve `base + rel` to a region offset, checking it lies inside the region (with room for `size`
+    /// bytes) and is aligned to the link width.
+    #[inline]
+    pub fn resolve(self, r: &[u8], field_at: usize, base: usize, rel: Link, size: usize) -> Result<usize, BadLink> {
+        let target = (base as Link).wrapping_add(rel);
+        if target < 0
+            || usize::try_from(target).ok().and_then(|t| t.checked_add(size)).is_none_or(|end| end > r.len())
+            || !(target as usize).is_multiple_of(self.word())
+        {
+            return Err(BadLink { at: field_at, value: rel });
+        }
+        Ok(target as usize)
+    }
+
+    /// Field offsets of a tail-queue head: `first` (0), then `last`.
+    pub const fn head_last(self) -> usize {
+        self.word()
+    }
+    pub const fn head_size(self) -> usize {
+        2 * self.word()
+    }
+    /// Field offsets of an entry (relative to the entry field): `next` (0), then `prev`.
+    pub const fn entry_prev(self) -> usize {
+        self.word()
+    }
+    pub const fn entry_size(self) -> usize {
+        2 * self.word()
+    }
 }
 
+/// [`Layout::get`] in the native layout.
+pub fn get(r: &[u8], at: usize) -> Result<Link, BadLink> {
+    Layout::NATIVE.get(r, at)
+}
+
+/// [`Layout::set`] in the native layout.
 pub fn set(r: &mut [u8], at: usize, v: Link) -> Result<(), BadLink> {
-    let s = r.get_mut(at..at.wrapping_add(W)).filter(|_| at.is_multiple_of(W)).ok_or(BadLink { at, value: v })?;
-    s.copy_from_slice(&v.to_ne_bytes());
-    Ok(())
+    Layout::NATIVE.set(r, at, v)
 }
 
 pub fn get_u32(r: &[u8], at: usize) -> Option<u32> {
@@ -60,31 +117,23 @@ pub fn set_u32(r: &mut [u8], at: usize, v: u32) -> Option<()> {
     Some(())
 }
 
-/// Resolve `base + rel` to a region offset, checking it lies inside the region (with room for `size` bytes)
-/// and is aligned to the link width.
+/// [`Layout::resolve`] in the native layout.
 pub fn resolve(r: &[u8], field_at: usize, base: usize, rel: Link, size: usize) -> Result<usize, BadLink> {
-    let target = (base as isize).wrapping_add(rel);
-    if target < 0
-        || (target as usize).checked_add(size).is_none_or(|end| end > r.len())
-        || !(target as usize).is_multiple_of(W)
-    {
-        return Err(BadLink { at: field_at, value: rel });
-    }
-    Ok(target as usize)
+    Layout::NATIVE.resolve(r, field_at, base, rel, size)
 }
 
-/// Field offsets of a tail-queue head: `first`, then `last`.
+/// Native field offsets of a tail-queue head and an entry (see the [`Layout`] methods for other widths).
 pub const HEAD_FIRST: usize = 0;
-pub const HEAD_LAST: usize = W;
-pub const HEAD_SIZE: usize = 2 * W;
-/// Field offsets of an entry (relative to the entry field): `next`, then `prev`.
+pub const HEAD_LAST: usize = Layout::NATIVE.head_last();
+pub const HEAD_SIZE: usize = Layout::NATIVE.head_size();
 pub const ENTRY_NEXT: usize = 0;
-pub const ENTRY_PREV: usize = W;
-pub const ENTRY_SIZE: usize = 2 * W;
+pub const ENTRY_PREV: usize = Layout::NATIVE.entry_prev();
+pub const ENTRY_SIZE: usize = Layout::NATIVE.entry_size();
 
 /// A tail queue whose elements are `elem_size` bytes and carry their entry at `link` within the element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TailQ {
+    pub lay: Layout,
     pub head: usize,
     pub link: usize,
     pub elem_size: usize,
@@ -92,93 +141,93 @@ pub struct TailQ {
 
 impl TailQ {
     pub fn init(&self, r: &mut [u8]) -> Result<(), BadLink> {
-        set(r, self.head + HEAD_FIRST, NONE)?;
+        self.lay.set(r, self.head + HEAD_FIRST, NONE)?;
         // Empty: `last` points at the head's own `first` field, relative to the head.
-        set(r, self.head + HEAD_LAST, HEAD_FIRST as Link)
+        self.lay.set(r, self.head + self.lay.head_last(), HEAD_FIRST as Link)
     }
 
     pub fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
-        let f = get(r, self.head + HEAD_FIRST)?;
+        let f = self.lay.get(r, self.head + HEAD_FIRST)?;
         if f == NONE {
             return Ok(None);
         }
-        resolve(r, self.head + HEAD_FIRST, self.head, f, self.elem_size).map(Some)
+        self.lay.resolve(r, self.head + HEAD_FIRST, self.head, f, self.elem_size).map(Some)
     }
 
     pub fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
         let at = elem + self.link + ENTRY_NEXT;
-        let n = get(r, at)?;
+        let n = self.lay.get(r, at)?;
         if n == NONE {
             return Ok(None);
         }
-        resolve(r, at, elem, n, self.elem_size).map(Some)
+        self.lay.resolve(r, at, elem, n, self.elem_size).map(Some)
     }
 
     /// The region offset `elem.prev` points at (a `next` field or the head's `first`).
     pub fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
-        let at = elem + self.link + ENTRY_PREV;
-        let p = get(r, at)?;
-        resolve(r, at, elem, p, W)
+        let at = elem + self.link + self.lay.entry_prev();
+        let p = self.lay.get(r, at)?;
+        self.lay.resolve(r, at, elem, p, self.lay.word())
     }
 
     pub fn insert_head(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
         let h = self.head;
-        let first = get(r, h + HEAD_FIRST)?;
+        let first = self.lay.get(r, h + HEAD_FIRST)?;
         let next_at = elem + self.link + ENTRY_NEXT;
         if first != NONE {
-            let old = resolve(r, h + HEAD_FIRST, h, first, self.elem_size)?;
-            set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
+            let old = self.lay.resolve(r, h + HEAD_FIRST, h, first, self.elem_size)?;
+            self.lay.set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
             step_insert();
             // old.prev -> elem.next field
-            set(r, old + self.link + ENTRY_PREV, (next_at as Link).wrapping_sub(old as Link))?;
+            self.lay.set(r, old + self.link + self.lay.entry_prev(), (next_at as Link).wrapping_sub(old as Link))?;
         } else {
-            set(r, next_at, NONE)?;
-            set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))?;
+            self.lay.set(r, next_at, NONE)?;
+            self.lay.set(r, h + self.lay.head_last(), (next_at as Link).wrapping_sub(h as Link))?;
         }
         step_insert();
-        set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
-        set(r, elem + self.link + ENTRY_PREV, ((h + HEAD_FIRST) as Link).wrapping_sub(elem as Link))
+        self.lay.set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
+        self.lay.set(r, elem + self.link + self.lay.entry_prev(), ((h + HEAD_FIRST) as Link).wrapping_sub(elem as Link))
     }
 
     pub fn insert_tail(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
         let h = self.head;
-        let last = get(r, h + HEAD_LAST)?;
-        let last_field = resolve(r, h + HEAD_LAST, h, last, W)?;
+        let last = self.lay.get(r, h + self.lay.head_last())?;
+        let last_field = self.lay.resolve(r, h + self.lay.head_last(), h, last, self.lay.word())?;
         let next_at = elem + self.link + ENTRY_NEXT;
-        set(r, next_at, NONE)?;
-        set(r, elem + self.link + ENTRY_PREV, (last_field as Link).wrapping_sub(elem as Link))?;
+        self.lay.set(r, next_at, NONE)?;
+        self.lay.set(r, elem + self.link + self.lay.entry_prev(), (last_field as Link).wrapping_sub(elem as Link))?;
         step_insert();
         if last_field == h + HEAD_FIRST {
-            set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
+            self.lay.set(r, h + HEAD_FIRST, (elem as Link).wrapping_sub(h as Link))?;
         } else {
             // The last element's `next` is relative to that element's start.
             let last_elem = last_field - self.link - ENTRY_NEXT;
-            set(r, last_field, (elem as Link).wrapping_sub(last_elem as Link))?;
+            self.lay.set(r, last_field, (elem as Link).wrapping_sub(last_elem as Link))?;
         }
         step_insert();
-        set(r, h + HEAD_LAST, (next_at as Link).wrapping_sub(h as Link))
+        self.lay.set(r, h + self.lay.head_last(), (next_at as Link).wrapping_sub(h as Link))
     }
 
     /// BDB's SH_TAILQ_REMOVE. Trusts `elem.prev` and `elem.next` exactly as BDB does: a stale `prev` writes
     /// into the wrong slot — that is the failure the stale-page injector provokes and the verifier names.
     pub fn remove(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
         let h = self.head;
-        let next = get(r, elem + self.link + ENTRY_NEXT)?;
-        let prev = get(r, elem + self.link + ENTRY_PREV)?;
-        let prev_field = resolve(r, elem + self.link + ENTRY_PREV, elem, prev, W)?;
+        let next = self.lay.get(r, elem + self.link + ENTRY_NEXT)?;
+        let prev = self.lay.get(r, elem + self.link + self.lay.entry_prev())?;
+        let prev_field = self.lay.resolve(r, elem + self.link + self.lay.entry_prev(), elem, prev, self.lay.word())?;
         if next != NONE {
-            let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
+            let n = self.lay.resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
             // PLANTED BUG (off by default): leave the successor's prev pointing at the removed element.
             if !crate::planted::active("bdbenv-stale-prev") {
-                set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
+                self.lay.set(r, n + self.link + self.lay.entry_prev(), prev.wrapping_sub(next))?;
             }
             step_remove();
-            let v = get(r, prev_field)?;
-            set(r, prev_field, v.wrapping_add(next))?;
+            let v = self.lay.get(r, prev_field)?;
+            self.lay.set(r, prev_field, v.wrapping_add(next))?;
         } else {
-            set(r, h + HEAD_LAST, prev.wrapping_add(elem as Link).wrapping_sub(h as Link))?;
+            self.lay.set(r, h + self.lay.head_last(), prev.wrapping_add(elem as Link).wrapping_sub(h as Link))?;
             step_remove();
-            set(r, prev_field, NONE)?;
+            self.lay.set(r, prev_field, NONE)?;
         }
         Ok(())
     }
@@ -188,6 +237,7 @@ impl TailQ {
 /// (relative to the element, pointing at the predecessor's `next` field or the head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct List {
+    pub lay: Layout,
     pub head: usize,
     pub link: usize,
     pub elem_size: usize,
@@ -195,57 +245,57 @@ pub struct List {
 
 impl List {
     pub fn init(&self, r: &mut [u8]) -> Result<(), BadLink> {
-        set(r, self.head, NONE)
+        self.lay.set(r, self.head, NONE)
     }
 
     pub fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink> {
-        let f = get(r, self.head)?;
+        let f = self.lay.get(r, self.head)?;
         if f == NONE {
             return Ok(None);
         }
-        resolve(r, self.head, self.head, f, self.elem_size).map(Some)
+        self.lay.resolve(r, self.head, self.head, f, self.elem_size).map(Some)
     }
 
     pub fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink> {
         let at = elem + self.link + ENTRY_NEXT;
-        let n = get(r, at)?;
+        let n = self.lay.get(r, at)?;
         if n == NONE {
             return Ok(None);
         }
-        resolve(r, at, elem, n, self.elem_size).map(Some)
+        self.lay.resolve(r, at, elem, n, self.elem_size).map(Some)
     }
 
     pub fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
-        let at = elem + self.link + ENTRY_PREV;
-        resolve(r, at, elem, get(r, at)?, W)
+        let at = elem + self.link + self.lay.entry_prev();
+        self.lay.resolve(r, at, elem, self.lay.get(r, at)?, self.lay.word())
     }
 
     pub fn insert_head(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
         let h = self.head;
-        let first = get(r, h)?;
+        let first = self.lay.get(r, h)?;
         let next_at = elem + self.link + ENTRY_NEXT;
         if first != NONE {
-            let old = resolve(r, h, h, first, self.elem_size)?;
-            set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
-            set(r, old + self.link + ENTRY_PREV, (next_at as Link).wrapping_sub(old as Link))?;
+            let old = self.lay.resolve(r, h, h, first, self.elem_size)?;
+            self.lay.set(r, next_at, (old as Link).wrapping_sub(elem as Link))?;
+            self.lay.set(r, old + self.link + self.lay.entry_prev(), (next_at as Link).wrapping_sub(old as Link))?;
         } else {
-            set(r, next_at, NONE)?;
+            self.lay.set(r, next_at, NONE)?;
         }
-        set(r, h, (elem as Link).wrapping_sub(h as Link))?;
-        set(r, elem + self.link + ENTRY_PREV, (h as Link).wrapping_sub(elem as Link))
+        self.lay.set(r, h, (elem as Link).wrapping_sub(h as Link))?;
+        self.lay.set(r, elem + self.link + self.lay.entry_prev(), (h as Link).wrapping_sub(elem as Link))
     }
 
     pub fn remove(&self, r: &mut [u8], elem: usize) -> Result<(), BadLink> {
-        let next = get(r, elem + self.link + ENTRY_NEXT)?;
-        let prev = get(r, elem + self.link + ENTRY_PREV)?;
-        let prev_field = resolve(r, elem + self.link + ENTRY_PREV, elem, prev, W)?;
+        let next = self.lay.get(r, elem + self.link + ENTRY_NEXT)?;
+        let prev = self.lay.get(r, elem + self.link + self.lay.entry_prev())?;
+        let prev_field = self.lay.resolve(r, elem + self.link + self.lay.entry_prev(), elem, prev, self.lay.word())?;
         if next != NONE {
-            let n = resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
-            set(r, n + self.link + ENTRY_PREV, prev.wrapping_sub(next))?;
-            let v = get(r, prev_field)?;
-            set(r, prev_field, v.wrapping_add(next))?;
+            let n = self.lay.resolve(r, elem + self.link + ENTRY_NEXT, elem, next, self.elem_size)?;
+            self.lay.set(r, n + self.link + self.lay.entry_prev(), prev.wrapping_sub(next))?;
+            let v = self.lay.get(r, prev_field)?;
+            self.lay.set(r, prev_field, v.wrapping_add(next))?;
         } else {
-            set(r, prev_field, NONE)?;
+            self.lay.set(r, prev_field, NONE)?;
         }
         Ok(())
     }
@@ -259,7 +309,7 @@ pub trait Chain {
     fn first(&self, r: &[u8]) -> Result<Option<usize>, BadLink>;
     fn next(&self, r: &[u8], elem: usize) -> Result<Option<usize>, BadLink>;
     fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink>;
-    fn last_field(&self, _r: &[u8]) -> Option<Result<isize, BadLink>> {
+    fn last_field(&self, _r: &[u8]) -> Option<Result<Link, BadLink>> {
         None
     }
 }
@@ -280,8 +330,8 @@ impl Chain for TailQ {
     fn prev_field(&self, r: &[u8], elem: usize) -> Result<usize, BadLink> {
         TailQ::prev_field(self, r, elem)
     }
-    fn last_field(&self, r: &[u8]) -> Option<Result<isize, BadLink>> {
-        Some(get(r, self.head + HEAD_LAST).map(|last| (self.head as isize).wrapping_add(last)))
+    fn last_field(&self, r: &[u8]) -> Option<Result<Link, BadLink>> {
+        Some(self.lay.get(r, self.head + self.lay.head_last()).map(|last| (self.head as Link).wrapping_add(last)))
     }
 }
 
@@ -324,7 +374,7 @@ mod tests {
     #[test]
     fn tail_queue_insert_and_remove_keep_bdb_links() {
         let mut r = vec![0u8; 4096];
-        let q = TailQ { head: 64, link: LINK, elem_size: ELEM };
+        let q = TailQ { lay: Layout::NATIVE, head: 64, link: LINK, elem_size: ELEM };
         q.init(&mut r).unwrap();
         assert_eq!(get(&r, 64 + HEAD_LAST).unwrap(), 0, "empty: last points at the head's first");
         let (a, b, c) = (256, 512, 1024);
@@ -350,7 +400,7 @@ mod tests {
     #[test]
     fn list_insert_and_remove() {
         let mut r = vec![0u8; 4096];
-        let l = List { head: 8, link: 32, elem_size: ELEM };
+        let l = List { lay: Layout::NATIVE, head: 8, link: 32, elem_size: ELEM };
         l.init(&mut r).unwrap();
         for e in [128, 256, 384] {
             l.insert_head(&mut r, e).unwrap();
@@ -375,7 +425,7 @@ mod tests {
     #[test]
     fn corrupt_links_are_errors_not_panics() {
         let mut r = vec![0u8; 256];
-        let q = TailQ { head: 0, link: 0, elem_size: 64 };
+        let q = TailQ { lay: Layout::NATIVE, head: 0, link: 0, elem_size: 64 };
         set(&mut r, 0, 10_000).unwrap();
         assert!(q.first(&r).is_err());
         set(&mut r, 0, -5000).unwrap();

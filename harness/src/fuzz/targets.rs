@@ -166,6 +166,11 @@ pub fn run_one(t: &Target, seed_index: usize, input: &[u8], scratch: &Path) {
             files[seed_index] = input;
             let _ = dbtorture_backends::bdbenv::check::environment(files[0], files[1], files[2], Profile::Db46);
             let _ = dbtorture_backends::bdbenv::inspect::lock_region(files[2]);
+            // The same bytes read as a 32-bit machine's region (4-byte links at other offsets).
+            let w32 =
+                dbtorture_backends::bdbenv::origin::Origin::foreign(dbtorture_backends::bdbenv::origin::Layout::W32);
+            let _ = dbtorture_backends::bdbenv::check::environment_as(files[0], files[1], files[2], Profile::Db46, w32);
+            let _ = dbtorture_backends::bdbenv::inspect::lock_region_as(files[2], w32);
         }
         Kind::BdbenvDir | Kind::Libdb => {
             let dir = t.dir.as_deref().expect("directory target");

@@ -57,6 +57,16 @@ pub fn prepare(template: &Path, image: &Path, rel_scenario: &str, scenario_text:
     res.map(|_| ())
 }
 
+/// Copy the local file `src` into the image as `/job/<name>` (after [`prepare`]).
+pub fn put(image: &Path, src: &Path, name: &str) -> Result<(), DiskError> {
+    let cmdfile = image.with_extension("put.debugfs");
+    std::fs::write(&cmdfile, format!("cd /job\nwrite \"{}\" \"{name}\"\n", src.display()))
+        .map_err(|source| DiskError::Io { what: format!("writing {}", cmdfile.display()), source })?;
+    let res = run("debugfs", &["-w".as_ref(), "-f".as_ref(), cmdfile.as_os_str(), image.as_os_str()], image);
+    let _ = std::fs::remove_file(&cmdfile);
+    res.map(|_| ())
+}
+
 /// Copy the image's `/out` into `dest/out` (dest must exist). Works on an image whose guest died without
 /// unmounting (the journal is not replayed: the newest writes may be missing).
 pub fn read_out(image: &Path, dest: &Path) -> Result<PathBuf, DiskError> {

@@ -47,6 +47,9 @@ pub struct Job {
     /// The block device holding the ext4 image (default: the first of mmcblk0, vda, sda that appears).
     pub dev: Option<String>,
     pub no_bundles: bool,
+    /// `dbtorture qemu --replay`: a bundle (relative to `/sd/job`) to replay instead of running the scenario;
+    /// what `replay` prints goes to `/sd/out/replay.txt`, its exit code is the guest's.
+    pub replay: Option<String>,
 }
 
 impl Job {
@@ -63,6 +66,7 @@ impl Job {
                 "duration" => job.duration = Some(v.to_string()),
                 "dev" => job.dev = Some(v.to_string()),
                 "no_bundles" => job.no_bundles = v != "0",
+                "replay" => job.replay = Some(v.to_string()),
                 _ => return Err(format!("unknown kernel parameter dbtorture.{k}")),
             }
         }
@@ -90,7 +94,18 @@ impl Job {
         if self.no_bundles {
             w.push("dbtorture.no_bundles=1".into());
         }
+        if let Some(b) = &self.replay {
+            w.push(format!("dbtorture.replay={b}"));
+        }
         w.join(" ")
+    }
+
+    /// The job's `dbtorture` arguments, relative to the job directory: `replay BUNDLE`, or the run.
+    fn args(&self, scenario: &str) -> Vec<String> {
+        match &self.replay {
+            Some(b) => vec!["replay".to_string(), b.clone()],
+            None => self.run_args(scenario),
+        }
     }
 
     /// `dbtorture run` arguments, relative to the job directory.
@@ -177,13 +192,16 @@ fn set_up_and_run() -> Result<i32, String> {
         std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
-    let child = std::process::Command::new(exe)
-        .args(job.run_args(&scenario))
-        .current_dir(&job_dir)
-        .env("PATH", "/")
-        .env("HOME", "/tmp")
-        .spawn()
-        .map_err(|e| format!("starting the run: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(job.args(&scenario)).current_dir(&job_dir).env("PATH", "/").env("HOME", "/tmp");
+    if job.replay.is_some() {
+        // The replay's scratch databases on the card (real writeback, as a run's --workdir), its words in a file.
+        let path = Path::new(SD).join(OUT_DIR).join(super::replay::GUEST_OUTPUT);
+        let out = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let err = out.try_clone().map_err(|e| format!("{}: {e}", path.display()))?;
+        cmd.env("TMPDIR", Path::new(SD).join(WORK_DIR)).stdout(out).stderr(err);
+    }
+    let child = cmd.spawn().map_err(|e| format!("starting the run: {e}"))?;
     let job_pid = Pid::from_raw(child.id() as i32);
     say(&GuestMsg::Ready { uptime_s: uptime_s() });
     let events = Path::new(SD).join(OUT_DIR).join("events.jsonl");
@@ -198,7 +216,8 @@ fn set_up_and_run() -> Result<i32, String> {
         }
         let len = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
         match ended {
-            None if watch.stalled(len, Instant::now()) => {
+            // A replay writes no events: the host's wall-clock timeout bounds it.
+            None if job.replay.is_none() && watch.stalled(len, Instant::now()) => {
                 report_stall(watch.limit());
                 let _ = nix::sys::signal::kill(job_pid, nix::sys::signal::Signal::SIGTERM);
                 ended = Some(Instant::now());
@@ -351,12 +370,16 @@ mod tests {
             duration: None,
             dev: Some("/dev/mmcblk0".into()),
             no_bundles: true,
+            replay: None,
         };
         let cmdline = format!("console=ttyAMA0 panic=-1 rdinit=/init quiet mem=160M {}\n", job.to_cmdline());
         assert_eq!(Job::from_cmdline(&cmdline), Ok(job.clone()));
         let args = job.run_args("scenarios/qemu-smoke.toml");
         assert_eq!(args[..6], ["run", "scenarios/qemu-smoke.toml", "--seed", "7", "--cycles", "40"]);
         assert!(args.contains(&"/sd/out".to_string()) && args.contains(&"--no-bundles".to_string()));
+        let replay = Job { replay: Some("cycle-00006-bdbenv.tar.gz".into()), ..job };
+        assert_eq!(Job::from_cmdline(&replay.to_cmdline()), Ok(replay.clone()));
+        assert_eq!(replay.args("scenarios/qemu-smoke.toml"), ["replay", "cycle-00006-bdbenv.tar.gz"]);
     }
 
     #[test]

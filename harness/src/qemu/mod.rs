@@ -10,14 +10,18 @@
 //! - [`stall`]: a guest run that stopped making progress — every process's state, then the run ended.
 //! - [`disk`]: the SD card image — job in, results out, with debugfs.
 //! - [`machine`]: what a qemu machine needs so the guest keeps time (`-icount` on raspi0).
-//! - [`host`]: booting qemu, streaming the console, the timeout.
+//! - [`boot`]: booting qemu, streaming the console, the timeout.
+//! - [`host`]: a scenario in the guest — the job, and the results brought back as an x86 run's.
+//! - [`replay`]: `qemu --replay` — a guest bundle replayed in the guest, its verdict brought back.
 //! - [`results`]: guest.json, and the summary of a guest that died.
 
+pub mod boot;
 pub mod console;
 pub mod disk;
 pub mod guest;
 pub mod host;
 pub mod machine;
+pub mod replay;
 pub mod results;
 pub mod stall;
 
