@@ -233,7 +233,9 @@ pub fn run_bench(what: &str, scenario: &Path) -> Result<()> {
             crate::lanes::bench::lanes()
         }
         other => {
-            anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv, power-loss, lanes or all")
+            anyhow::bail!(
+                "unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv, power-loss, lanes or all"
+            )
         }
     }
     .context(what.to_string())
