@@ -119,7 +119,7 @@ fn a_timed_run_with_lanes_runs_whole_epochs_and_pins_them() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = json(&out.join("summary.json"));
     let cycles = s["cycles"].as_u64().unwrap();
-    assert!(cycles >= 6 && cycles % 3 == 0, "two lanes finish whole epochs of 3: {cycles} cycles");
+    assert!(cycles >= 3 && cycles.is_multiple_of(3), "lanes finish whole epochs of 3: {cycles} cycles");
     // Every epoch taken was run to its end, so the cycles run are exactly 0..cycles: pinned as --cycles.
     assert!(s["replay"].as_str().unwrap().ends_with(&format!("--cycles {cycles}")), "{}", s["replay"]);
     let mut seen: Vec<u64> =
@@ -189,8 +189,10 @@ fn memory_pressure_runs_a_cgroup_and_balloon_per_lane() {
         .parse::<u64>()
         .unwrap()
         / 1024;
-    let big =
-        std::fs::read_to_string(&sc).unwrap().replace("balloon_mb = 30", &format!("balloon_mb = {}", total_mb / 2 + 1));
+    let big = std::fs::read_to_string(&sc)
+        .unwrap()
+        .replace("balloon_mb = 30", &format!("balloon_mb = {}", total_mb / 2 + 1))
+        .replace("limit_mb = 32", &format!("limit_mb = {}", total_mb / 2));
     std::fs::write(&sc, big).unwrap();
     let o = run(&sc, &tmp.path().join("big"), &["--cycles", "2", "--jobs", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -225,7 +225,7 @@ fn handle(
     match m {
         Ok(LaneMsg::Begin { cycle }) => order.begin(i, cycle),
         Ok(LaneMsg::Event { event }) => {
-            if let Err(e) = order.event(i, event) {
+            if let Err(e) = order.event(i, *event) {
                 fail(ended, e.into());
             }
         }

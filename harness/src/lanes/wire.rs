@@ -46,7 +46,7 @@ pub enum LaneMsg {
         cycle: u64,
     },
     Event {
-        event: RunEvent,
+        event: Box<RunEvent>,
     },
     Note {
         note: CycleNote,
@@ -88,7 +88,7 @@ impl<W: Write> PipeObserver<W> {
 
 impl<W: Write> Observer for PipeObserver<W> {
     fn event(&mut self, ev: &RunEvent) {
-        self.send(&LaneMsg::Event { event: ev.clone() });
+        self.send(&LaneMsg::Event { event: Box::new(ev.clone()) });
     }
 
     fn cycle_done(&mut self, c: &CycleResult) {
@@ -141,7 +141,7 @@ mod tests {
         got.extend(l.push(b).into_iter().map(Result::unwrap));
         assert_eq!(got.len(), 4);
         assert_eq!(got[0], LaneMsg::Begin { cycle: 7 });
-        assert!(matches!(&got[1], LaneMsg::Event { event: RunEvent::CycleStart { seed: 9, .. } }));
+        assert!(matches!(&got[1], LaneMsg::Event { event } if matches!(**event, RunEvent::CycleStart { seed: 9, .. })));
         assert_eq!(got[3], LaneMsg::Exit { interrupted: true, harness_error: None, cycles_run: 8 });
         assert!(l.rest().is_none());
         assert!(l.push(b"{\"msg\":\"be").is_empty());
