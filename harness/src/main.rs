@@ -234,7 +234,7 @@ enum BenchWhat {
     Bdbenv,
     PowerLoss,
     Rpm,
-    /// --jobs 1 against --jobs 2, side by side, on smoke, bdbenv-kill and sqlite-kill.
+    // --jobs 1 against --jobs 2, side by side, on smoke, bdbenv-kill and sqlite-kill (lanes::bench).
     Lanes,
     All,
 }
