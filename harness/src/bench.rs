@@ -7,6 +7,7 @@
 //!   and side by side with `rpmdb --verifydb` as whole processes (`bench_verify.rs`). Targets: ≤ 1.5× rpm's
 //!   wall time, ≤ 40 MiB peak.
 //! - power-loss: crash images judged per second, and the recorder's cost per cycle (fault::powerloss::bench).
+//! - lanes: `--jobs 2` against `--jobs 1`, side by side (lanes::bench).
 
 use crate::run::{RunOptions, run};
 use crate::scenario::Scenario;
@@ -222,15 +223,19 @@ pub fn run_bench(what: &str, scenario: &Path) -> Result<()> {
         "verify-fedora" => verify_fedora(),
         "bdbenv" => bdbenv(),
         "power-loss" => crate::fault::powerloss::bench::power_loss(),
+        "lanes" => crate::lanes::bench::lanes(),
         "all" => {
             overhead()?;
             smoke(scenario)?;
             verify_fedora()?;
             bdbenv()?;
-            crate::fault::powerloss::bench::power_loss()
+            crate::fault::powerloss::bench::power_loss()?;
+            crate::lanes::bench::lanes()
         }
         other => {
-            anyhow::bail!("unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv, power-loss or all")
+            anyhow::bail!(
+                "unknown bench {other:?}: expected overhead, smoke, verify-fedora, bdbenv, power-loss, lanes or all"
+            )
         }
     }
     .context(what.to_string())

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod finding;
 pub mod fuzz;
 pub mod guard;
+pub mod lanes;
 pub mod leftovers;
 pub mod merge;
 pub mod naive_rpm;

@@ -56,6 +56,14 @@ enum Cmd {
         /// so per-backend CI jobs merge into the full run's report.
         #[arg(long = "backend", value_parser = dbtorture::arg_values::backend_kind())]
         backends: Vec<BackendKind>,
+        /// Lanes: N scheduler processes side by side, each with its own databases, taking whole epochs
+        /// (default: one per CPU; never more than the run has epochs). The cycles, their seeds and the
+        /// summary are those of --jobs 1 (today's single process) up to timing. What differs: events.jsonl
+        /// is written a cycle at a time in cycle order (a cycle waits for the ones before it); with
+        /// --duration, a lane finishes the epoch it has begun when time is up (so the run may overrun by
+        /// up to an epoch); memory pressure runs one cgroup and balloon per lane.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
+        jobs: Option<u64>,
     },
     /// Combine the output directories of several runs (e.g. shards) into one summary.json, junit.xml and
     /// report.html; bundles are copied along. Exit 0 if every cycle's outcome was allowed, 1 if not.
@@ -226,6 +234,8 @@ enum BenchWhat {
     Bdbenv,
     PowerLoss,
     Rpm,
+    // --jobs 1 against --jobs 2, side by side, on smoke, bdbenv-kill and sqlite-kill (lanes::bench).
+    Lanes,
     All,
 }
 
@@ -238,6 +248,7 @@ impl BenchWhat {
             BenchWhat::Bdbenv => "bdbenv",
             BenchWhat::PowerLoss => "power-loss",
             BenchWhat::Rpm => "rpm",
+            BenchWhat::Lanes => "lanes",
             BenchWhat::All => "all",
         }
     }
@@ -356,6 +367,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             no_bundles,
             shard,
             backends,
+            jobs,
         } => {
             let sc = Scenario::load(&scenario)?;
             for d in [&workdir, &out].into_iter().flatten() {
@@ -363,7 +375,8 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
             let _owned = dbtorture::dirlock::lock_all(&[workdir.as_deref(), out.as_deref()])
                 .map_err(|e| CliError::bad_input(e.to_string()))?;
-            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends };
+            let jobs = jobs.map(|j| j as usize);
+            let opts = RunOptions { seed, cycles, duration, out, workdir, quiet, no_bundles, shard, backends, jobs };
             dbtorture::run::check(&sc, &opts)?;
             let report = run(&sc, &opts).map_err(|e| {
                 CliError::harness("the harness failed; reports were written for the cycles done").cause(e)

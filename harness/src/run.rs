@@ -2,6 +2,8 @@
 //! events.jsonl, and write summary.json, junit.xml and report.html — also when the run is interrupted or
 //! the harness fails mid-run, for the cycles done.
 
+use crate::lanes::LaneObserver;
+use crate::lanes::wire::CycleNote;
 use crate::scenario::{Scenario, parse_duration};
 use crate::scheduler::{CycleResult, Observer, Scheduler};
 use anyhow::{Context, Result};
@@ -26,12 +28,16 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Run only these of the scenario's backends (empty: all). Each keeps the cycles it has in a full run.
     pub backends: Vec<dbtorture_backends::BackendKind>,
+    /// Lanes (`--jobs`): scheduler processes side by side, each taking whole epochs (None: one per CPU; 1:
+    /// everything in this process, as before lanes). Never more than the run has epochs.
+    pub jobs: Option<usize>,
 }
 
 pub struct RunReport {
     pub summary: Summary,
     pub overhead: Vec<Duration>,
-    pub failures: Vec<CycleResult>,
+    /// Lanes the run used.
+    pub jobs: usize,
 }
 
 /// Parse "I/N", 1-based (1 ≤ I ≤ N): `--shard 1/4` … `--shard 4/4`, like nextest's `--partition count:1/4`.
@@ -58,7 +64,6 @@ struct Sink {
     agg: Aggregate,
     bar: ProgressBar,
     overhead: Vec<Duration>,
-    failures: Vec<CycleResult>,
     write_error: Option<String>,
     /// A `--duration` run: when it started and for how long (the bar measures time).
     timed: Option<(Instant, Duration)>,
@@ -73,19 +78,26 @@ impl Observer for Sink {
     }
 
     fn cycle_done(&mut self, c: &CycleResult) {
+        self.note(&CycleNote::of(c));
+    }
+}
+
+impl LaneObserver for Sink {
+    fn in_order(&mut self, ev: &RunEvent) {
+        Observer::event(self, ev);
+    }
+
+    fn note(&mut self, c: &CycleNote) {
         self.overhead.push(c.overhead);
         if !c.expected {
-            let first = c.findings.first().map(|f| f.to_string()).unwrap_or_default();
+            let first = &c.first;
             self.bar.println(format!(
                 "cycle {} {}: unexpected outcome {}{}",
                 c.cycle,
-                c.backend.name(),
+                c.backend,
                 c.outcome,
                 if first.is_empty() { String::new() } else { format!(" — {first}") }
             ));
-            if self.failures.len() < 100 {
-                self.failures.push(c.clone());
-            }
         }
         let mut msg = Vec::new();
         match self.timed {
@@ -131,6 +143,8 @@ pub struct Resolved {
     pub backends: Vec<String>,
     /// Cycles this run will do, over its backends (None: as many as the duration allows).
     pub total: Option<u64>,
+    /// Lanes: `--jobs` (default one per CPU), at most the run's epochs.
+    pub jobs: usize,
 }
 
 pub fn check(sc: &Scenario, opts: &RunOptions) -> Result<Resolved, BadInput> {
@@ -192,11 +206,27 @@ pub fn check(sc: &Scenario, opts: &RunOptions) -> Result<Resolved, BadInput> {
             return Err(bad(format!("{flag} {}: exists and is not a directory", d.display()), ""));
         }
     }
-    Ok(Resolved { seed, cycles, duration, shard, backends, total })
+    let epochs = cycles.map(|c| (0..c.div_ceil(sc.epoch)).filter(|e| in_shard(shard, sc.epoch, e * sc.epoch)).count());
+    let jobs = crate::lanes::effective(opts.jobs.unwrap_or_else(crate::lanes::default_jobs), epochs.map(|e| e as u64));
+    if let Some(m) = sc.memory.as_ref().filter(|_| jobs > 1) {
+        // One memory cgroup and one balloon per lane.
+        let have = crate::environment::mem_total_mb();
+        if have > 0 && m.balloon_mb * jobs as u64 >= have {
+            return Err(bad(
+                format!(
+                    "--jobs {jobs} with memory.balloon_mb = {}: every lane inflates its own balloon ({} MiB in all); this machine has {have} MiB",
+                    m.balloon_mb,
+                    m.balloon_mb * jobs as u64
+                ),
+                "run fewer --jobs",
+            ));
+        }
+    }
+    Ok(Resolved { seed, cycles, duration, shard, backends, total, jobs })
 }
 
 pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
-    let Resolved { seed, cycles, duration, shard, backends, total } = check(sc, opts)?;
+    let Resolved { seed, cycles, duration, shard, backends, total, jobs } = check(sc, opts)?;
     let tmp;
     let workdir = match &opts.workdir {
         Some(w) => {
@@ -240,7 +270,6 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
         agg: Aggregate::new(),
         bar,
         overhead: Vec::new(),
-        failures: Vec::new(),
         write_error: None,
         timed: duration.map(|d| (Instant::now(), d)),
     };
@@ -265,46 +294,68 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     let mut cycles_run = 0u64;
     let only = (!opts.backends.is_empty()).then_some(opts.backends.as_slice());
     let stopped = |e: &anyhow::Error| e.downcast_ref::<crate::scheduler::Interrupted>().is_some();
-    match Scheduler::with_backends(sc, seed, &workdir, only) {
-        Err(e) if stopped(&e) => interrupted = true,
-        Err(e) => harness_error = Some(e.context("preparing the databases")),
-        Ok(mut sched) => {
-            // The cycles the scenario's bundle policy keeps leave a bundle beside the reports.
-            let bundles = !opts.no_bundles && sc.bundles != crate::scenario::BundlePolicy::None;
-            sched.bundles = opts.out.as_ref().filter(|_| bundles).map(|o| o.join("bundles"));
-            let mut cycle = 0u64;
-            'outer: loop {
-                if let Some(c) = cycles
-                    && cycle >= c
-                {
-                    break;
-                }
-                if let Some(d) = duration
-                    && started.elapsed() >= d
-                {
-                    break;
-                }
-                if !in_shard(shard, sc.epoch, cycle) {
-                    cycle += 1;
-                    continue;
-                }
-                cycles_run = cycle + 1;
-                for t in 0..sched.targets.len() {
-                    match sched.cycle(t, cycle, &mut sink) {
-                        Err(e) if stopped(&e) => break 'outer,
-                        Err(e) => {
-                            harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
+    // The cycles the scenario's bundle policy keeps leave a bundle beside the reports.
+    let bundles = !opts.no_bundles && sc.bundles != crate::scenario::BundlePolicy::None;
+    let bundles = opts.out.as_ref().filter(|_| bundles).map(|o| o.join("bundles"));
+    if jobs > 1 {
+        let spec = |i: usize| crate::lanes::lane::LaneSpec {
+            scenario: sc,
+            seed,
+            workdir: workdir.join(format!("lane-{}", i + 1)),
+            only: only.map(<[_]>::to_vec),
+            bundles: bundles.clone(),
+            cycles,
+            until: duration.map(|d| started + d),
+            shard,
+        };
+        match crate::lanes::drive(jobs, shard, sc.epoch, spec, &mut sink) {
+            Ok(e) => {
+                interrupted = e.interrupted;
+                cycles_run = e.cycles_run;
+                harness_error = e.harness_error;
+            }
+            Err(e) => harness_error = Some(e.context("running the lanes")),
+        }
+    } else {
+        match Scheduler::with_backends(sc, seed, &workdir, only) {
+            Err(e) if stopped(&e) => interrupted = true,
+            Err(e) => harness_error = Some(e.context("preparing the databases")),
+            Ok(mut sched) => {
+                sched.bundles = bundles;
+                let mut cycle = 0u64;
+                'outer: loop {
+                    if let Some(c) = cycles
+                        && cycle >= c
+                    {
+                        break;
+                    }
+                    if let Some(d) = duration
+                        && started.elapsed() >= d
+                    {
+                        break;
+                    }
+                    if !in_shard(shard, sc.epoch, cycle) {
+                        cycle += 1;
+                        continue;
+                    }
+                    cycles_run = cycle + 1;
+                    for t in 0..sched.targets.len() {
+                        match sched.cycle(t, cycle, &mut sink) {
+                            Err(e) if stopped(&e) => break 'outer,
+                            Err(e) => {
+                                harness_error = Some(e.context(format!("harness error in cycle {cycle}")));
+                                break 'outer;
+                            }
+                            Ok(_) => {}
+                        }
+                        if sched.interrupted {
                             break 'outer;
                         }
-                        Ok(_) => {}
                     }
-                    if sched.interrupted {
-                        break 'outer;
-                    }
+                    cycle += 1;
                 }
-                cycle += 1;
+                interrupted = sched.interrupted;
             }
-            interrupted = sched.interrupted;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -337,7 +388,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
     if let Some(e) = harness_error {
         return Err(e.context("reports written for the cycles done"));
     }
-    Ok(RunReport { summary, overhead: sink.overhead, failures: sink.failures })
+    Ok(RunReport { summary, overhead: sink.overhead, jobs })
 }
 
 /// The final table: outcome counts per backend.

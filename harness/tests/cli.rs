@@ -54,7 +54,7 @@ fn every_argument_of_every_command_has_help() {
 fn possible_values_are_listed_and_enforced() {
     let h = |c: &str| String::from_utf8_lossy(&bin().args([c, "--help"]).output().unwrap().stdout).into_owned();
     let bench = h("bench");
-    for f in ["overhead", "smoke", "verify-fedora", "bdbenv", "power-loss", "rpm", "all"] {
+    for f in ["overhead", "smoke", "verify-fedora", "bdbenv", "power-loss", "rpm", "lanes", "all"] {
         assert!(bench.contains(f), "bench --help lacks {f}: {bench}");
     }
     for c in ["run", "verify", "recover", "convert"] {

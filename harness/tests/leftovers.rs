@@ -41,7 +41,9 @@ fn a_killed_runs_scratch_dir_and_cgroup_are_removed_by_the_next_run() {
     let out = tmp.path().join("out");
     let bin = env!("CARGO_BIN_EXE_dbtorture");
     let mut first = Command::new(bin)
+        // One lane: the cgroup is then named after the run's own process (lanes name theirs after themselves).
         .args(["run", &root().join("scenarios/memory-pressure.toml").display().to_string(), "-q", "--cycles", "1000"])
+        .args(["--jobs", "1"])
         .arg("--out")
         .arg(&out)
         .env("TMPDIR", tmp.path())

@@ -196,13 +196,17 @@ fn per_backend_runs_merge_into_the_full_run() {
     assert_eq!(m["outcomes"]["sqlite"], check_reports(&whole)["outcomes"]["sqlite"]);
 }
 
-fn interrupt_with(sig: nix::sys::signal::Signal) {
+fn interrupt_with(sig: nix::sys::signal::Signal, extra: &[&str]) {
+    // "--to-group" is the test's own: signal the whole process group (as Ctrl-C does), not the first process.
+    let to_group = extra.contains(&"--to-group");
+    let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--to-group").collect();
     use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let child = bin()
         .current_dir(root())
         .args(["run", "scenarios/smoke.toml", "--duration", "10m", "-q", "--out", out.to_str().unwrap()])
+        .args(extra)
         .process_group(0)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -219,7 +223,7 @@ fn interrupt_with(sig: nix::sys::signal::Signal) {
         assert!(std::time::Instant::now() < deadline, "no cycle finished within two minutes");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pgid), sig).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(if to_group { -pgid } else { pgid }), sig).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{sig}: {}", text(&o));
     let s = check_reports(&out);
@@ -235,12 +239,24 @@ fn interrupt_with(sig: nix::sys::signal::Signal) {
 
 #[test]
 fn sigint_leaves_valid_reports_and_no_processes() {
-    interrupt_with(nix::sys::signal::Signal::SIGINT);
+    interrupt_with(nix::sys::signal::Signal::SIGINT, &[]);
+}
+
+/// Ctrl-C reaches the whole process group: the parent and both lanes.
+#[test]
+fn sigint_with_two_lanes_leaves_valid_reports_and_no_processes() {
+    interrupt_with(nix::sys::signal::Signal::SIGINT, &["--jobs", "2", "--to-group"]);
+}
+
+/// SIGTERM to the run's first process alone (as `kill PID` sends it): the lanes hear of it too.
+#[test]
+fn sigterm_to_the_parent_of_two_lanes_stops_them_all() {
+    interrupt_with(nix::sys::signal::Signal::SIGTERM, &["--jobs", "2"]);
 }
 
 #[test]
 fn sigterm_leaves_valid_reports_and_no_processes() {
-    interrupt_with(nix::sys::signal::Signal::SIGTERM);
+    interrupt_with(nix::sys::signal::Signal::SIGTERM, &[]);
 }
 
 #[test]

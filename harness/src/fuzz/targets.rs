@@ -81,6 +81,7 @@ libdb = ["clean"]
         no_bundles: true,
         shard: None,
         backends: Vec::new(),
+        jobs: Some(1),
     };
     crate::run::run(&sc, &opts)?;
     let read_dir = |d: &Path| -> anyhow::Result<(Vec<String>, Vec<Vec<u8>>)> {

@@ -124,6 +124,8 @@ impl Job {
         if self.no_bundles {
             a.push("--no-bundles".into());
         }
+        // One lane: the guest is one emulated CPU, and its run is compared cycle by cycle with the host's.
+        a.extend(["--jobs".into(), "1".into()]);
         a.push("-q".into());
         a
     }
