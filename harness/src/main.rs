@@ -57,7 +57,7 @@ enum Cmd {
         #[arg(long = "backend", value_parser = dbtorture::arg_values::backend_kind())]
         backends: Vec<BackendKind>,
         /// Lanes: N scheduler processes side by side, each with its own databases, taking whole epochs
-        /// (default: one per CPU; never more than the run has epochs). The cycles, their seeds and the
+        /// (default: one per CPU, but 1 for a --duration run; never more than the run has epochs). The cycles, their seeds and the
         /// summary are those of --jobs 1 (today's single process) up to timing. What differs: events.jsonl
         /// is written a cycle at a time in cycle order (a cycle waits for the ones before it); with
         /// --duration, a lane finishes the epoch it has begun when time is up (so the run may overrun by

@@ -207,7 +207,11 @@ pub fn check(sc: &Scenario, opts: &RunOptions) -> Result<Resolved, BadInput> {
         }
     }
     let epochs = cycles.map(|c| (0..c.div_ceil(sc.epoch)).filter(|e| in_shard(shard, sc.epoch, e * sc.epoch)).count());
-    let jobs = crate::lanes::effective(opts.jobs.unwrap_or_else(crate::lanes::default_jobs), epochs.map(|e| e as u64));
+    // A --duration run keeps one lane unless --jobs asks for more: a lane finishes the epoch it has begun
+    // when time is up, which would stretch a short run (a nightly's 60 s, selftest's 3 s cases) by up to a
+    // whole epoch of cycles.
+    let default_jobs = if duration.is_some() { 1 } else { crate::lanes::default_jobs() };
+    let jobs = crate::lanes::effective(opts.jobs.unwrap_or(default_jobs), epochs.map(|e| e as u64));
     if let Some(m) = sc.memory.as_ref().filter(|_| jobs > 1) {
         // One memory cgroup and one balloon per lane.
         let have = crate::environment::mem_total_mb();

@@ -125,7 +125,8 @@ pub fn run_result(report: &RunReport, out: Option<&Path>) -> String {
         Some(o) => format!("reports in {}", o.display()),
         None => "no reports written (--out DIR writes them)".into(),
     };
-    writeln!(t, "{verdict}: {} unexpected of {} cycles; {whr}", s.unexpected, s.cycles).ok();
+    let lanes = if report.jobs > 1 { format!(" in {} lanes", report.jobs) } else { String::new() };
+    writeln!(t, "{verdict}: {} unexpected of {} cycles{lanes}; {whr}", s.unexpected, s.cycles).ok();
     t
 }
 

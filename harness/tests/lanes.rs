@@ -129,6 +129,18 @@ fn a_timed_run_with_lanes_runs_whole_epochs_and_pins_them() {
 }
 
 #[test]
+fn the_last_line_says_how_many_lanes_and_a_timed_run_takes_one_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sc = deterministic(tmp.path(), "sqlite", 2);
+    let o = run(&sc, &tmp.path().join("two"), &["--cycles", "6", "--jobs", "2"]);
+    assert!(text(&o).contains("unexpected of 6 cycles in 2 lanes;"), "{}", text(&o));
+    // No --jobs: a --duration run keeps one lane (a lane would finish a whole epoch after the time is up).
+    let o = run(&sc, &tmp.path().join("timed"), &["--duration", "1s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!text(&o).contains(" lanes;"), "{}", text(&o));
+}
+
+#[test]
 fn failing_cycles_in_lanes_leave_bundles_that_replay() {
     let tmp = tempfile::tempdir().unwrap();
     let sc = deterministic(tmp.path(), "sqlite", 2);
