@@ -95,10 +95,11 @@ fn overhead_at(files_mean: u32) -> Result<()> {
 pub fn smoke(scenario: &Path) -> Result<()> {
     let sc = Scenario::load(scenario)?;
     let t0 = Instant::now();
-    let r = run(&sc, &RunOptions { quiet: true, ..Default::default() })?;
+    // One lane: the single-process figure (`bench lanes` measures lanes side by side).
+    let r = run(&sc, &RunOptions { quiet: true, jobs: Some(1), ..Default::default() })?;
     let s = &r.summary;
     crate::say!(
-        "{}: {} cycles, {} kills in {:.2} s: {:.1} kills/s, {:.1} cycles/s, unexpected {} (wall {:.2} s)",
+        "{} (--jobs 1): {} cycles, {} kills in {:.2} s: {:.1} kills/s, {:.1} cycles/s, unexpected {} (wall {:.2} s)",
         sc.name,
         s.cycles,
         s.kills,

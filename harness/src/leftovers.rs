@@ -114,7 +114,7 @@ pub fn sweep_in(tmp: &Path) -> Swept {
 
 /// A dead run may have left a mount inside its directory (the power-loss recorder's FUSE filesystem, whose
 /// daemon died with it: "Transport endpoint is not connected"). Detach each, deepest first.
-fn unmount_below(dir: &Path) {
+pub fn unmount_below(dir: &Path) {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
     let mut points: Vec<PathBuf> = info
         .lines()

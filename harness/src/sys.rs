@@ -42,7 +42,16 @@ pub const ORPHANED: i32 = 111;
 /// caller. The child gets PR_SET_PDEATHSIG(SIGKILL) (dies with the scheduler), stays in the caller's process
 /// group, and has the signals the scheduler blocked unblocked again.
 pub fn fork_child(child: impl FnOnce() -> i32) -> Result<Pid, ForkError> {
-    let threads = thread_count();
+    // A thread just joined may still be counted for a moment (the kernel clears its id, which join waits
+    // for, before it leaves the thread group): look again for up to 100 ms before refusing.
+    let mut threads = thread_count();
+    for _ in 0..100 {
+        if threads <= 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = thread_count();
+    }
     if threads > 1 {
         return Err(ForkError::Threaded(threads));
     }

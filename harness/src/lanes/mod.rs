@@ -81,9 +81,19 @@ pub fn drive<'a>(
         mask.add(s);
     }
     let old = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).context("sigprocmask")?;
-    let r = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .context("signalfd")
-        .and_then(|signals| run_lanes(jobs, shard, epoch_len, &spec, obs, &signals));
+    let r = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).context("signalfd").and_then(
+        |signals| {
+            let mut ended = run_lanes(jobs, shard, epoch_len, &spec, obs, &signals)?;
+            // A Ctrl-C that came after the loop's last read (while orphans were reaped) is still pending:
+            // the run was interrupted, and unblocking it below must not kill this process before it
+            // writes the reports.
+            while let Ok(Some(info)) = signals.read_signal() {
+                let sig = Signal::try_from(info.ssi_signo as i32).ok();
+                ended.interrupted |= sig.is_some_and(|s| INTERRUPTS.contains(&s));
+            }
+            Ok(ended)
+        },
+    );
     let _ = old.thread_set_mask();
     r
 }
@@ -186,6 +196,15 @@ fn run_lanes<'a>(
                 l.pipe = None;
             }
         }
+    }
+    // A lane that died without its exit message (OOM-killed, SIGKILLed, panicked) cleaned nothing up: its
+    // recorder's FUSE mount in its directory, its /dev/shm images and its memory cgroup (named after the
+    // lane's pid, now dead) go now, not at some later run's sweep.
+    if lanes.iter().any(|l| !l.exit) {
+        for i in 0..jobs {
+            crate::leftovers::unmount_below(&spec(i).workdir);
+        }
+        let _ = crate::leftovers::sweep_in(&crate::leftovers::memory_dir());
     }
     for (i, l) in lanes.iter().enumerate() {
         if l.exit {

@@ -5,7 +5,7 @@
 
 use crate::fault::powerloss::judge::{self, Recorded, Verdict};
 use crate::fault::powerloss::model::{self, Choices, Cut};
-use crate::fault::powerloss::oplog::Log;
+use crate::fault::powerloss::oplog::{Log, Op};
 use crate::fault::powerloss::recorder::{Recorder, RecorderError};
 use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
 use crate::oracle::{TxnState, WriterLog};
@@ -146,11 +146,23 @@ pub fn judge_cycle(
     let (t0, cpu0) = (Instant::now(), cpu_now());
     let cuts = model::plan(&rec.log, seed, cfg.images_random as usize, cfg.images_max as usize);
     let mut s = Summary { ops: rec.log.ops.len(), ..Summary::default() };
-    // Images are written and thrown away hundreds of times a cycle: in memory when the machine allows.
-    let mem = crate::leftovers::scratch_in_memory("images").ok();
-    let scratch = mem.as_ref().map(|m| m.path().join("image")).unwrap_or_else(|| scratch.to_path_buf());
-    let scratch = scratch.as_path();
-    let (verdicts, same_bytes) = judge::judge_all(rec, pool, &cuts, scratch)?;
+    // Images are written and thrown away hundreds of times a cycle: in memory when there is room for one per
+    // judging thread (a container's /dev/shm may be 64 MiB), else — and if writing there fails — on disk.
+    let image_bytes: u64 = rec.pre.values().map(|b| b.len() as u64).sum::<u64>()
+        + rec.log.ops.iter().map(|o| if let Op::Write { data, .. } = o { data.len() as u64 } else { 0 }).sum::<u64>();
+    // fsblkcnt_t and c_ulong are 32 bits on the armel guest.
+    #[allow(clippy::unnecessary_cast)]
+    let room = |dir: &Path| {
+        nix::sys::statvfs::statvfs(dir).map_or(0, |v| v.blocks_available() as u64 * v.fragment_size() as u64)
+    };
+    let mem =
+        crate::leftovers::scratch_in_memory("images").ok().filter(|m| room(m.path()) > 4 * image_bytes + (64 << 20));
+    let (verdicts, same_bytes) = match &mem {
+        Some(m) => judge::judge_all(rec, pool, &cuts, &m.path().join("image"))
+            .or_else(|_| judge::judge_all(rec, pool, &cuts, scratch))?,
+        None => judge::judge_all(rec, pool, &cuts, scratch)?,
+    };
+    drop(mem);
     s.same_bytes = same_bytes;
     for v in verdicts {
         *s.by_outcome.entry(v.outcome).or_default() += 1;
