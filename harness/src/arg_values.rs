@@ -24,3 +24,32 @@ pub fn inspect_backend() -> PossibleValuesParser {
 pub fn procedure() -> PossibleValuesParser {
     PossibleValuesParser::new(["rebuilddb", "db_recover"])
 }
+
+/// The figures `dbtorture bench` can measure.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BenchWhat {
+    Overhead,
+    Smoke,
+    VerifyFedora,
+    Bdbenv,
+    PowerLoss,
+    Rpm,
+    // --jobs 1 against --jobs 2, side by side, on smoke, bdbenv-kill and sqlite-kill (lanes::bench).
+    Lanes,
+    All,
+}
+
+impl BenchWhat {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchWhat::Overhead => "overhead",
+            BenchWhat::Smoke => "smoke",
+            BenchWhat::VerifyFedora => "verify-fedora",
+            BenchWhat::Bdbenv => "bdbenv",
+            BenchWhat::PowerLoss => "power-loss",
+            BenchWhat::Rpm => "rpm",
+            BenchWhat::Lanes => "lanes",
+            BenchWhat::All => "all",
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The `dbtorture` command line.
 
 use clap::{Parser, Subcommand};
+use dbtorture::arg_values::BenchWhat;
 use dbtorture::cli_error::CliError;
 use dbtorture::run::{RunOptions, run, summary_table};
 use dbtorture::scenario::{Scenario, parse_duration};
@@ -223,35 +224,6 @@ enum Cmd {
         /// A new directory.
         dir: PathBuf,
     },
-}
-
-/// The figures `dbtorture bench` can measure.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum BenchWhat {
-    Overhead,
-    Smoke,
-    VerifyFedora,
-    Bdbenv,
-    PowerLoss,
-    Rpm,
-    // --jobs 1 against --jobs 2, side by side, on smoke, bdbenv-kill and sqlite-kill (lanes::bench).
-    Lanes,
-    All,
-}
-
-impl BenchWhat {
-    fn name(self) -> &'static str {
-        match self {
-            BenchWhat::Overhead => "overhead",
-            BenchWhat::Smoke => "smoke",
-            BenchWhat::VerifyFedora => "verify-fedora",
-            BenchWhat::Bdbenv => "bdbenv",
-            BenchWhat::PowerLoss => "power-loss",
-            BenchWhat::Rpm => "rpm",
-            BenchWhat::Lanes => "lanes",
-            BenchWhat::All => "all",
-        }
-    }
 }
 
 fn parse_backend(s: &str) -> Result<BackendKind, String> {

@@ -9,23 +9,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Why the guest cannot be booted here, if it cannot.
-fn skip_reason() -> Option<String> {
-    let g = root().join("qemu/.cache/guest");
-    for f in ["vmlinuz", "guest.dtb", "initrd.cpio.gz", "sd-template.img"] {
-        if !g.join(f).is_file() {
-            return Some(format!("{} missing: run qemu/build-guest.sh", g.join(f).display()));
-        }
-    }
-    for tool in ["qemu-system-arm", "debugfs"] {
-        let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            || Path::new("/usr/sbin").join(tool).is_file();
-        if !found {
-            return Some(format!("{tool} not installed: run qemu/build-guest.sh"));
-        }
-    }
-    None
-}
+use common::guest_missing as skip_reason;
 
 macro_rules! need_guest {
     () => {

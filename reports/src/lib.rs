@@ -10,6 +10,7 @@ pub mod model;
 pub mod run_clock;
 pub mod stats;
 pub mod style;
+mod tally;
 pub mod writer;
 
 pub use fold::{Aggregate, Timeline, read_events};

@@ -44,3 +44,21 @@ pub fn fuse_missing(tools: &[&str]) -> Option<String> {
     }
     (!why.is_empty()).then(|| why.join(", "))
 }
+
+/// Why the qemu guest cannot be booted here, if it cannot (tests/qemu.rs, tests/qemu_replay.rs).
+pub fn guest_missing() -> Option<String> {
+    let g = root().join("qemu/.cache/guest");
+    for f in ["vmlinuz", "guest.dtb", "initrd.cpio.gz", "sd-template.img"] {
+        if !g.join(f).is_file() {
+            return Some(format!("{} missing: run qemu/build-guest.sh", g.join(f).display()));
+        }
+    }
+    for tool in ["qemu-system-arm", "debugfs"] {
+        let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            || std::path::Path::new("/usr/sbin").join(tool).is_file();
+        if !found {
+            return Some(format!("{tool} not installed: run qemu/build-guest.sh"));
+        }
+    }
+    None
+}
