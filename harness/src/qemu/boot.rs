@@ -31,6 +31,42 @@ pub(super) struct Boot {
     pub(super) qemu_cmd: Vec<String>,
 }
 
+impl Boot {
+    /// guest.json of this boot: a scenario's run and a replay differ only in cycles per minute and in where
+    /// the results came from.
+    pub(super) fn info(
+        &self,
+        a: &QemuArgs,
+        art: &Artifacts,
+        reason: results::ExitReason,
+        cycles_per_min: std::collections::BTreeMap<String, f64>,
+        results_from: &str,
+    ) -> results::GuestInfo {
+        let w = &self.watch;
+        results::GuestInfo {
+            schema: 1,
+            exit_reason: reason,
+            guest_exit: w.done.map(|d| d.0),
+            machine: a.machine.clone(),
+            kernel: art.kernel.display().to_string(),
+            dtb: art.dtb.as_ref().map(|d| d.display().to_string()),
+            initrd: art.initrd.display().to_string(),
+            append: self.append.clone(),
+            qemu_command: self.qemu_cmd.clone(),
+            boot_to_init_s: w.init_at,
+            boot_to_ready_s: w.ready_at,
+            boot_to_first_cycle_s: w.first_cycle_at,
+            first_findings: w.first_findings.clone(),
+            wall_s: self.wall_s,
+            guest_uptime_s: w.done.map(|d| d.1),
+            cycles_per_min,
+            results_from: results_from.into(),
+            kernel_trouble: w.trouble.clone(),
+            guest_errors: w.guest_errors.clone(),
+        }
+    }
+}
+
 /// Boot the guest with `job` on the card `sd`, stream its console into `out/console.log`, and wait until
 /// it powers off, panics, times out (`timeout`) or is interrupted.
 pub(super) fn boot(

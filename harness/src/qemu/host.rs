@@ -1,10 +1,10 @@
 //! The host side of `dbtorture qemu`: prepare the SD image with the job, boot qemu-system-arm (`boot.rs`),
 //! then bring the results back into an out directory shaped like `run --out`'s.
 
-use super::boot::{Boot, boot};
+use super::boot::boot;
 use super::disk;
 use super::guest::Job;
-use super::results::{self, ExitReason, GuestInfo};
+use super::results::{self, ExitReason};
 use crate::exit_codes;
 use crate::scenario::{Scenario, parse_duration};
 use anyhow::{Context, Result, bail};
@@ -205,8 +205,8 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     };
     let title = format!("{} on {} (seed {seed})", sc.name, a.machine);
     let timeout = a.timeout.unwrap_or_else(|| default_timeout(&sc, a));
-    let Boot { watch, timed_out, interrupted, wall_s, append, qemu_cmd } =
-        boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let booted = boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
 
     // Results: the SD image is authoritative; the console's framed events are the fallback.
     let reason = ExitReason::decide(
@@ -275,27 +275,7 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     if !a.keep_sd {
         let _ = std::fs::remove_file(&sd);
     }
-    let info = GuestInfo {
-        schema: 1,
-        exit_reason: reason,
-        guest_exit: watch.done.map(|d| d.0),
-        machine: a.machine.clone(),
-        kernel: art.kernel.display().to_string(),
-        dtb: art.dtb.as_ref().map(|d| d.display().to_string()),
-        initrd: art.initrd.display().to_string(),
-        append,
-        qemu_command: qemu_cmd,
-        boot_to_init_s: watch.init_at,
-        boot_to_ready_s: watch.ready_at,
-        boot_to_first_cycle_s: watch.first_cycle_at,
-        first_findings: watch.first_findings.clone(),
-        wall_s,
-        guest_uptime_s: watch.done.map(|d| d.1),
-        cycles_per_min: results::cycles_per_min(&events),
-        results_from: results_from.into(),
-        kernel_trouble: watch.trouble.clone(),
-        guest_errors: watch.guest_errors.clone(),
-    };
+    let info = booted.info(a, &art, reason, results::cycles_per_min(&events), results_from);
     write_json_atomic(&out.join("guest.json"), &info)?;
 
     if let Some(s) = &summary {

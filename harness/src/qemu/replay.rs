@@ -6,11 +6,11 @@
 //! files hold the 32-bit guest's words; on x86_64 `inspect`/`verify` can read them, but the engine cannot
 //! run on them (`bundle::check_machine` refuses, naming this command).
 
-use super::boot::{Boot, boot};
+use super::boot::boot;
 use super::disk;
 use super::guest::Job;
 use super::host::{QemuArgs, artifacts};
-use super::results::{ExitReason, GuestInfo};
+use super::results::ExitReason;
 use crate::bundle::BundleInfo;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -79,8 +79,8 @@ pub fn replay(a: &QemuArgs, bundle: &Path) -> Result<i32> {
     let per = Duration::from_millis(3 * sc.timeouts.cycle_ms + sc.timeouts.probe_ms) + Duration::from_secs(30);
     let timeout = a.timeout.unwrap_or(Duration::from_secs(180) + per * 12);
     let title = format!("replay of cycle {} ({}, seed {}) on {}", info.cycle, info.backend, info.seed, a.machine);
-    let Boot { watch, timed_out, interrupted, wall_s, append, qemu_cmd } =
-        boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let booted = boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
     let reason = ExitReason::decide(
         watch.done.map(|d| d.0),
         watch.worst(),
@@ -104,27 +104,7 @@ pub fn replay(a: &QemuArgs, bundle: &Path) -> Result<i32> {
     if !a.keep_sd {
         let _ = std::fs::remove_file(&sd);
     }
-    let info_out = GuestInfo {
-        schema: 1,
-        exit_reason: reason,
-        guest_exit: watch.done.map(|d| d.0),
-        machine: a.machine.clone(),
-        kernel: art.kernel.display().to_string(),
-        dtb: art.dtb.as_ref().map(|d| d.display().to_string()),
-        initrd: art.initrd.display().to_string(),
-        append,
-        qemu_command: qemu_cmd,
-        boot_to_init_s: watch.init_at,
-        boot_to_ready_s: watch.ready_at,
-        boot_to_first_cycle_s: watch.first_cycle_at,
-        first_findings: watch.first_findings.clone(),
-        wall_s,
-        guest_uptime_s: watch.done.map(|d| d.1),
-        cycles_per_min: Default::default(),
-        results_from: if said.is_some() { "sd-image" } else { "none" }.into(),
-        kernel_trouble: watch.trouble.clone(),
-        guest_errors: watch.guest_errors.clone(),
-    };
+    let info_out = booted.info(a, &art, reason, Default::default(), if said.is_some() { "sd-image" } else { "none" });
     dbtorture_reports::write_json_atomic(&out.join("guest.json"), &info_out)?;
     match &said {
         Some(t) => crate::say_raw!("{}", t.lines().map(|l| format!("guest| {l}\n")).collect::<String>()),
