@@ -192,7 +192,7 @@ enum Cmd {
     /// Prove the harness catches bugs here: run every planted bug (must be detected within the budget) and
     /// the same scenarios without one (must be clean); prints a table. Exit 0 if all behaved.
     Selftest {
-        /// Time budget per case.
+        /// Time budget per case (twice this for the bugs that show only after a random kill).
         #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
         budget: std::time::Duration,
     },
