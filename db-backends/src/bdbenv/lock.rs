@@ -401,10 +401,12 @@ impl<'a> LockTable<'a> {
     pub fn lock_get(&mut self, locker: u32, key: &[u8], mode: Mode) -> Result<(LockHandle, bool), LockError> {
         self.bump(H_NREQUESTS, None)?;
         let lk = self.find_locker(locker)?.ok_or(LockError::LockerDoesNotExist)?;
-        let o = self.object_for(key)?;
-        let conflict = self.conflicting_holder(o, locker, mode, None)? || self.g.waiters(o).first(self.r)?.is_some();
+        // The free lock is found before the object is taken, so running out of locks leaves no object
+        // behind (object_for does not touch the free-lock list, so `l` stays first on it).
         let free = self.g.free_locks();
         let l = free.first(self.r)?.ok_or(LockError::OutOf("locks"))?;
+        let o = self.object_for(key)?;
+        let conflict = self.conflicting_holder(o, locker, mode, None)? || self.g.waiters(o).first(self.r)?.is_some();
         free.remove(self.r, l)?;
         let generation = self.get(l + L_GEN);
         self.set(l + L_HOLDER, locker)?;
