@@ -65,12 +65,13 @@ def check(files: list[Path], args: argparse.Namespace, scratch: Path) -> list[st
     errors += same_jobs(pipelines)
     if errors or args.static:
         return errors
+    done: dict = {}  # jobs run so far, by commands and environment: the second file reuses the first's
     for p in pipelines:
         if args.only:
             first = min(j.stage for j in p.jobs)
             p.jobs = [j for j in p.jobs if j.stage > first or re.search(args.only, j.name)]
         print(f"{p.path}: running every job ({', '.join(f'{k}={v}' for k, v in overrides.items())})")
-        runner = Runner(ROOT, scratch / p.dialect, overrides, args.timeout)
+        runner = Runner(ROOT, scratch / p.dialect, overrides, args.timeout, done=done)
         errors += runner.run(p, args.parallel)
     return errors
 
