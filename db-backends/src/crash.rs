@@ -74,6 +74,9 @@ pub const ALL: &[&str] = &[
     "libdb.close.before",
     // A hash bucket chain got a new page: allocated and linked in memory, neither written yet.
     "bdbenv.hash.bucket.new",
+    // A cache frame is being reused for another page (its old page written back): the bytes are in, the
+    // frame's header not yet.
+    "bdbenv.mpool.evict.reload",
 ];
 
 /// The points whose name starts with `prefix` (e.g. a backend name followed by a dot).

@@ -125,9 +125,17 @@ impl Mpool {
         if (pgno as u64 + 1) * PAGE as u64 <= len {
             f.read_exact_at(&mut buf, pgno as u64 * PAGE as u64)?;
         }
+        let evicting = self.frame(hand).2 & VALID != 0;
         let r = self.region.bytes_mut();
-        r[start..start + PAGE].copy_from_slice(&buf);
         let at = M_FRAMES + hand * FRAME_HDR;
+        // Off the cache before its bytes change (BDB takes a buffer off its hash chain before reusing it): a
+        // process killed while loading (it holds the cache mutex) leaves an empty frame, never one whose header
+        // names the page it held over the bytes of the page it was loading. The old page is in its file.
+        sq::set_u32(r, at + 8, 0);
+        r[start..start + PAGE].copy_from_slice(&buf);
+        if evicting {
+            point("bdbenv.mpool.evict.reload");
+        }
         sq::set_u32(r, at, file);
         sq::set_u32(r, at + 4, pgno);
         sq::set_u32(r, at + 8, VALID);
