@@ -99,7 +99,7 @@ pub const ALL: &[Planted] = &[
         backend: "sqlite",
         caught_by: RPM_ORACLE,
     },
-    // The next two only a power cut shows (selftest runs them under the power-loss recorder).
+    // The next three only a power cut shows (selftest runs them under the power-loss recorder).
     Planted {
         name: "sqlite-sync-off",
         breaks: "sqlite runs with PRAGMA synchronous = OFF: a commit returns before the WAL reaches the disk",
@@ -110,6 +110,13 @@ pub const ALL: &[Planted] = &[
         name: "bdbenv-no-fsync",
         breaks: "bdbenv's commit writes the cache back but never fsyncs the data files",
         backend: "bdbenv",
+        caught_by: &["lost-commit"],
+    },
+    Planted {
+        name: "rebuild-no-dir-fsync",
+        breaks: "rebuilddb swaps the rebuilt database into place without fsyncing its files, its directory or the \
+                 parent after the swap",
+        backend: "sqlite",
         caught_by: &["lost-commit"],
     },
 ];

@@ -21,6 +21,8 @@ enum Fault {
     Default,
     /// Recorded and judged as power-loss crash images (no kills).
     PowerCut,
+    /// Each cycle a rebuilddb into sqlite, recorded over the database's parent and judged as crash images.
+    PowerCutRebuild,
     /// The bdbenv environment under this `[kill]` section (allowing what bdbenv-kill.toml allows).
     Kills(&'static str),
     /// The backend's default, with real rpm regenerating the indexes after every cycle (`[oracle] rpm_every
@@ -44,6 +46,15 @@ const NEEDS_KILLS: &[(&str, &str)] =
 /// a transaction's second package begins (so a non-atomic commit shows), bdbenv runs without faults (so any
 /// damage is the bug's) unless the case says which kills.
 fn scenario(backend: &str, fault: Fault) -> String {
+    if fault == Fault::PowerCutRebuild {
+        return format!(
+            "name = \"selftest-{backend}-rebuild\"\nbackends = [\"{backend}\"]\n\
+             [workload]\npackages = 30\nversions = 2\nfiles_mean = 8\ninitial_fraction = 0.6\nwriters = 0\n\
+             readers = 0\nconvert_to = \"sqlite\"\n[kill]\nmode = \"none\"\n\
+             [power_loss]\nimages_random = 10\nimages_max = 40\n\
+             [timeouts]\ncycle_ms = 10000\nprobe_ms = 10000\n[expect]\n{backend} = [\"clean\"]\n"
+        );
+    }
     let (kill, timeout_ms) = match (backend, fault) {
         (_, Fault::PowerCut) => ("mode = \"none\"\n[power_loss]\nimages_random = 10\nimages_max = 40", 10000),
         // A cycle a kill leaves hung (a writer killed holding the lock region's mutex) costs its timeout and
@@ -74,6 +85,9 @@ fn scenario(backend: &str, fault: Fault) -> String {
 
 /// What planted bug `bug` runs under.
 fn fault_for(bug: &Planted) -> Fault {
+    if bug.name == "rebuild-no-dir-fsync" {
+        return Fault::PowerCutRebuild;
+    }
     if bug.caught_by == ["lost-commit"] {
         return Fault::PowerCut;
     }
@@ -179,6 +193,7 @@ fn run_case(
         Fault::Default => "default".to_string(),
         Fault::RpmOracle => "rpm-oracle".to_string(),
         Fault::PowerCut => "power".to_string(),
+        Fault::PowerCutRebuild => "power-rebuild".to_string(),
         Fault::Kills(k) => format!("kills{}", NEEDS_KILLS.iter().position(|(_, x)| *x == k).unwrap_or(0)),
     };
     // A bug that shows only after a random kill lands right is caught in about half of its cycles (1–3 cycles
@@ -224,6 +239,7 @@ pub fn run(budget: Duration) -> Result<bool> {
     for fault in [Fault::Default, Fault::PowerCut] {
         baselines.extend([("sqlite", fault), ("bdbenv", fault)]);
     }
+    baselines.push(("sqlite", Fault::PowerCutRebuild));
     baselines.extend(NEEDS_KILLS.iter().map(|(_, k)| ("bdbenv", Fault::Kills(k))));
     for (backend, fault) in baselines {
         rows.push((None, backend, fault, run_case(tmp.path(), None, backend, fault, budget)?));
@@ -255,6 +271,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         let name = bug.map(|b| b.name).unwrap_or("none");
         let fault = match fault {
             Fault::PowerCut => "power-cut",
+            Fault::PowerCutRebuild => "power-rb",
             Fault::Kills(k) if *k == BUCKET_KILLS => "kill-point",
             Fault::Kills(_) => "kills",
             Fault::RpmOracle => "kill+rpm",
@@ -330,6 +347,16 @@ mod tests {
         let ok =
             vec![end(0, Outcome::Clean, true), finding(1, "missing-index-entry"), end(1, Outcome::Inconsistent, false)];
         assert!(matches!(judge(&ok, Some(1), Some(b)), Verdict::Detected { cycles: 2, .. }));
+    }
+
+    #[test]
+    fn the_rebuild_bug_runs_rebuilds_under_the_recorder() {
+        assert_eq!(fault_for(bug("rebuild-no-dir-fsync")), Fault::PowerCutRebuild);
+        assert_eq!(fault_for(bug("sqlite-sync-off")), Fault::PowerCut);
+        let sc =
+            crate::scenario::Scenario::parse(&scenario("sqlite", Fault::PowerCutRebuild), Path::new("selftest.toml"))
+                .expect("the selftest's rebuild scenario is valid");
+        assert!(sc.power_loss.is_some() && sc.convert_to().is_some());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("power-loss.toml", include_str!("../../scenarios/power-loss.toml")),
     ("qemu-smoke.toml", include_str!("../../scenarios/qemu-smoke.toml")),
     ("qemu-soak.toml", include_str!("../../scenarios/qemu-soak.toml")),
+    ("rebuild-power-loss.toml", include_str!("../../scenarios/rebuild-power-loss.toml")),
     ("rebuilddb-convert.toml", include_str!("../../scenarios/rebuilddb-convert.toml")),
     ("rpm-convert.toml", include_str!("../../scenarios/rpm-convert.toml")),
     ("rpm-io-sweep.toml", include_str!("../../scenarios/rpm-io-sweep.toml")),

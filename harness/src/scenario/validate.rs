@@ -197,8 +197,20 @@ impl Scenario {
                     self.field_err("kill.mode", "a power-loss scenario records whole cycles: expected \"none\"")
                 );
             }
-            if self.convert_to().is_some() || self.stale_page.is_some() || self.memory.is_some() {
-                return Err(self.field_err("power_loss", "cannot be combined with convert, stale_page or memory"));
+            if self.stale_page.is_some() || self.memory.is_some() {
+                return Err(self.field_err("power_loss", "cannot be combined with stale_page or memory"));
+            }
+            // A rebuild under power loss is recorded over the database's parent (the swap's renames): only
+            // dbtorture's own rebuilddb, of a plain database directory (not an rpm root).
+            if self.convert_to().is_some()
+                && (self.workload.converter != super::Converter::Dbtorture
+                    || self.backend_kinds().iter().any(|b| b.rebuilds_itself()))
+            {
+                return Err(self.field_err(
+                    "power_loss",
+                    "with convert_to, only dbtorture's own rebuilddb (converter = \"dbtorture\") of sqlite, bdbenv \
+                     or libdb is recorded",
+                ));
             }
         }
         if let Some(io) = &self.io_kill {

@@ -149,7 +149,7 @@ impl<'a> Scheduler<'a> {
             if only.is_some_and(|o| !o.contains(&kind)) {
                 continue;
             }
-            let dir = workdir.join(kind.name()).join("db");
+            let dir = targets::target_dir(workdir, kind, scenario);
             let installed = s.prepare(kind, &dir, 0)?;
             s.targets.push(Target { kind, dir, installed, epoch: 0, slot, carried: Vec::new() });
         }
@@ -265,7 +265,7 @@ impl<'a> Scheduler<'a> {
         // I/O kill points: the same recorder counts the cycle's operations and holds the armed one.
         let recording = match sc.power_loss.is_some() || sc.io_kill.is_some() {
             true => Some(crate::scheduler::powercut::Recording::start(
-                &self.targets[t].dir,
+                &crate::scheduler::powercut::mount_point(&self.targets[t].dir, &plan.work),
                 &self.side_dir(kind, "power-loss"),
             )?),
             false => None,
@@ -430,6 +430,7 @@ impl<'a> Scheduler<'a> {
                 pool: &self.pool,
                 scratch: self.side_dir(kind, "image"),
                 bundles: self.bundles.as_deref(),
+                swap: crate::scheduler::powercut::swap_of(&dir, &plan.work, &got.acks),
             };
             let v = crate::scheduler::powercut::after_cycle(pl, pre, log, &got.logs, &got.acks, &before, &mut ctx)?;
             if let Some(o) =

@@ -7,6 +7,7 @@ use crate::fault::powerloss::judge::{self, Recorded, Verdict};
 use crate::fault::powerloss::model::{self, Choices, Cut};
 use crate::fault::powerloss::oplog::{Log, Op};
 use crate::fault::powerloss::recorder::{Recorder, RecorderError};
+use crate::fault::powerloss::swapjudge::{self, Swap};
 use crate::finding::{Class as FindingClass, Finding, HarnessFinding};
 use crate::oracle::{TxnState, WriterLog};
 use crate::scenario::PowerLoss;
@@ -64,6 +65,28 @@ impl Recording {
     pub fn finish(self) -> Result<(BTreeMap<String, Vec<u8>>, Log), RecorderError> {
         let log = self.rec.stop()?;
         Ok((self.pre, log))
+    }
+}
+
+/// Where the recorder mounts for a cycle doing `work` on `dir`: the directory itself, or for a rebuild its
+/// parent (its own directory, `targets::target_dir`), so the swap's renames and directory fsyncs are seen.
+pub fn mount_point(dir: &Path, work: &super::plan::Work) -> PathBuf {
+    match (work, dir.parent()) {
+        (super::plan::Work::Convert { .. }, Some(p)) => p.to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// A rebuild cycle's [`Swap`]: the database's name under the mount point, and where the rebuild returned.
+pub fn swap_of(dir: &Path, work: &super::plan::Work, acks: &BTreeMap<(u32, u64), u64>) -> Option<Swap> {
+    match work {
+        super::plan::Work::Convert { from, to, .. } => Some(Swap {
+            name: dir.file_name()?.to_string_lossy().into_owned(),
+            from: *from,
+            to: *to,
+            acked: acks.values().next().copied(),
+        }),
+        super::plan::Work::Workers { .. } => None,
     }
 }
 
@@ -134,9 +157,11 @@ fn tally_of(v: &Verdict) -> ImageTally {
 }
 
 /// Judge the cycle's images: every sync boundary plus `cfg.images_random` seeded cuts, at most
-/// `cfg.images_max`. Images in `scratch`.
+/// `cfg.images_max`. Images in `scratch`. `swap`: the cycle was a rebuild, judged by its promise
+/// (`swapjudge`) instead of the writers'.
 pub fn judge_cycle(
     rec: &Recorded,
+    swap: Option<&Swap>,
     pool: &Pool,
     cfg: &PowerLoss,
     seed: u64,
@@ -157,10 +182,13 @@ pub fn judge_cycle(
     };
     let mem =
         crate::leftovers::scratch_in_memory("images").ok().filter(|m| room(m.path()) > 4 * image_bytes + (64 << 20));
+    let judge_all = |dir: &Path| match swap {
+        Some(sw) => swapjudge::judge_all(rec, sw, pool, &cuts, dir),
+        None => judge::judge_all(rec, pool, &cuts, dir),
+    };
     let (verdicts, same_bytes) = match &mem {
-        Some(m) => judge::judge_all(rec, pool, &cuts, &m.path().join("image"))
-            .or_else(|_| judge::judge_all(rec, pool, &cuts, scratch))?,
-        None => judge::judge_all(rec, pool, &cuts, scratch)?,
+        Some(m) => judge_all(&m.path().join("image")).or_else(|_| judge_all(scratch))?,
+        None => judge_all(scratch)?,
     };
     drop(mem);
     s.same_bytes = same_bytes;
@@ -191,6 +219,9 @@ pub struct ImageBundle {
     /// Per writer: (txn, encoded body, acknowledged at recorder count).
     pub writers: Vec<Vec<(u64, String, Option<u64>)>>,
     pub installed_before: Vec<u32>,
+    /// A rebuild's image: judged by the rebuild's promise, not the writers' (there are none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Swap>,
     /// SHA-256 of every file of the image, to prove a replay rebuilt the same bytes.
     pub image_sha256: BTreeMap<String, String>,
 }
@@ -201,12 +232,13 @@ fn sha(b: &[u8]) -> String {
 }
 
 /// Write the bundle of a failing image into `dir` (created): pre/, oplog.bin, image/, power-loss.json.
-pub fn write_bundle(rec: &Recorded, v: &Verdict, dir: &Path) -> Result<(), anyhow::Error> {
+pub fn write_bundle(rec: &Recorded, swap: Option<&Swap>, v: &Verdict, dir: &Path) -> Result<(), anyhow::Error> {
     std::fs::create_dir_all(dir)?;
     let img = model::image(&rec.pre, &rec.log, v.cut)?;
     let pre = model::Image {
         files: rec.pre.clone(),
         dirs: rec.log.pre.iter().filter(|(_, (_, d))| *d).map(|(p, _)| p.clone()).collect(),
+        inos: BTreeMap::new(),
         choices: Choices::default(),
     };
     judge::materialize(&pre, &dir.join("pre"))?;
@@ -228,6 +260,7 @@ pub fn write_bundle(rec: &Recorded, v: &Verdict, dir: &Path) -> Result<(), anyho
         outcome: v.outcome,
         writers,
         installed_before: rec.before.iter().copied().collect(),
+        swap: swap.cloned(),
         image_sha256: img.files.iter().map(|(p, b)| (p.clone(), sha(b))).collect(),
     };
     std::fs::write(dir.join("power-loss.json"), serde_json::to_vec_pretty(&b)?)?;
@@ -265,7 +298,10 @@ pub fn replay(dir: &Path, pool: &Pool) -> Result<(bool, Verdict), anyhow::Error>
     let img = model::image(&rec.pre, &rec.log, b.cut)?;
     let same = img.files.iter().map(|(p, x)| (p.clone(), sha(x))).collect::<BTreeMap<_, _>>() == b.image_sha256;
     let scratch = crate::leftovers::scratch("image")?;
-    let v = judge::judge(&rec, pool, b.cut, &scratch.path().join("image"))?;
+    let v = match &b.swap {
+        Some(sw) => swapjudge::judge_all(&rec, sw, pool, &[b.cut], &scratch.path().join("image"))?.0.remove(0),
+        None => judge::judge(&rec, pool, b.cut, &scratch.path().join("image"))?,
+    };
     Ok((same, v))
 }
 
@@ -280,6 +316,8 @@ pub struct CycleCtx<'a> {
     pub pool: &'a Pool,
     pub scratch: PathBuf,
     pub bundles: Option<&'a Path>,
+    /// A rebuild/conversion cycle (recorded over the database's parent directory).
+    pub swap: Option<Swap>,
 }
 
 /// The images' verdict on a recorded cycle, for the scheduler to merge into the cycle's.
@@ -305,7 +343,7 @@ pub fn after_cycle(
         Recorded { kind: cc.kind, pre, log, writers: writers.to_vec(), acks: acks.clone(), before: before.clone() };
     let expected = cc.scenario.expected(cc.kind);
     let seed = super::derive_seed(cc.cycle_seed, 0x9017_0055, 0);
-    let s = judge_cycle(&rec, cc.pool, &cfg, seed, &expected, &cc.scratch)?;
+    let s = judge_cycle(&rec, cc.swap.as_ref(), cc.pool, &cfg, seed, &expected, &cc.scratch)?;
     ctx.fault(FaultKind::PowerLoss, s.describe());
     let ev = RunEvent::CrashImages {
         cycle: cc.cycle,
@@ -368,7 +406,7 @@ pub fn after_cycle(
 fn bundle_image(ctx: &CycleCtx<'_>, rec: &Recorded, v: &Verdict, root: &Path) -> Result<PathBuf, anyhow::Error> {
     let dir = root.join(format!("cycle-{:05}-{}-image-{}", ctx.cycle, ctx.kind.name(), v.cut.at));
     let _ = std::fs::remove_dir_all(&dir);
-    write_bundle(rec, v, &dir)?;
+    write_bundle(rec, ctx.swap.as_ref(), v, &dir)?;
     let sc = ctx.scenario;
     let info = crate::bundle::BundleInfo {
         schema: crate::bundle::BUNDLE_SCHEMA,

@@ -27,6 +27,16 @@ pub struct Target {
     pub carried: Vec<dbtorture_backends::explain::Cause>,
 }
 
+/// Where backend `kind`'s database lives. A rebuild under power loss records the database's parent (the
+/// swap renames in it), so there the parent is a directory of its own: `swap/`.
+pub fn target_dir(workdir: &Path, kind: BackendKind, sc: &crate::scenario::Scenario) -> PathBuf {
+    let home = workdir.join(kind.name());
+    match sc.power_loss.is_some() && sc.convert_to().is_some() {
+        true => home.join("swap").join("db"),
+        false => home.join("db"),
+    }
+}
+
 impl Scheduler<'_> {
     pub(super) fn side_dir(&self, kind: BackendKind, what: &str) -> PathBuf {
         self.workdir.join(kind.name()).join(what)
@@ -42,7 +52,7 @@ impl Scheduler<'_> {
         installed: BTreeSet<u32>,
         epoch: u64,
     ) -> Result<()> {
-        let dir = self.workdir.join(kind.name()).join("db");
+        let dir = target_dir(&self.workdir, kind, self.scenario);
         if let Some(pre) = pre {
             crate::bundle::copy_dir(pre, &dir).context("copying pre/")?;
         }

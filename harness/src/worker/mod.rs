@@ -114,7 +114,13 @@ pub fn convert(from: BackendKind, to: BackendKind, by: crate::scenario::Converte
             return ChildExit::ExecFailed.code();
         }
         match dbtorture_backends::rebuild::rebuilddb(from, to, dir) {
-            Ok(_) => ChildExit::Ok.code(),
+            Ok(_) => {
+                // Under the power-loss recorder: where in the recording the rebuild returned.
+                if let Some(seq) = crate::fault::powerloss::ack_seq() {
+                    let _ = rep.send(&WorkerMsg::Acked { txn: 0, seq });
+                }
+                ChildExit::Ok.code()
+            }
             Err(e) => fail(rep, format!("rebuilddb {} → {}: {e}", from.name(), to.name())),
         }
     })

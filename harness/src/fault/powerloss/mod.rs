@@ -27,5 +27,7 @@ pub mod model;
 pub mod oplog;
 mod passthrough;
 pub mod recorder;
+mod swapdir;
+pub mod swapjudge;
 
 pub use recorder::ack_seq;

@@ -15,6 +15,16 @@
 //!   appears while the file it renames is missing). A file `fsync` does not make its directory entry
 //!   durable (POSIX; ext4 often does, which is the seeded chance).
 //! - A new file whose directory entry does not persist is gone with its data, synced or not.
+//! - **Directories are entries like files**: renaming a directory moves its inode, and its whole subtree
+//!   with it, in one metadata operation (so a rebuild's `rename(new, DB)` persists or not as one step, never
+//!   half a tree). `renameat2(RENAME_EXCHANGE)` is one metadata operation that swaps two entries' inodes: in
+//!   every image both names are bound, to the old inodes or to the swapped ones. Two plain renames (rpm's
+//!   `DB` → old, new → `DB`) are two operations: a prefix ending between them leaves nothing at `DB`.
+//! - **What a directory fsync makes durable**: the journal commits as a whole, so a successful `fsync` of
+//!   *any* directory makes every earlier metadata operation durable — in every directory, not only its own
+//!   entries (ext4/xfs journal commit; POSIX promises only that directory's entries, so an engine relying on
+//!   a sibling's fsync passes here and could still fail on a weaker filesystem). A directory fsync makes no
+//!   file *data* durable: that needs the file's own fsync.
 //! - **Region files** (`__db.*`, `-shm`: MAP_SHARED) get no special treatment: dirty mapped pages reach the
 //!   log only when the kernel writes them back or `msync` runs, and then they are data like any other.
 //!   Recovery after the reboot may discard them (see the judge).
@@ -62,6 +72,9 @@ pub struct Image {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Relative paths of directories (the root is "").
     pub dirs: BTreeSet<String>,
+    /// Relative path → the inode bound there (files and directories; not the root): which directory a name
+    /// holds after a swap (the original or the rebuilt one).
+    pub inos: BTreeMap<String, Ino>,
     pub choices: Choices,
 }
 
@@ -159,6 +172,13 @@ pub fn image(pre: &BTreeMap<String, Vec<u8>>, log: &Log, cut: Cut) -> Result<Ima
                         entries.insert((*newparent, newname.clone()), ino);
                     }
                 }
+                Op::Exchange { parent, name, newparent, newname } => {
+                    let (a, b) = ((*parent, name.clone()), (*newparent, newname.clone()));
+                    if let (Some(x), Some(y)) = (entries.get(&a).copied(), entries.get(&b).copied()) {
+                        entries.insert(a, y);
+                        entries.insert(b, x);
+                    }
+                }
                 _ => unreachable!("is_meta"),
             }
             continue;
@@ -207,7 +227,8 @@ pub fn image(pre: &BTreeMap<String, Vec<u8>>, log: &Log, cut: Cut) -> Result<Ima
     }
 
     // Walk the persisted directory tree from the root.
-    let mut img = Image { files: BTreeMap::new(), dirs: BTreeSet::from([String::new()]), choices: ch };
+    let mut img =
+        Image { files: BTreeMap::new(), dirs: BTreeSet::from([String::new()]), inos: BTreeMap::new(), choices: ch };
     let mut children: BTreeMap<Ino, Vec<(&String, Ino)>> = BTreeMap::new();
     for ((p, name), ino) in &entries {
         children.entry(*p).or_default().push((name, *ino));
@@ -220,6 +241,7 @@ pub fn image(pre: &BTreeMap<String, Vec<u8>>, log: &Log, cut: Cut) -> Result<Ima
         }
         for (name, ino) in children.get(&dino).map(Vec::as_slice).unwrap_or_default() {
             let path = if dpath.is_empty() { (*name).clone() } else { format!("{dpath}/{name}") };
+            img.inos.insert(path.clone(), *ino);
             if dirs.contains(ino) {
                 img.dirs.insert(path.clone());
                 stack.push((*ino, path));
@@ -354,6 +376,76 @@ mod tests {
         let img = image(&pre, &log, cut(5, 0, false, 0)).unwrap();
         assert_eq!(img.files["a"], b"new", "after the directory sync the rename is durable");
         assert!(!img.files.contains_key("tmp"));
+    }
+
+    /// `pre`: directory "db" (ino 10) holding "f" (11) = "old"; the rebuild made "db.new" (20) holding "f" (21)
+    /// = "new", synced it and its directory, then swaps by `swap` and maybe syncs the parent.
+    fn rebuild_fixture(swap: Vec<Op>, sync_parent: bool) -> (BTreeMap<String, Vec<u8>>, Log) {
+        let mut log = Log::default();
+        log.pre.insert(String::new(), (ROOT, true));
+        log.pre.insert("db".into(), (10, true));
+        log.pre.insert("db/f".into(), (11, false));
+        log.ops = vec![
+            Op::Mkdir { parent: ROOT, name: "db.new".into(), ino: 20 },
+            Op::Create { parent: 20, name: "f".into(), ino: 21 },
+            Op::Write { ino: 21, off: 0, data: b"new".to_vec() },
+            Op::Fsync { ino: 21, datasync: false },
+            Op::FsyncDir { ino: 20 },
+        ];
+        log.ops.extend(swap);
+        if sync_parent {
+            log.ops.push(Op::FsyncDir { ino: ROOT });
+        }
+        (BTreeMap::from([("db/f".to_string(), b"old".to_vec())]), log)
+    }
+
+    fn at_db(img: &Image) -> Option<(Ino, &[u8])> {
+        Some((*img.inos.get("db")?, img.files.get("db/f")?.as_slice()))
+    }
+
+    #[test]
+    fn a_directory_moves_with_its_tree_and_an_exchange_never_leaves_neither() {
+        let xchg = || vec![Op::Exchange { parent: ROOT, name: "db".into(), newparent: ROOT, newname: "db.new".into() }];
+        let two = || {
+            vec![
+                Op::Rename { parent: ROOT, name: "db".into(), newparent: ROOT, newname: "db.old".into() },
+                Op::Rename { parent: ROOT, name: "db.new".into(), newparent: ROOT, newname: "db".into() },
+            ]
+        };
+        let mut neither = 0;
+        for (swap, parent_sync) in [(xchg(), true), (xchg(), false), (two(), true), (two(), false)] {
+            let exchange = swap.len() == 1;
+            let (pre, log) = rebuild_fixture(swap, parent_sync);
+            for at in 0..=log.ops.len() {
+                for seed in 0..16 {
+                    for keep in [0, 500, 1000] {
+                        let img = image(&pre, &log, cut(at, keep, false, seed)).unwrap();
+                        match at_db(&img) {
+                            Some((10, b"old")) | Some((20, b"new")) => {}
+                            None if !exchange => neither += 1,
+                            other => panic!("exchange {exchange}, cut {at} keep {keep}: {other:?}"),
+                        }
+                    }
+                }
+            }
+            // After the parent's sync the swap is durable, whatever else the disk drops.
+            let img = image(&pre, &log, cut(log.ops.len(), 0, false, 0)).unwrap();
+            assert_eq!(at_db(&img).map(|x| x.0), Some(if parent_sync { 20 } else { 10 }), "exchange {exchange}");
+        }
+        assert!(neither > 0, "two renames can leave no database at db");
+    }
+
+    #[test]
+    fn a_directory_fsync_commits_every_earlier_entry_but_no_file_data() {
+        // db.new's own fsync made the mkdir of db.new in the root durable, and its entry "f".
+        let (pre, log) = rebuild_fixture(Vec::new(), false);
+        let img = image(&pre, &log, cut(5, 0, false, 0)).unwrap();
+        assert_eq!(img.files["db.new/f"], b"new");
+        // Without the file's fsync the entry persists with no data.
+        let mut log2 = log.clone();
+        log2.ops.remove(3);
+        let img = image(&pre, &log2, cut(4, 0, false, 0)).unwrap();
+        assert_eq!(img.files["db.new/f"], b"");
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub enum Op {
         newparent: Ino,
         newname: String,
     },
+    /// `renameat2(RENAME_EXCHANGE)`: the two entries swap their inodes in one step.
+    Exchange {
+        parent: Ino,
+        name: String,
+        newparent: Ino,
+        newname: String,
+    },
     /// `fsync` (`datasync`: `fdatasync`; `msync(MS_SYNC)` arrives as this too) of a file, returned Ok.
     Fsync {
         ino: Ino,
@@ -72,7 +79,15 @@ impl Op {
     }
     /// Operations on directory entries (the metadata journal).
     pub fn is_meta(&self) -> bool {
-        matches!(self, Op::Create { .. } | Op::Mkdir { .. } | Op::Unlink { .. } | Op::Rmdir { .. } | Op::Rename { .. })
+        matches!(
+            self,
+            Op::Create { .. }
+                | Op::Mkdir { .. }
+                | Op::Unlink { .. }
+                | Op::Rmdir { .. }
+                | Op::Rename { .. }
+                | Op::Exchange { .. }
+        )
     }
 }
 
@@ -131,8 +146,8 @@ pub fn encode_op(out: &mut Vec<u8>, op: &Op) {
             put_u64(out, *parent);
             put_bytes(out, name.as_bytes());
         }
-        Op::Rename { parent, name, newparent, newname } => {
-            out.push(b'R');
+        Op::Rename { parent, name, newparent, newname } | Op::Exchange { parent, name, newparent, newname } => {
+            out.push(if matches!(op, Op::Rename { .. }) { b'R' } else { b'X' });
             put_u64(out, *parent);
             put_bytes(out, name.as_bytes());
             put_u64(out, *newparent);
@@ -194,6 +209,7 @@ impl Log {
                 b'U' => Op::Unlink { parent: r.u64()?, name: r.string()? },
                 b'D' => Op::Rmdir { parent: r.u64()?, name: r.string()? },
                 b'R' => Op::Rename { parent: r.u64()?, name: r.string()?, newparent: r.u64()?, newname: r.string()? },
+                b'X' => Op::Exchange { parent: r.u64()?, name: r.string()?, newparent: r.u64()?, newname: r.string()? },
                 b'F' => Op::Fsync { ino: r.u64()?, datasync: false },
                 b'd' => Op::Fsync { ino: r.u64()?, datasync: true },
                 b'S' => Op::FsyncDir { ino: r.u64()? },
@@ -259,6 +275,7 @@ mod tests {
             Op::Fsync { ino: 2, datasync: false },
             Op::Rename { parent: ROOT, name: "a".into(), newparent: ROOT, newname: "b".into() },
             Op::Unlink { parent: ROOT, name: "b".into() },
+            Op::Exchange { parent: ROOT, name: "c".into(), newparent: ROOT, newname: "e".into() },
             Op::Mkdir { parent: ROOT, name: "d".into(), ino: 4 },
             Op::Rmdir { parent: ROOT, name: "d".into() },
             Op::FsyncDir { ino: ROOT },

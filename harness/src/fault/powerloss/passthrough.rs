@@ -307,7 +307,9 @@ impl Filesystem for Fs {
     ) {
         let mut s = self.st();
         let res = (|| {
-            if flags.bits() != 0 {
+            // RENAME_EXCHANGE (an atomic swap, what rebuilddb uses) is passed through; other flags refused.
+            let exchange = flags == fuser::RenameFlags::RENAME_EXCHANGE;
+            if flags.bits() != 0 && !exchange {
                 return Err(Errno::EINVAL);
             }
             if let Gate::Fail(e) = s.gate.check(IoOp::Rename, req.pid()) {
@@ -315,14 +317,18 @@ impl Filesystem for Fs {
             }
             let from = s.child(parent.0, name)?;
             let to = s.child(newparent.0, newname)?;
-            std::fs::rename(s.root.join(&from), s.root.join(&to)).map_err(Errno::from)?;
-            s.rebind(&from, &to);
-            s.record(&Op::Rename {
-                parent: parent.0,
-                name: name_str(name),
-                newparent: newparent.0,
-                newname: name_str(newname),
-            });
+            let (parent, name, newparent, newname) = (parent.0, name_str(name), newparent.0, name_str(newname));
+            if exchange {
+                super::swapdir::exchange(&s.root.join(&from), &s.root.join(&to))
+                    .map_err(|e| Errno::from_i32(e as i32))?;
+                let st = &mut *s;
+                super::swapdir::swap_bindings(&mut st.inos, &mut st.paths, &from, &to);
+                s.record(&Op::Exchange { parent, name, newparent, newname });
+            } else {
+                std::fs::rename(s.root.join(&from), s.root.join(&to)).map_err(Errno::from)?;
+                s.rebind(&from, &to);
+                s.record(&Op::Rename { parent, name, newparent, newname });
+            }
             Ok::<_, Errno>(())
         })();
         match res {
