@@ -21,6 +21,9 @@ enum Fault {
     Default,
     /// Recorded and judged as power-loss crash images (no kills).
     PowerCut,
+    /// No kills; an I/O error (eio, enospc or a short write) injected at a seeded write or fsync of each
+    /// cycle, through the recorder (as scenarios/io-errors.toml).
+    IoErrors,
     /// The bdbenv environment under this `[kill]` section (allowing what bdbenv-kill.toml allows).
     Kills(&'static str),
     /// The backend's default, with real rpm regenerating the indexes after every cycle (`[oracle] rpm_every
@@ -46,6 +49,10 @@ const NEEDS_KILLS: &[(&str, &str)] =
 fn scenario(backend: &str, fault: Fault) -> String {
     let (kill, timeout_ms) = match (backend, fault) {
         (_, Fault::PowerCut) => ("mode = \"none\"\n[power_loss]\nimages_random = 10\nimages_max = 40", 10000),
+        (_, Fault::IoErrors) => (
+            "mode = \"none\"\n[io_kill]\nops = [\"write\", \"fsync\"]\nfirst = 40\nmode = \"random\"\naction = \"errors\"",
+            5000,
+        ),
         // A cycle a kill leaves hung (a writer killed holding the lock region's mutex) costs its timeout and
         // more: short, so a hang early in a case leaves the budget for more cycles.
         (_, Fault::Kills(k)) => (k, 1000),
@@ -74,6 +81,9 @@ fn scenario(backend: &str, fault: Fault) -> String {
 
 /// What planted bug `bug` runs under.
 fn fault_for(bug: &Planted) -> Fault {
+    if bug.name == "sqlite-savepoint-released-early" {
+        return Fault::IoErrors;
+    }
     if bug.caught_by == ["lost-commit"] {
         return Fault::PowerCut;
     }
@@ -179,6 +189,7 @@ fn run_case(
         Fault::Default => "default".to_string(),
         Fault::RpmOracle => "rpm-oracle".to_string(),
         Fault::PowerCut => "power".to_string(),
+        Fault::IoErrors => "io-errors".to_string(),
         Fault::Kills(k) => format!("kills{}", NEEDS_KILLS.iter().position(|(_, x)| *x == k).unwrap_or(0)),
     };
     // A bug that shows only after a random kill lands right is caught in about half of its cycles (1–3 cycles
@@ -224,6 +235,7 @@ pub fn run(budget: Duration) -> Result<bool> {
     for fault in [Fault::Default, Fault::PowerCut] {
         baselines.extend([("sqlite", fault), ("bdbenv", fault)]);
     }
+    baselines.push(("sqlite", Fault::IoErrors));
     baselines.extend(NEEDS_KILLS.iter().map(|(_, k)| ("bdbenv", Fault::Kills(k))));
     for (backend, fault) in baselines {
         rows.push((None, backend, fault, run_case(tmp.path(), None, backend, fault, budget)?));
@@ -255,6 +267,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         let name = bug.map(|b| b.name).unwrap_or("none");
         let fault = match fault {
             Fault::PowerCut => "power-cut",
+            Fault::IoErrors => "io-errors",
             Fault::Kills(k) if *k == BUCKET_KILLS => "kill-point",
             Fault::Kills(_) => "kills",
             Fault::RpmOracle => "kill+rpm",
