@@ -352,4 +352,17 @@ mod tests {
         let alarm = vec![finding(0, "missing-index-entry"), end(0, Outcome::Inconsistent, false)];
         assert!(matches!(judge(&alarm, Some(1), None), Verdict::FalseAlarm { .. }));
     }
+
+    #[test]
+    fn every_case_is_a_valid_scenario_and_the_savepoint_bug_runs_under_injected_errors() {
+        for bug in planted::ALL {
+            let sc = scenario(bug.backend, fault_for(bug));
+            crate::scenario::Scenario::parse(&sc, Path::new("selftest.toml"))
+                .unwrap_or_else(|e| panic!("{}: {e}", bug.name));
+        }
+        let sc = scenario("sqlite", Fault::IoErrors);
+        crate::scenario::Scenario::parse(&sc, Path::new("selftest.toml")).unwrap();
+        assert_eq!(fault_for(bug("sqlite-savepoint-released-early")), Fault::IoErrors);
+        assert!(sc.contains("action = \"errors\""), "{sc}");
+    }
 }
