@@ -4,7 +4,7 @@
 //! the harness drives; `crash` the crash-point mechanism backends call; `sqlite` is rpm's sqlite rpmdb;
 //! `bdbenv` the Berkeley-DB-style shared environment rpm used before; `libdb` the real Berkeley DB 5.3;
 //! `rpmcli` drives the real rpm binary; `rpmconvert` is the real rpm's BDB → sqlite conversion;
-//! `rpmoracle` has real rpm regenerate the indexes as a second opinion; `rebuild` is `--rebuilddb`; `tool` runs foreign programs safely; `turns` announces steps on shared state so a
+//! `rpmoracle` has real rpm regenerate the indexes as a second opinion; `ioerror` says what each engine does on an injected I/O error; `rebuild` is `--rebuilddb`; `tool` runs foreign programs safely; `turns` announces steps on shared state so a
 //! harness can order them.
 
 pub mod backend;
@@ -13,6 +13,7 @@ pub mod bdbstore;
 pub mod child;
 pub mod crash;
 pub mod explain;
+pub mod ioerror;
 pub mod libdb;
 pub mod lockfile;
 pub mod planted;

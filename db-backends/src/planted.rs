@@ -46,6 +46,15 @@ pub const ALL: &[Planted] = &[
         backend: "sqlite",
         caught_by: &["worker-panicked"],
     },
+    // Only an error in the middle of a transaction shows this one whole (selftest runs it under injected I/O
+    // errors, scenarios/io-errors.toml); a kill between the early release and the index rows shows it too.
+    Planted {
+        name: "sqlite-savepoint-released-early",
+        breaks: "sqlite releases (commits) a package's savepoint once its header is in Packages, before its index \
+                 rows are written: an error in the index rows leaves the header without them",
+        backend: "sqlite",
+        caught_by: &["missing-index-entry", "partial-transaction"],
+    },
     Planted {
         name: "bdbenv-stale-prev",
         breaks: "bdbenv's list removal leaves the successor's prev link pointing at the removed element",

@@ -32,6 +32,9 @@ pub struct SqliteBackend {
     dir: PathBuf,
     writable: bool,
     txn_lock: Option<File>,
+    /// Planted bug `sqlite-savepoint-released-early`: the install under way has not yet released its
+    /// package savepoint early.
+    release_early: bool,
 }
 
 /// rpm's DDL for one index table, exactly as rpm writes it into sqlite_master.
@@ -106,7 +109,7 @@ impl SqliteBackend {
             Self::init_schema(&conn)?;
         }
         point("sqlite.open.after");
-        Ok(SqliteBackend { conn: Some(conn), dir: dir.to_path_buf(), writable, txn_lock: None })
+        Ok(SqliteBackend { conn: Some(conn), dir: dir.to_path_buf(), writable, txn_lock: None, release_early: false })
     }
 
     fn init_schema(conn: &Connection) -> Result<(), BackendError> {
@@ -230,6 +233,13 @@ impl Store for SqliteBackend {
     }
 
     fn index_add(&mut self, idx: IndexTag, hnum: u32, entries: &[Entry]) -> Result<(), BackendError> {
+        if std::mem::take(&mut self.release_early) {
+            // PLANTED BUG (off by default): the package's savepoint is released — as the outermost one, which
+            // commits, as it is in rpm's own code where 'rwlock' is the transaction — once the header is in
+            // Packages, to let readers see it sooner; a new one is taken for the index rows. An error in the
+            // index rows then rolls back only those: the header stays, its indexes partly or never written.
+            self.conn().execute_batch("RELEASE 'rwlock'; COMMIT; BEGIN IMMEDIATE; SAVEPOINT 'rwlock'")?;
+        }
         point("sqlite.index.put.before");
         self.with_savepoint(idx.name(), |s| {
             let mut stmt = s.conn().prepare_cached(&format!("INSERT INTO '{}' VALUES(?, ?, ?)", idx.name()))?;
@@ -394,7 +404,10 @@ impl Backend for SqliteBackend {
         }
         self.conn().execute_batch("SAVEPOINT 'rwlock'")?;
         point("sqlite.savepoint.after");
-        match crate::rpmdb::add_header(self, blob) {
+        self.release_early = crate::planted::active("sqlite-savepoint-released-early");
+        let added = crate::rpmdb::add_header(self, blob);
+        self.release_early = false;
+        match added {
             Ok(h) => {
                 // PLANTED BUG (off by default): a panic mid-transaction, as an index-out-of-bounds would.
                 if crate::planted::active("sqlite-panic-mid-transaction") && h.is_multiple_of(7) {

@@ -113,6 +113,9 @@ pub fn run_result(report: &RunReport, out: Option<&Path>) -> String {
     for (backend, tally) in &s.crash_images {
         writeln!(t, "power loss, {backend}: {}", tally.per_mille()).ok();
     }
+    for (backend, tally) in &s.io_errors {
+        writeln!(t, "I/O errors, {backend}: {}", tally.describe()).ok();
+    }
     writeln!(t, "run again: {}", s.replay).ok();
     let verdict = if s.interrupted {
         "INTERRUPTED"

@@ -23,6 +23,9 @@ enum Fault {
     PowerCut,
     /// Each cycle a rebuilddb into sqlite, recorded over the database's parent and judged as crash images.
     PowerCutRebuild,
+    /// No kills; an I/O error (eio, enospc or a short write) injected at a seeded write or fsync of each
+    /// cycle, through the recorder (as scenarios/io-errors.toml).
+    IoErrors,
     /// The bdbenv environment under this `[kill]` section (allowing what bdbenv-kill.toml allows).
     Kills(&'static str),
     /// The backend's default, with real rpm regenerating the indexes after every cycle (`[oracle] rpm_every
@@ -57,6 +60,10 @@ fn scenario(backend: &str, fault: Fault) -> String {
     }
     let (kill, timeout_ms) = match (backend, fault) {
         (_, Fault::PowerCut) => ("mode = \"none\"\n[power_loss]\nimages_random = 10\nimages_max = 40", 10000),
+        (_, Fault::IoErrors) => (
+            "mode = \"none\"\n[io_kill]\nops = [\"write\", \"fsync\"]\nfirst = 40\nmode = \"random\"\naction = \"errors\"",
+            5000,
+        ),
         // A cycle a kill leaves hung (a writer killed holding the lock region's mutex) costs its timeout and
         // more: short, so a hang early in a case leaves the budget for more cycles.
         (_, Fault::Kills(k)) => (k, 1000),
@@ -87,6 +94,9 @@ fn scenario(backend: &str, fault: Fault) -> String {
 fn fault_for(bug: &Planted) -> Fault {
     if bug.name == "rebuild-no-dir-fsync" {
         return Fault::PowerCutRebuild;
+    }
+    if bug.name == "sqlite-savepoint-released-early" {
+        return Fault::IoErrors;
     }
     if bug.caught_by == ["lost-commit"] {
         return Fault::PowerCut;
@@ -194,6 +204,7 @@ fn run_case(
         Fault::RpmOracle => "rpm-oracle".to_string(),
         Fault::PowerCut => "power".to_string(),
         Fault::PowerCutRebuild => "power-rebuild".to_string(),
+        Fault::IoErrors => "io-errors".to_string(),
         Fault::Kills(k) => format!("kills{}", NEEDS_KILLS.iter().position(|(_, x)| *x == k).unwrap_or(0)),
     };
     // A bug that shows only after a random kill lands right is caught in about half of its cycles (1–3 cycles
@@ -240,6 +251,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         baselines.extend([("sqlite", fault), ("bdbenv", fault)]);
     }
     baselines.push(("sqlite", Fault::PowerCutRebuild));
+    baselines.push(("sqlite", Fault::IoErrors));
     baselines.extend(NEEDS_KILLS.iter().map(|(_, k)| ("bdbenv", Fault::Kills(k))));
     for (backend, fault) in baselines {
         rows.push((None, backend, fault, run_case(tmp.path(), None, backend, fault, budget)?));
@@ -272,6 +284,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         let fault = match fault {
             Fault::PowerCut => "power-cut",
             Fault::PowerCutRebuild => "power-rb",
+            Fault::IoErrors => "io-errors",
             Fault::Kills(k) if *k == BUCKET_KILLS => "kill-point",
             Fault::Kills(_) => "kills",
             Fault::RpmOracle => "kill+rpm",
@@ -365,5 +378,18 @@ mod tests {
         assert!(matches!(judge(&[], Some(0), None), Verdict::HarnessError { .. }), "zero cycles proves nothing");
         let alarm = vec![finding(0, "missing-index-entry"), end(0, Outcome::Inconsistent, false)];
         assert!(matches!(judge(&alarm, Some(1), None), Verdict::FalseAlarm { .. }));
+    }
+
+    #[test]
+    fn every_case_is_a_valid_scenario_and_the_savepoint_bug_runs_under_injected_errors() {
+        for bug in planted::ALL {
+            let sc = scenario(bug.backend, fault_for(bug));
+            crate::scenario::Scenario::parse(&sc, Path::new("selftest.toml"))
+                .unwrap_or_else(|e| panic!("{}: {e}", bug.name));
+        }
+        let sc = scenario("sqlite", Fault::IoErrors);
+        crate::scenario::Scenario::parse(&sc, Path::new("selftest.toml")).unwrap();
+        assert_eq!(fault_for(bug("sqlite-savepoint-released-early")), Fault::IoErrors);
+        assert!(sc.contains("action = \"errors\""), "{sc}");
     }
 }

@@ -5,6 +5,7 @@
 pub const SCENARIOS: &[(&str, &str)] = &[
     ("baseline.toml", include_str!("../../scenarios/baseline.toml")),
     ("bdbenv-kill.toml", include_str!("../../scenarios/bdbenv-kill.toml")),
+    ("io-errors.toml", include_str!("../../scenarios/io-errors.toml")),
     ("libdb-kill.toml", include_str!("../../scenarios/libdb-kill.toml")),
     ("libdb-lost-write.toml", include_str!("../../scenarios/libdb-lost-write.toml")),
     ("lock-region-lost-write.toml", include_str!("../../scenarios/lock-region-lost-write.toml")),

@@ -76,6 +76,7 @@ pub struct Aggregate {
     timeline: Timeline,
     conversions: Option<ConversionTotals>,
     crash_images: BTreeMap<String, ImageTally>,
+    io_errors: BTreeMap<String, crate::ioerror::IoErrorTally>,
     /// Per run (parallel to `runs`): what its cycles took, and whether its run-end event was seen.
     clocks: Vec<RunClock>,
 }
@@ -266,6 +267,9 @@ impl Aggregate {
             RunEvent::CrashImages { backend, tally, .. } => {
                 self.crash_images.entry(backend.clone()).or_default().add(tally);
             }
+            RunEvent::IoError { backend, io, .. } => {
+                self.io_errors.entry(backend.clone()).or_default().count(io);
+            }
             RunEvent::Conversion { state, killed, rerun_ok, .. } => {
                 let c = self.conversions.get_or_insert_with(ConversionTotals::default);
                 let by = if *killed { &mut c.killed } else { &mut c.finished };
@@ -390,6 +394,7 @@ impl Aggregate {
             index_rows: self.index_rows.clone(),
             conversions: self.conversions.clone(),
             crash_images: self.crash_images.clone(),
+            io_errors: self.io_errors.clone(),
             failures: self.failures.clone(),
             failures_omitted: self.failures_omitted,
             version: self.version.clone(),

@@ -45,6 +45,10 @@ pub fn junit(s: &Summary) -> Report {
     ] {
         suite.add_property(Property::new(k, v));
     }
+    // Injected I/O errors: how each backend's engine took them (the cycles they broke fail their checks).
+    for (backend, tally) in &s.io_errors {
+        suite.add_property(Property::new(format!("io-errors.{backend}"), tally.describe()));
+    }
     for backend in &s.backends {
         let totals = s.per_backend.get(backend).cloned().unwrap_or_default();
         let classname = format!("{}.{}", s.scenario, backend);

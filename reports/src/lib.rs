@@ -4,6 +4,7 @@
 pub mod coverage_table;
 pub mod fold;
 pub mod html;
+pub mod ioerror;
 pub mod junit;
 pub mod kill;
 pub mod model;
@@ -15,8 +16,8 @@ pub mod writer;
 
 pub use fold::{Aggregate, Timeline, read_events};
 pub use model::{
-    ConversionState, ConversionTotals, Environment, FailureRecord, FaultKind, FindingRecord, ImageTally, IoOp,
-    KillRecord, KillTrigger, LostOutcome, Outcome, PointCoverage, Role, RunEvent, RunInfo, SCHEMA_VERSION, Shard,
-    Summary, WorkerEnd,
+    ConversionState, ConversionTotals, Environment, FailureRecord, FaultKind, FindingRecord, ImageTally, IoErrorEffect,
+    IoErrorKind, IoErrorRecord, IoErrorTally, IoOp, KillRecord, KillTrigger, LostOutcome, Outcome, PointCoverage, Role,
+    RunEvent, RunInfo, SCHEMA_VERSION, Shard, Summary, WorkerEnd,
 };
 pub use writer::{EventLog, write_atomic, write_json_atomic, write_reports};

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::ioerror::{IoErrorEffect, IoErrorKind, IoErrorRecord, IoErrorTally};
 pub use crate::kill::{IoOp, KillTrigger};
 pub use crate::tally::ImageTally;
 
@@ -325,6 +326,13 @@ pub enum RunEvent {
         kind: FaultKind,
         detail: String,
     },
+    /// An I/O error injected at the cycle's armed operation (`[io_kill]` eio/enospc/short) and how the
+    /// engine took it.
+    IoError {
+        cycle: u64,
+        backend: String,
+        io: IoErrorRecord,
+    },
     /// A message the database engine printed (e.g. failchk's "Freeing read locks for locker 0x3");
     /// `worker` is u32::MAX for the operability probe.
     EngineMessage {
@@ -558,6 +566,9 @@ pub struct Summary {
     /// Power loss: backend → its crash images tallied over the run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub crash_images: BTreeMap<String, ImageTally>,
+    /// Injected I/O errors: backend → how the engine took them over the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub io_errors: BTreeMap<String, IoErrorTally>,
     /// Cycles with unexpected outcomes (the first 200; `failures_omitted` more).
     pub failures: Vec<FailureRecord>,
     #[serde(default)]

@@ -7,9 +7,11 @@
 use dbtorture_reports::IoOp;
 use serde::Deserialize;
 
-/// What happens at the armed operation. The error actions reach the engine (its error goes to the worker,
-/// which reports it as `worker-error`/`environment-error`); judging them as an expected fault — the failed
-/// transaction all-or-nothing, earlier acknowledged ones kept (issue 12 item 4) — is not built yet.
+/// What happens at the armed operation. The error actions reach the engine (its error goes to the worker);
+/// `scheduler/ioerror.rs` judges them: a worker that failed with the engine's error for the injection is
+/// not a finding, its transaction is judged all-or-nothing like one in flight at a kill, the database must
+/// verify clean and open without recovery. Judged only for the backends whose rules say what their engine
+/// does (`dbtorture_backends::ioerror`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoAction {
@@ -19,8 +21,10 @@ pub enum IoAction {
     Eio,
     /// The operation fails with ENOSPC.
     Enospc,
-    /// A write writes only its first half (other operations: EIO).
+    /// A write writes only its first half, rounded down to a 512-byte sector (other operations: EIO).
     Short,
+    /// A seeded one of eio, enospc and short, each cycle.
+    Errors,
 }
 
 /// How the armed ordinal is chosen each cycle.
@@ -46,7 +50,9 @@ pub struct IoKill {
     pub first: u64,
     /// "sweep" (every kind at 1..=first, cycle after cycle) or "random" (a seeded kind and ordinal).
     pub mode: IoMode,
-    /// What happens at the armed operation: only "kill" is accepted so far (the error actions are not judged).
+    /// What happens at the armed operation: "kill", or an injected error — "eio", "enospc", "short" or
+    /// "errors" (a seeded one of the three each cycle); errors only on backends whose engine's reaction is
+    /// known (sqlite).
     pub action: IoAction,
 }
 

@@ -141,9 +141,17 @@ fn io_kill_is_validated() {
     let s = parse(&format!("{OK}[io_kill]\nops=['fsync','rename']\nfirst=3\naction='kill'\n")).unwrap();
     let io = s.io_kill.unwrap();
     assert_eq!((io.ops.len(), io.first, io.action, io.mode), (2, 3, IoAction::Kill, IoMode::Sweep));
-    // Injected errors reach the engine but are no fault the verdict knows yet: refused, not run red.
-    let e = parse(&format!("{OK}[io_kill]\naction='enospc'\n")).unwrap_err().to_string();
-    assert!(e.contains("io_kill.action") && e.contains("judged"), "{e}");
+    // Injected errors are judged on sqlite: accepted there, every kind.
+    for action in ["eio", "enospc", "short", "errors"] {
+        let s = parse(&format!("{OK}[io_kill]\naction='{action}'\n")).unwrap_or_else(|e| panic!("{action}: {e}"));
+        assert_ne!(s.io_kill.unwrap().action, IoAction::Kill);
+    }
+    // … and refused, naming the engine and why, on one whose reaction is not judged.
+    let bdb = OK
+        .replace("backends=['sqlite']", "backends=['sqlite','bdbenv']")
+        .replace("[expect]\n", "[expect]\nbdbenv=['clean']\n");
+    let e = parse(&format!("{bdb}[io_kill]\naction='enospc'\n")).unwrap_err().to_string();
+    assert!(e.contains("io_kill.action") && e.contains("not on bdbenv"), "{e}");
     for (bad, field) in [
         ("ops=[]", "io_kill.ops"),
         ("first=0", "io_kill.first"),

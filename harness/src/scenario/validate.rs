@@ -222,13 +222,27 @@ impl Scenario {
                 return Err(self.field_err("io_kill", "cannot be combined with stale_page or memory"));
             }
             if io.action != super::IoAction::Kill {
-                // The recorder injects them, but the verdict does not yet treat an injected error as a fault
-                // (the failed transaction all-or-nothing, earlier ones kept): every such cycle would be red.
-                return Err(self.field_err(
-                    "io_kill.action",
-                    "only \"kill\" is judged so far; injected errors (eio, enospc, short) are not yet a fault the \
-                     verdict knows",
-                ));
+                // An injected error is judged against what the engine documents for it (the backend's rules):
+                // on an engine whose reaction is not known, every such cycle would be red or green by accident.
+                if let Some(b) =
+                    self.backend_kinds().into_iter().find(|b| !dbtorture_backends::ioerror::rules(*b).judged)
+                {
+                    return Err(self.field_err(
+                        "io_kill.action",
+                        format!(
+                            "injected errors are judged on sqlite only; not on {}: {}",
+                            b.name(),
+                            dbtorture_backends::ioerror::rules(b).promise
+                        ),
+                    ));
+                }
+                if self.power_loss.is_some() {
+                    return Err(self.field_err(
+                        "io_kill.action",
+                        "injected errors cannot be combined with power_loss (a crash image of a failed operation is \
+                         not modelled)",
+                    ));
+                }
             }
             if self.convert_to().is_some() {
                 // rpm's --rebuilddb renames the database directory itself (`db` → `dbold.PID`): the recorder is

@@ -60,6 +60,11 @@ impl<'o> Ctx<'o> {
         self.obs.event(&ev);
     }
 
+    pub fn io_error(&mut self, io: dbtorture_reports::IoErrorRecord) {
+        let ev = RunEvent::IoError { cycle: self.cycle, backend: self.name(), io };
+        self.obs.event(&ev);
+    }
+
     pub fn engine_message(&mut self, worker: u32, message: String) {
         let ev = RunEvent::EngineMessage { cycle: self.cycle, backend: self.name(), worker, message };
         self.obs.event(&ev);

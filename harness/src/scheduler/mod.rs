@@ -16,6 +16,7 @@ pub mod events;
 pub mod expectations;
 pub mod explain;
 pub mod faults;
+pub mod ioerror;
 pub mod plan;
 pub mod powercut;
 pub mod rpmconvert;
@@ -295,6 +296,7 @@ impl<'a> Scheduler<'a> {
         // I/O operations are kill points only where [io_kill] arms them; a power-loss recording counts them too.
         let io_passed =
             recording.as_ref().filter(|_| sc.io_kill.is_some()).map(|r| r.gate().passed()).unwrap_or_default();
+        let injected = recording.as_ref().and_then(|r| r.gate().injected());
         let recorded = recording.map(|r| r.finish()).transpose()?.filter(|_| sc.power_loss.is_some());
         sys::reap_orphans(Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
         self.interrupted |= sup.interrupted;
@@ -336,6 +338,11 @@ impl<'a> Scheduler<'a> {
             }
             findings.extend(e.finding);
             hang |= e.hang;
+        }
+        // An injected I/O error: the worker that failed with the engine's error for it is no finding.
+        let pids: Vec<(u32, u32)> = children.iter().map(|c| (c.index, c.pid.as_raw() as u32)).collect();
+        if let Some(io) = ioerror::judge(kind, plan.io, injected, &pids, &mut findings) {
+            ctx.io_error(io);
         }
         if self.interrupted {
             // Cut short by SIGINT/SIGTERM/SIGHUP: not verified, not counted as an outcome.

@@ -15,8 +15,16 @@
 //! daemon then answers EIO, which no code of the dead process ever sees (a process killed in a FUSE request
 //! waits for the answer, then dies). So the operation never happens and nothing after it runs.
 //!
+//! Injected errors: EIO and ENOSPC are answered without doing the operation. A short write writes the first
+//! half of the bytes asked, rounded down to a whole 512-byte sector ([`short_len`]), and answers that count:
+//! the kernel hands the short count to the process (a FUSE write answered short ends the `write(2)` there),
+//! which may legally write the rest again — sqlite's unix VFS does, so for it a short write is absorbed.
+//! Short on an fsync or rename is EIO. The process that got the error is kept (the held word) so the
+//! verdict knows whose failure the error explains (`scheduler/ioerror.rs`).
+//!
 //! Shared words (the recorder's page; word 0 is its operation counter): armed op, ordinal, action; counts
-//! passed per op kind; the held process; the hold's state; whether an error fired.
+//! passed per op kind; the held process (or the one that got the error); the hold's state; whether an error
+//! fired; a short write's bytes asked and written.
 
 use crate::scenario::{IoAction, IoKill, IoMode};
 use crate::sys::AtomicU64;
@@ -36,8 +44,19 @@ const W_HELD: usize = 7;
 const W_STATE: usize = 8;
 const W_FIRED: usize = 9;
 const W_STOPPING: usize = 10;
+const W_ASKED: usize = 11;
+const W_WRITTEN: usize = 12;
 /// Words of the recorder's shared page.
-pub const WORDS: usize = 11;
+pub const WORDS: usize = 13;
+
+/// How many of `asked` bytes a short write writes: half, rounded down to a 512-byte sector; a write of less
+/// than 1 KiB gets half (a 1-byte write gets 0, which the kernel turns into EIO for the process).
+pub fn short_len(asked: usize) -> usize {
+    match (asked / 2) & !511 {
+        0 => asked / 2,
+        n => n,
+    }
+}
 
 /// The harness is unmounting: every process of the cycle has ended, so the log is whole whatever the FUSE
 /// session says as it ends (the daemon reads this with [`Counter::stopping`]).
@@ -64,6 +83,8 @@ fn action_code(a: IoAction) -> u64 {
         IoAction::Eio => 1,
         IoAction::Enospc => 2,
         IoAction::Short => 3,
+        // Resolved to one of the three when drawn (`IoArm::draw`); never armed as such.
+        IoAction::Errors => 1,
     }
 }
 
@@ -97,7 +118,12 @@ impl IoArm {
             }
             IoMode::Random => (cfg.ops[rng.random_range(0..cfg.ops.len())], rng.random_range(1..=cfg.first)),
         };
-        Some(IoArm { op, nth, action: cfg.action })
+        // "errors": a seeded one of the three each cycle (drawn only then, so other scenarios' draws stay).
+        let action = match cfg.action {
+            IoAction::Errors => [IoAction::Eio, IoAction::Enospc, IoAction::Short][rng.random_range(0..3)],
+            a => a,
+        };
+        Some(IoArm { op, nth, action })
     }
 
     pub fn describe(&self) -> String {
@@ -106,6 +132,7 @@ impl IoArm {
             IoAction::Eio => "eio",
             IoAction::Enospc => "enospc",
             IoAction::Short => "short",
+            IoAction::Errors => "errors",
         };
         format!("{}#{} {what}", self.op.point(), self.nth)
     }
@@ -169,6 +196,11 @@ impl Counter {
 
     /// Count an operation of `op` by thread `tid`; decide what happens to it.
     pub fn check(&mut self, op: IoOp, tid: u32) -> Gate {
+        self.check_sized(op, tid, 0)
+    }
+
+    /// [`Counter::check`] of a write of `asked` bytes (a short write records how many it wrote).
+    pub fn check_sized(&mut self, op: IoOp, tid: u32, asked: usize) -> Gate {
         let Some(pid) = self.process(tid) else { return Gate::Pass };
         let w = self.words;
         let n = w[W_PASSED + op_index(op)].fetch_add(1, Ordering::SeqCst) + 1;
@@ -179,9 +211,14 @@ impl Counter {
         match action_of(w[W_ACTION].load(Ordering::SeqCst)) {
             IoAction::Kill => self.hold(pid),
             a => {
+                w[W_HELD].store(u64::from(pid), Ordering::SeqCst);
                 w[W_FIRED].store(1, Ordering::SeqCst);
                 match (a, op) {
-                    (IoAction::Short, IoOp::Write) => Gate::Short,
+                    (IoAction::Short, IoOp::Write) => {
+                        w[W_ASKED].store(asked as u64, Ordering::SeqCst);
+                        w[W_WRITTEN].store(short_len(asked) as u64, Ordering::SeqCst);
+                        Gate::Short
+                    }
                     (IoAction::Enospc, _) => Gate::Fail(libc::ENOSPC),
                     _ => Gate::Fail(libc::EIO),
                 }
@@ -257,6 +294,19 @@ impl GateHandle<'_> {
         IoOp::ALL.iter().map(|&o| (o, self.words[W_PASSED + op_index(o)].load(Ordering::SeqCst))).collect()
     }
 
+    /// An injected error that fired: the process it was answered to, and for a short write the bytes
+    /// asked and written.
+    pub fn injected(&self) -> Option<(u32, Option<(u64, u64)>)> {
+        let w = self.words;
+        let action = action_of(w[W_ACTION].load(Ordering::SeqCst));
+        if action == IoAction::Kill || !self.fired() {
+            return None;
+        }
+        let asked = w[W_ASKED].load(Ordering::SeqCst);
+        let short = (asked > 0).then(|| (asked, w[W_WRITTEN].load(Ordering::SeqCst)));
+        Some((w[W_HELD].load(Ordering::SeqCst) as u32, short))
+    }
+
     /// Whether the armed operation was reached (held and killed, or failed).
     pub fn fired(&self) -> bool {
         self.words[W_FIRED].load(Ordering::SeqCst) == 1
@@ -319,6 +369,7 @@ mod tests {
         assert_eq!(c.check(IoOp::Write, me), Gate::Fail(libc::ENOSPC));
         assert_eq!(c.check(IoOp::Write, me), Gate::Pass);
         assert!(h.fired());
+        assert_eq!(h.injected(), Some((me, None)), "the process that got ENOSPC is kept");
         assert_eq!(h.passed(), [(IoOp::Write, 3), (IoOp::Fsync, 1), (IoOp::Rename, 0)]);
         // The harness's own operations and the kernel's do not count.
         let mut mine = Counter::new(words, None, me);
@@ -334,5 +385,44 @@ mod tests {
         assert_eq!(owner(me, &[7, parent]), Some(1));
         assert_eq!(owner(me, &[me]), Some(0));
         assert_eq!(owner(me, &[u32::MAX - 1]), None);
+    }
+}
+
+#[cfg(test)]
+mod short_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_short_write_is_half_rounded_down_to_a_sector() {
+        assert_eq!(short_len(4096), 2048);
+        assert_eq!(short_len(4096 + 24), 2048);
+        assert_eq!(short_len(3000), 1024);
+        assert_eq!(short_len(1000), 500, "under 1 KiB: half");
+        assert_eq!(short_len(1), 0);
+    }
+
+    #[test]
+    fn the_armed_short_write_records_its_bytes_and_errors_draw_all_three_kinds() {
+        let page = crate::sys::SharedWords::new(WORDS).unwrap();
+        let words = page.child_static();
+        let (rd, _wr) = nix::unistd::pipe().unwrap();
+        let rd = File::from(rd);
+        let h = GateHandle { words, notify: &rd };
+        h.arm(IoArm { op: IoOp::Write, nth: 1, action: IoAction::Short });
+        let mut c = Counter::new(words, None, 0);
+        let me = std::process::id();
+        assert_eq!(h.injected(), None);
+        assert_eq!(c.check_sized(IoOp::Write, me, 8192), Gate::Short);
+        assert_eq!(h.injected(), Some((me, Some((8192, 4096)))));
+
+        let cfg = IoKill { ops: vec![IoOp::Write], first: 5, mode: IoMode::Sweep, action: IoAction::Errors };
+        let draw = |seed| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            IoArm::draw(&cfg, seed, &mut rng).unwrap()
+        };
+        let kinds: std::collections::BTreeSet<_> = (0..60).map(|s| action_code(draw(s).action)).collect();
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), [1, 2, 3], "eio, enospc and short all drawn");
+        assert_eq!(draw(7), draw(7), "the same seed arms the same error");
     }
 }

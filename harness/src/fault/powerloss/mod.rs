@@ -18,6 +18,10 @@
 //! all-or-nothing where the engine promises atomicity. A failing image is a bundle (pre/, the log up to
 //! the cut, the cut with the model's choices, the image) that `dbtorture replay` rebuilds exactly.
 //!
+//! The same recorder holds a process at its N-th write/fsync/rename for the scheduler to kill, or answers
+//! that operation with an injected error — EIO, ENOSPC, a short write ([`iogate`]; judged in
+//! `scheduler/ioerror.rs`).
+//!
 //! What the recorder cannot see is in [`recorder`]'s doc (MAP_SHARED stores before write-back, mainly).
 
 pub mod bench;

@@ -442,10 +442,10 @@ impl Filesystem for Fs {
         if !s.files.contains_key(&fh.0) {
             return reply.error(Errno::EBADF);
         }
-        let data = match s.gate.check(IoOp::Write, req.pid()) {
+        let data = match s.gate.check_sized(IoOp::Write, req.pid(), data.len()) {
             Gate::Pass => data,
             Gate::Fail(e) => return reply.error(Errno::from_i32(e)),
-            Gate::Short => &data[..data.len() / 2],
+            Gate::Short => &data[..iogate::short_len(data.len())],
         };
         let Some((_, f)) = s.files.get(&fh.0) else { return reply.error(Errno::EBADF) };
         if let Err(e) = f.write_all_at(data, offset) {
