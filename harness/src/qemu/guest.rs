@@ -50,6 +50,11 @@ pub struct Job {
     /// `dbtorture qemu --replay`: a bundle (relative to `/sd/job`) to replay instead of running the scenario;
     /// what `replay` prints goes to `/sd/out/replay.txt`, its exit code is the guest's.
     pub replay: Option<String>,
+    /// `dbtorture qemu --power-cut`: writers commit in a loop until the host cuts the power
+    /// (`powercut_guest`), instead of the scenario's run.
+    pub power_cut: bool,
+    /// The planted bug to switch on in the power-cut writers (the host's `DBTORTURE_PLANT`).
+    pub plant: Option<String>,
 }
 
 impl Job {
@@ -67,6 +72,8 @@ impl Job {
                 "dev" => job.dev = Some(v.to_string()),
                 "no_bundles" => job.no_bundles = v != "0",
                 "replay" => job.replay = Some(v.to_string()),
+                "power_cut" => job.power_cut = v != "0",
+                "plant" => job.plant = Some(v.to_string()),
                 _ => return Err(format!("unknown kernel parameter dbtorture.{k}")),
             }
         }
@@ -96,6 +103,12 @@ impl Job {
         }
         if let Some(b) = &self.replay {
             w.push(format!("dbtorture.replay={b}"));
+        }
+        if self.power_cut {
+            w.push("dbtorture.power_cut=1".into());
+        }
+        if let Some(p) = &self.plant {
+            w.push(format!("dbtorture.plant={p}"));
         }
         w.join(" ")
     }
@@ -203,8 +216,12 @@ fn set_up_and_run() -> Result<i32, String> {
         let err = out.try_clone().map_err(|e| format!("{}: {e}", path.display()))?;
         cmd.env("TMPDIR", Path::new(SD).join(WORK_DIR)).stdout(out).stderr(err);
     }
-    let child = cmd.spawn().map_err(|e| format!("starting the run: {e}"))?;
-    let job_pid = Pid::from_raw(child.id() as i32);
+    let job_pid = if job.power_cut {
+        super::powercut_guest::spawn(&job_dir, &scenario, job.seed, job.plant.as_deref())?
+    } else {
+        let child = cmd.spawn().map_err(|e| format!("starting the run: {e}"))?;
+        Pid::from_raw(child.id() as i32)
+    };
     say(&GuestMsg::Ready { uptime_s: uptime_s() });
     let events = Path::new(SD).join(OUT_DIR).join("events.jsonl");
     let mut tail = Tail::new(events.clone());
@@ -218,8 +235,8 @@ fn set_up_and_run() -> Result<i32, String> {
         }
         let len = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
         match ended {
-            // A replay writes no events: the host's wall-clock timeout bounds it.
-            None if job.replay.is_none() && watch.stalled(len, Instant::now()) => {
+            // A replay or a power cut writes no events: the host's wall-clock timeout bounds it.
+            None if job.replay.is_none() && !job.power_cut && watch.stalled(len, Instant::now()) => {
                 report_stall(watch.limit());
                 let _ = nix::sys::signal::kill(job_pid, nix::sys::signal::Signal::SIGTERM);
                 ended = Some(Instant::now());
@@ -373,6 +390,8 @@ mod tests {
             dev: Some("/dev/mmcblk0".into()),
             no_bundles: true,
             replay: None,
+            power_cut: false,
+            plant: None,
         };
         let cmdline = format!("console=ttyAMA0 panic=-1 rdinit=/init quiet mem=160M {}\n", job.to_cmdline());
         assert_eq!(Job::from_cmdline(&cmdline), Ok(job.clone()));
@@ -382,6 +401,8 @@ mod tests {
         let replay = Job { replay: Some("cycle-00006-bdbenv.tar.gz".into()), ..job };
         assert_eq!(Job::from_cmdline(&replay.to_cmdline()), Ok(replay.clone()));
         assert_eq!(replay.args("scenarios/qemu-smoke.toml"), ["replay", "cycle-00006-bdbenv.tar.gz"]);
+        let cut = Job { power_cut: true, plant: Some("sqlite-sync-off".into()), replay: None, ..replay };
+        assert_eq!(Job::from_cmdline(&cut.to_cmdline()), Ok(cut));
     }
 
     #[test]

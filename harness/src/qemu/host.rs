@@ -201,7 +201,7 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         duration: a.duration.map(|d| format!("{}s", d.as_secs())),
         dev: a.guest_dev.clone(),
         no_bundles: a.no_bundles,
-        replay: None,
+        ..Job::default()
     };
     let title = format!("{} on {} (seed {seed})", sc.name, a.machine);
     let timeout = a.timeout.unwrap_or_else(|| default_timeout(&sc, a));

@@ -21,6 +21,7 @@ pub mod disk;
 pub mod guest;
 pub mod host;
 pub mod machine;
+pub mod powercut_guest;
 pub mod replay;
 pub mod results;
 pub mod stall;
