@@ -89,6 +89,9 @@ pub(super) fn boot(
     title: &str,
     mut switch: Option<&mut dyn PowerSwitch>,
 ) -> Result<Boot> {
+    // The guest has no clock: it gets the host's (see `Job::clock`).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
+    let job = &Job { clock: job.clock.or(now), ..job.clone() };
     let mut append = a.append.clone();
     if let Some(m) = &a.mem {
         append.push_str(&format!(" mem={m} cma=8M"));

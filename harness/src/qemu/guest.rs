@@ -55,6 +55,10 @@ pub struct Job {
     pub power_cut: bool,
     /// The planted bug to switch on in the power-cut writers (the host's `DBTORTURE_PLANT`).
     pub plant: Option<String>,
+    /// The host's clock (seconds since 1970) to set the guest's to: the guest has no clock of its own, and
+    /// with one at 1970 the package pool is not the host's (the rpm builder stamps a build time later than
+    /// the clock with the clock), so the guest's headers would not be the same seed's bytes.
+    pub clock: Option<u64>,
 }
 
 impl Job {
@@ -74,6 +78,7 @@ impl Job {
                 "replay" => job.replay = Some(v.to_string()),
                 "power_cut" => job.power_cut = v != "0",
                 "plant" => job.plant = Some(v.to_string()),
+                "clock" => job.clock = Some(num(v)?),
                 _ => return Err(format!("unknown kernel parameter dbtorture.{k}")),
             }
         }
@@ -109,6 +114,9 @@ impl Job {
         }
         if let Some(p) = &self.plant {
             w.push(format!("dbtorture.plant={p}"));
+        }
+        if let Some(c) = self.clock {
+            w.push(format!("dbtorture.clock={c}"));
         }
         w.join(" ")
     }
@@ -189,6 +197,12 @@ fn set_up_and_run() -> Result<i32, String> {
     mount_fs("tmpfs", "/tmp", "tmpfs", Some("mode=1777"))?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
     let job = Job::from_cmdline(&cmdline)?;
+    if let Some(t) = job.clock {
+        let now = nix::sys::time::TimeSpec::from(Duration::from_secs(t));
+        if let Err(e) = nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, now) {
+            note(&format!("setting the clock to {t}: {e}"));
+        }
+    }
     load_modules(Path::new("/lib/modules"));
     let dev = wait_for_device(job.dev.as_deref(), Duration::from_secs(20))?;
     mount_fs(&dev, SD, "ext4", None).map_err(|e| format!("{e} (is ext4 built in or its modules in /lib/modules?)"))?;
@@ -401,7 +415,13 @@ mod tests {
         let replay = Job { replay: Some("cycle-00006-bdbenv.tar.gz".into()), ..job };
         assert_eq!(Job::from_cmdline(&replay.to_cmdline()), Ok(replay.clone()));
         assert_eq!(replay.args("scenarios/qemu-smoke.toml"), ["replay", "cycle-00006-bdbenv.tar.gz"]);
-        let cut = Job { power_cut: true, plant: Some("sqlite-sync-off".into()), replay: None, ..replay };
+        let cut = Job {
+            power_cut: true,
+            plant: Some("sqlite-sync-off".into()),
+            replay: None,
+            clock: Some(1_796_000_000),
+            ..replay
+        };
         assert_eq!(Job::from_cmdline(&cut.to_cmdline()), Ok(cut));
     }
 
