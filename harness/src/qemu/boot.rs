@@ -79,6 +79,7 @@ impl Boot {
 
 /// Boot the guest with `job` on the card `sd`, stream its console into `out/console.log`, and wait until
 /// it powers off, panics, times out (`timeout`) or is interrupted.
+#[allow(clippy::too_many_arguments)] // one boot, as its three callers describe it
 pub(super) fn boot(
     a: &QemuArgs,
     art: &Artifacts,

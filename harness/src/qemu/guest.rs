@@ -406,6 +406,7 @@ mod tests {
             replay: None,
             power_cut: false,
             plant: None,
+            clock: None,
         };
         let cmdline = format!("console=ttyAMA0 panic=-1 rdinit=/init quiet mem=160M {}\n", job.to_cmdline());
         assert_eq!(Job::from_cmdline(&cmdline), Ok(job.clone()));

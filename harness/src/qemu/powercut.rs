@@ -174,10 +174,21 @@ pub(super) fn run(a: &QemuArgs, art: &Artifacts, sc: &Scenario, scenario: &Path,
         let delay = window.draw(seed, cut);
         let sd = dir.join("sd.img");
         disk::prepare(&art.sd_template, &sd, &rel, text).context("preparing the SD image")?;
-        let job =
-            Job { scenario: Some(rel.clone()), seed: Some(seed), dev: a.guest_dev.clone(), power_cut: true, plant: plant.clone(), ..Job::default() };
+        let job = Job {
+            scenario: Some(rel.clone()),
+            seed: Some(seed),
+            dev: a.guest_dev.clone(),
+            power_cut: true,
+            plant: plant.clone(),
+            ..Job::default()
+        };
         let timeout = a.timeout.unwrap_or(Duration::from_secs(240) + window.max);
-        let title = format!("{} power cut {cut} on {} (seed {seed}, {} ms after the first commit)", sc.name, a.machine, delay.as_millis());
+        let title = format!(
+            "{} power cut {cut} on {} (seed {seed}, {} ms after the first commit)",
+            sc.name,
+            a.machine,
+            delay.as_millis()
+        );
         let mut sw = Switch {
             delay,
             writers: sc.workload.writers.max(1),
@@ -296,7 +307,8 @@ pub(super) fn run(a: &QemuArgs, art: &Artifacts, sc: &Scenario, scenario: &Path,
         }
         write_json(&dir.join("cut.json"), &rec)?;
     }
-    let agg_cycles = events.iter().filter(|e| matches!(e, RunEvent::CycleEnd { .. } | RunEvent::CycleLost { .. })).count();
+    let agg_cycles =
+        events.iter().filter(|e| matches!(e, RunEvent::CycleEnd { .. } | RunEvent::CycleLost { .. })).count();
     let unexpected = events
         .iter()
         .filter(|e| matches!(e, RunEvent::CycleEnd { expected: false, .. } | RunEvent::CycleLost { .. }))
@@ -379,17 +391,18 @@ fn cycle_events(
         });
     }
     let has = |c: crate::finding::Class| j.findings.iter().any(|f| f.class() == c);
-    let tally = ImageTally {
-        images: 1,
-        lost_commit: u64::from(has(crate::finding::Class::LostCommit)),
-        inconsistent: u64::from(has(crate::finding::Class::Inconsistent)),
-        corrupt: u64::from(has(crate::finding::Class::Corrupt)),
-        unopenable: u64::from(j.findings.iter().any(|f| {
-            matches!(f, crate::finding::Finding::Db(dbtorture_backends::rpmdb::Finding::Unopenable { .. }))
-        })),
-        damaged: u64::from(j.recovered.is_some()),
-        mended: u64::from(j.recovered == Some(true)),
-    };
+    let tally =
+        ImageTally {
+            images: 1,
+            lost_commit: u64::from(has(crate::finding::Class::LostCommit)),
+            inconsistent: u64::from(has(crate::finding::Class::Inconsistent)),
+            corrupt: u64::from(has(crate::finding::Class::Corrupt)),
+            unopenable: u64::from(j.findings.iter().any(|f| {
+                matches!(f, crate::finding::Finding::Db(dbtorture_backends::rpmdb::Finding::Unopenable { .. }))
+            })),
+            damaged: u64::from(j.recovered.is_some()),
+            mended: u64::from(j.recovered == Some(true)),
+        };
     events.push(RunEvent::CrashImages { cycle: cut, backend: backend.clone(), tally, elapsed_ms: 0.0, cpu_ms: 0.0 });
     events.push(RunEvent::CycleEnd {
         cycle: cut,

@@ -200,7 +200,8 @@ mod tests {
 
     #[test]
     fn the_guest_starts_from_the_epoch_an_x86_run_starts_from() {
-        let sc = Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/qemu-power-cut.toml")).unwrap();
+        let sc =
+            Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/qemu-power-cut.toml")).unwrap();
         let a = initial_installed(5, &sc.workload);
         assert_eq!(a, initial_installed(5, &sc.workload));
         assert_ne!(a, initial_installed(6, &sc.workload));

@@ -179,7 +179,10 @@ mod tests {
         let txn = |steps| Txn { kind: TxnKind::Install, steps };
         // Acknowledged: +2 (on the card). In flight: +4 (not there: allowed).
         let good = WriterLog {
-            txns: vec![(1, txn(vec![Step::Add(2)]), TxnState::Committed), (2, txn(vec![Step::Add(4)]), TxnState::Begun)],
+            txns: vec![
+                (1, txn(vec![Step::Add(2)]), TxnState::Committed),
+                (2, txn(vec![Step::Add(4)]), TxnState::Begun),
+            ],
         };
         let j = judge_db(BackendKind::Sqlite, tmp.path(), &pool, &[good], &BTreeSet::from([0]), Vec::new());
         assert_eq!((j.outcome, j.acked, j.recovered), (Outcome::Clean, 1, None), "{:?}", j.findings);
@@ -199,7 +202,14 @@ mod tests {
     fn a_damaged_file_system_fails_the_cut_even_when_the_database_is_whole() {
         let (tmp, pool) = setup(BackendKind::Sqlite, &[0]);
         let fsck = Fsck { exit: 4, log: "UNEXPECTED INCONSISTENCY".into() };
-        let j = judge_db(BackendKind::Sqlite, tmp.path(), &pool, &[WriterLog::default()], &BTreeSet::from([0]), Vec::from_iter(fsck.finding()));
+        let j = judge_db(
+            BackendKind::Sqlite,
+            tmp.path(),
+            &pool,
+            &[WriterLog::default()],
+            &BTreeSet::from([0]),
+            Vec::from_iter(fsck.finding()),
+        );
         assert_eq!(j.outcome, Outcome::Inconsistent, "{:?}", j.findings);
     }
 }
