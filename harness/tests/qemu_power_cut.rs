@@ -89,3 +89,16 @@ fn commits_the_guest_kernel_never_wrote_back_are_found_lost_after_a_real_cut() {
     assert!(out.join("cuts/cut-000/sd.img").is_file(), "the card of a failing cut is kept as evidence");
     assert_eq!(cut["evidence"][0], "cuts/cut-000/sd.img");
 }
+
+#[test]
+fn a_bad_cut_window_or_planted_bug_is_bad_input_before_anything_boots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = power_cut(&out, &["--cut-after", "4s..1s"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("MIN ≤ MAX"), "{}", text(&o));
+    let o = power_cut(&out, &[], Some("no-such-bug"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("names no planted bug"), "{}", text(&o));
+    assert!(!out.exists(), "nothing written");
+}
