@@ -41,6 +41,15 @@ impl Fsck {
     }
 }
 
+/// e2fsprogs' tools live in /sbin, which an ordinary user's PATH may lack.
+fn tool(name: &str) -> PathBuf {
+    let on_path =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    on_path
+        .or_else(|| ["/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 fn io(what: String) -> impl FnOnce(std::io::Error) -> DiskError {
     move |source| DiskError::Io { what, source }
 }
@@ -60,7 +69,7 @@ pub fn fsck_copy(image: &Path, copy: &Path) -> Result<Fsck, DiskError> {
             stderr: String::from_utf8_lossy(&cp.stderr).trim().into(),
         });
     }
-    let out = Command::new("e2fsck")
+    let out = Command::new(tool("e2fsck"))
         .args(["-f".as_ref(), "-y".as_ref(), copy.as_os_str()])
         .env("E2FSCK_CONFIG", "/dev/null")
         .output()
@@ -77,7 +86,7 @@ pub fn extract(image: &Path, rel: &str, dest: &Path) -> Result<PathBuf, DiskErro
     let got = dest.join(&name);
     let _ = std::fs::remove_dir_all(&got);
     let req = format!("rdump \"/{rel}\" \"{}\"", dest.display());
-    let out = Command::new("debugfs")
+    let out = Command::new(tool("debugfs"))
         .args(["-R".as_ref(), req.as_ref(), image.as_os_str()])
         .output()
         .map_err(io("running debugfs (install e2fsprogs)".into()))?;
