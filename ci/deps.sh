@@ -12,6 +12,7 @@
 #   fuse3         fusermount3, for the power-loss recorder (a FUSE filesystem) when not run as root
 #   eatmydata     runs the real rpm with fsync turned into a no-op: power loss must catch it losing commits
 #   time          GNU time: `bench verify-fedora` measures each verify's peak memory with it
+#   e2fsprogs     e2fsck and debugfs: `qemu --power-cut` replays the guest card's journal and reads it
 set -euo pipefail
 mode=${1:-}
 case "$mode" in "" | --run | --check-ci) ;; *) echo "usage: ci/deps.sh [--run | --check-ci]" >&2; exit 2 ;; esac
@@ -30,6 +31,7 @@ fi
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v eatmydata >/dev/null 2>&1 || need+=(eatmydata)
 [ -x /usr/bin/time ] || need+=(time)
+{ command -v e2fsck >/dev/null 2>&1 || [ -x /sbin/e2fsck ]; } || need+=(e2fsprogs)
 { command -v db5.3_stat >/dev/null 2>&1 && command -v db5.3_verify >/dev/null 2>&1; } || need+=(db5.3-util)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -105,6 +105,12 @@ pub enum HarnessFinding {
         role: String,
         code: i32,
     },
+    /// After a real power cut (`qemu --power-cut`), e2fsck could not make the guest's file system whole
+    /// (exit status 4 or more): the kernel or the card lost more than the database's own writes.
+    FilesystemDamaged {
+        fsck_exit: i32,
+        detail: String,
+    },
     /// The harness could not do its part (lost a child, a report pipe broke): says nothing of the database.
     HarnessFault {
         detail: String,
@@ -125,6 +131,7 @@ impl HarnessFinding {
             HarnessFinding::WorkerCrashed { .. } => "worker crashed",
             HarnessFinding::WorkerPanicked { .. } => "worker panicked",
             HarnessFinding::WorkerExited { .. } => "worker exited unreported",
+            HarnessFinding::FilesystemDamaged { .. } => "file system damaged",
             HarnessFinding::HarnessFault { .. } => "harness fault",
         }
     }
@@ -141,6 +148,7 @@ impl HarnessFinding {
             HarnessFinding::WorkerCrashed { .. }
             | HarnessFinding::WorkerPanicked { .. }
             | HarnessFinding::WorkerExited { .. } => Class::Crash,
+            HarnessFinding::FilesystemDamaged { .. } => Class::Corrupt,
             HarnessFinding::HarnessFault { .. } => Class::Harness,
         }
     }
@@ -173,6 +181,9 @@ impl fmt::Display for HarnessFinding {
             }
             HarnessFinding::WorkerExited { worker, role, code } => {
                 write!(f, "{role} {worker} exited with status {code} without reporting an error")
+            }
+            HarnessFinding::FilesystemDamaged { fsck_exit, detail } => {
+                write!(f, "e2fsck -fy exited {fsck_exit} after the power cut: {detail}")
             }
             HarnessFinding::HarnessFault { detail } => f.write_str(detail),
         }

@@ -11,6 +11,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("lock-region-lost-write.toml", include_str!("../../scenarios/lock-region-lost-write.toml")),
     ("memory-pressure.toml", include_str!("../../scenarios/memory-pressure.toml")),
     ("power-loss.toml", include_str!("../../scenarios/power-loss.toml")),
+    ("qemu-power-cut.toml", include_str!("../../scenarios/qemu-power-cut.toml")),
     ("qemu-smoke.toml", include_str!("../../scenarios/qemu-smoke.toml")),
     ("qemu-soak.toml", include_str!("../../scenarios/qemu-soak.toml")),
     ("rebuild-power-loss.toml", include_str!("../../scenarios/rebuild-power-loss.toml")),

@@ -173,6 +173,9 @@ pub enum FaultKind {
     PowerLoss,
     /// One crash image whose outcome the scenario does not allow: the cut, the model's knobs, the findings.
     PowerLossImage,
+    /// A real power cut: the qemu guest killed (SIGKILL) while its writers committed, its SD card then
+    /// journal-replayed by e2fsck and judged (`dbtorture qemu --power-cut`).
+    PowerCut,
 }
 
 /// What a (possibly killed) conversion by the real rpm left in the database directory.

@@ -29,6 +29,16 @@ pub(super) struct Boot {
     pub(super) wall_s: f64,
     pub(super) append: String,
     pub(super) qemu_cmd: Vec<String>,
+    /// Seconds after starting qemu at which the [`PowerSwitch`] had it SIGKILLed, if it did.
+    pub(super) cut_at_s: Option<f64>,
+}
+
+/// Watches the console and may cut the power: SIGKILL qemu (`qemu --power-cut`, `powercut.rs`).
+pub(super) trait PowerSwitch {
+    /// A console line, as it arrives (also the lines read after the kill: qemu wrote them before it).
+    fn line(&mut self, line: &str, at: Instant);
+    /// When to kill qemu, once that is known.
+    fn cut_at(&self) -> Option<Instant>;
 }
 
 impl Boot {
@@ -69,6 +79,7 @@ impl Boot {
 
 /// Boot the guest with `job` on the card `sd`, stream its console into `out/console.log`, and wait until
 /// it powers off, panics, times out (`timeout`) or is interrupted.
+#[allow(clippy::too_many_arguments)] // one boot, as its three callers describe it
 pub(super) fn boot(
     a: &QemuArgs,
     art: &Artifacts,
@@ -77,7 +88,11 @@ pub(super) fn boot(
     job: &Job,
     timeout: Duration,
     title: &str,
+    mut switch: Option<&mut dyn PowerSwitch>,
 ) -> Result<Boot> {
+    // The guest has no clock: it gets the host's (see `Job::clock`).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs());
+    let job = &Job { clock: job.clock.or(now), ..job.clone() };
     let mut append = a.append.clone();
     if let Some(m) = &a.mem {
         append.push_str(&format!(" mem={m} cma=8M"));
@@ -137,8 +152,15 @@ pub(super) fn boot(
     let mut timed_out = false;
     let mut deadline = started + timeout;
     let mut status = None;
+    let mut cut_at_s = None;
     loop {
         let now = Instant::now();
+        if status.is_none() && switch.as_ref().and_then(|s| s.cut_at()).is_some_and(|t| now >= t) {
+            // The power cut: no signal the guest could see, no sync; the card keeps what was written back.
+            let _ = child.kill();
+            cut_at_s = Some(started.elapsed().as_secs_f64());
+            status = child.wait().ok();
+        }
         if status.is_none() && now >= deadline {
             // Timeout, or the grace after a panic/sentinel ran out: qemu must go.
             timed_out = watch.done.is_none() && watch.worst() != Some(KernelTrouble::Panic);
@@ -157,11 +179,18 @@ pub(super) fn boot(
         if open == 0 {
             break;
         }
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        let mut wait = Duration::from_millis(500);
+        if let Some(t) = switch.as_ref().and_then(|s| s.cut_at()).filter(|_| status.is_none()) {
+            wait = wait.min(t.saturating_duration_since(Instant::now()));
+        }
+        match rx.recv_timeout(wait) {
             Ok(Chunk::Console(b)) => {
                 let _ = console_log.write_all(&b);
                 let t = started.elapsed().as_secs_f64();
                 for l in lines.push(&b) {
+                    if let Some(s) = switch.as_mut() {
+                        s.line(&l, Instant::now());
+                    }
                     let before = (watch.done.is_some(), watch.worst(), watch.powered_off);
                     watch.line(&l, t, a.quiet);
                     // Synced and unmounted before the sentinel: on machines that only halt (versatilepb),
@@ -207,7 +236,7 @@ pub(super) fn boot(
         bail!("{} exited with {status} before the guest started (see {})", a.qemu, out.join("console.log").display());
     }
 
-    Ok(Boot { watch, timed_out, interrupted, wall_s, append, qemu_cmd })
+    Ok(Boot { watch, timed_out, interrupted, wall_s, append, qemu_cmd, cut_at_s })
 }
 
 enum Chunk {

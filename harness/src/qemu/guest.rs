@@ -50,6 +50,15 @@ pub struct Job {
     /// `dbtorture qemu --replay`: a bundle (relative to `/sd/job`) to replay instead of running the scenario;
     /// what `replay` prints goes to `/sd/out/replay.txt`, its exit code is the guest's.
     pub replay: Option<String>,
+    /// `dbtorture qemu --power-cut`: writers commit in a loop until the host cuts the power
+    /// (`powercut_guest`), instead of the scenario's run.
+    pub power_cut: bool,
+    /// The planted bug to switch on in the power-cut writers (the host's `DBTORTURE_PLANT`).
+    pub plant: Option<String>,
+    /// The host's clock (seconds since 1970) to set the guest's to: the guest has no clock of its own, and
+    /// with one at 1970 the package pool is not the host's (the rpm builder stamps a build time later than
+    /// the clock with the clock), so the guest's headers would not be the same seed's bytes.
+    pub clock: Option<u64>,
 }
 
 impl Job {
@@ -67,6 +76,9 @@ impl Job {
                 "dev" => job.dev = Some(v.to_string()),
                 "no_bundles" => job.no_bundles = v != "0",
                 "replay" => job.replay = Some(v.to_string()),
+                "power_cut" => job.power_cut = v != "0",
+                "plant" => job.plant = Some(v.to_string()),
+                "clock" => job.clock = Some(num(v)?),
                 _ => return Err(format!("unknown kernel parameter dbtorture.{k}")),
             }
         }
@@ -96,6 +108,15 @@ impl Job {
         }
         if let Some(b) = &self.replay {
             w.push(format!("dbtorture.replay={b}"));
+        }
+        if self.power_cut {
+            w.push("dbtorture.power_cut=1".into());
+        }
+        if let Some(p) = &self.plant {
+            w.push(format!("dbtorture.plant={p}"));
+        }
+        if let Some(c) = self.clock {
+            w.push(format!("dbtorture.clock={c}"));
         }
         w.join(" ")
     }
@@ -176,6 +197,12 @@ fn set_up_and_run() -> Result<i32, String> {
     mount_fs("tmpfs", "/tmp", "tmpfs", Some("mode=1777"))?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
     let job = Job::from_cmdline(&cmdline)?;
+    if let Some(t) = job.clock {
+        let now = nix::sys::time::TimeSpec::from(Duration::from_secs(t));
+        if let Err(e) = nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, now) {
+            note(&format!("setting the clock to {t}: {e}"));
+        }
+    }
     load_modules(Path::new("/lib/modules"));
     let dev = wait_for_device(job.dev.as_deref(), Duration::from_secs(20))?;
     mount_fs(&dev, SD, "ext4", None).map_err(|e| format!("{e} (is ext4 built in or its modules in /lib/modules?)"))?;
@@ -203,8 +230,12 @@ fn set_up_and_run() -> Result<i32, String> {
         let err = out.try_clone().map_err(|e| format!("{}: {e}", path.display()))?;
         cmd.env("TMPDIR", Path::new(SD).join(WORK_DIR)).stdout(out).stderr(err);
     }
-    let child = cmd.spawn().map_err(|e| format!("starting the run: {e}"))?;
-    let job_pid = Pid::from_raw(child.id() as i32);
+    let job_pid = if job.power_cut {
+        super::powercut_guest::spawn(&job_dir, &scenario, job.seed, job.plant.as_deref())?
+    } else {
+        let child = cmd.spawn().map_err(|e| format!("starting the run: {e}"))?;
+        Pid::from_raw(child.id() as i32)
+    };
     say(&GuestMsg::Ready { uptime_s: uptime_s() });
     let events = Path::new(SD).join(OUT_DIR).join("events.jsonl");
     let mut tail = Tail::new(events.clone());
@@ -218,8 +249,8 @@ fn set_up_and_run() -> Result<i32, String> {
         }
         let len = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
         match ended {
-            // A replay writes no events: the host's wall-clock timeout bounds it.
-            None if job.replay.is_none() && watch.stalled(len, Instant::now()) => {
+            // A replay or a power cut writes no events: the host's wall-clock timeout bounds it.
+            None if job.replay.is_none() && !job.power_cut && watch.stalled(len, Instant::now()) => {
                 report_stall(watch.limit());
                 let _ = nix::sys::signal::kill(job_pid, nix::sys::signal::Signal::SIGTERM);
                 ended = Some(Instant::now());
@@ -373,6 +404,9 @@ mod tests {
             dev: Some("/dev/mmcblk0".into()),
             no_bundles: true,
             replay: None,
+            power_cut: false,
+            plant: None,
+            clock: None,
         };
         let cmdline = format!("console=ttyAMA0 panic=-1 rdinit=/init quiet mem=160M {}\n", job.to_cmdline());
         assert_eq!(Job::from_cmdline(&cmdline), Ok(job.clone()));
@@ -382,6 +416,14 @@ mod tests {
         let replay = Job { replay: Some("cycle-00006-bdbenv.tar.gz".into()), ..job };
         assert_eq!(Job::from_cmdline(&replay.to_cmdline()), Ok(replay.clone()));
         assert_eq!(replay.args("scenarios/qemu-smoke.toml"), ["replay", "cycle-00006-bdbenv.tar.gz"]);
+        let cut = Job {
+            power_cut: true,
+            plant: Some("sqlite-sync-off".into()),
+            replay: None,
+            clock: Some(1_796_000_000),
+            ..replay
+        };
+        assert_eq!(Job::from_cmdline(&cut.to_cmdline()), Ok(cut));
     }
 
     #[test]

@@ -84,6 +84,16 @@ pub struct QemuArgs {
     /// Extra qemu arguments, one per flag (e.g. --qemu-arg=-m --qemu-arg=256M for versatilepb).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    /// Cut the power instead of running the scenario: one writer per backend commits in a loop on the SD
+    /// card; qemu is SIGKILLed at a seeded time after the first acknowledged commit; then e2fsck on a copy
+    /// of the card and the databases judged against each engine's power-loss promise (qemu/README.md,
+    /// "Power cut"). --cycles N: N boots, one cut each (default 1).
+    #[arg(long, conflicts_with_all = ["replay", "duration", "no_bundles"])]
+    pub power_cut: bool,
+    /// With --power-cut: the window the cut's delay after the first acknowledged commit is drawn from (by
+    /// the seed), MIN..MAX.
+    #[arg(long, default_value = "200ms..4s", value_parser = super::powercut::CutWindow::parse, requires = "power_cut")]
+    pub cut_after: super::powercut::CutWindow,
     /// Don't write bundles of failing cycles in the guest.
     #[arg(long)]
     pub no_bundles: bool,
@@ -145,7 +155,7 @@ pub(super) fn artifacts(a: &QemuArgs) -> Result<Artifacts> {
 
 /// The scenario's path as the guest sees it under /sd/job: the same relative path when it is one (so the
 /// replay command in summary.json is the x86 one), else `scenarios/FILE`.
-fn guest_scenario_path(p: &Path) -> String {
+pub(super) fn guest_scenario_path(p: &Path) -> String {
     let plain = p.is_relative() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
     if plain {
         p.to_string_lossy().into_owned()
@@ -184,6 +194,9 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     let text = std::fs::read_to_string(scenario).with_context(|| format!("reading {}", scenario.display()))?;
     let seed = a.seed.unwrap_or(sc.seed);
     let art = artifacts(a)?;
+    if a.power_cut {
+        return super::powercut::run(a, &art, &sc, scenario, &text, seed);
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("target/qemu/{}-seed{seed}", sc.name)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     for f in ["summary.json", "events.jsonl", "console.log", "guest.json", "sd.img"] {
@@ -201,11 +214,11 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         duration: a.duration.map(|d| format!("{}s", d.as_secs())),
         dev: a.guest_dev.clone(),
         no_bundles: a.no_bundles,
-        replay: None,
+        ..Job::default()
     };
     let title = format!("{} on {} (seed {seed})", sc.name, a.machine);
     let timeout = a.timeout.unwrap_or_else(|| default_timeout(&sc, a));
-    let booted = boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let booted = boot(a, &art, &sd, &out, &job, timeout, &title, None)?;
     let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
 
     // Results: the SD image is authoritative; the console's framed events are the fallback.
@@ -298,7 +311,7 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
 }
 
 /// The plotted timeline of `events` (the same fold the summary comes from).
-fn timeline(events: &[dbtorture_reports::RunEvent]) -> dbtorture_reports::Timeline {
+pub(super) fn timeline(events: &[dbtorture_reports::RunEvent]) -> dbtorture_reports::Timeline {
     let mut agg = dbtorture_reports::Aggregate::new();
     for e in events {
         agg.push(e);

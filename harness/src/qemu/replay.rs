@@ -79,7 +79,7 @@ pub fn replay(a: &QemuArgs, bundle: &Path) -> Result<i32> {
     let per = Duration::from_millis(3 * sc.timeouts.cycle_ms + sc.timeouts.probe_ms) + Duration::from_secs(30);
     let timeout = a.timeout.unwrap_or(Duration::from_secs(180) + per * 12);
     let title = format!("replay of cycle {} ({}, seed {}) on {}", info.cycle, info.backend, info.seed, a.machine);
-    let booted = boot(a, &art, &sd, &out, &job, timeout, &title)?;
+    let booted = boot(a, &art, &sd, &out, &job, timeout, &title, None)?;
     let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
     let reason = ExitReason::decide(
         watch.done.map(|d| d.0),

@@ -29,13 +29,15 @@ pub enum ExitReason {
     GuestError,
     /// SIGINT/SIGTERM on the host: qemu was stopped; what the guest had written is kept.
     Interrupted,
+    /// `qemu --power-cut`: the host SIGKILLed qemu on purpose, mid-run (the guest was well until then).
+    PowerCut,
 }
 
 impl ExitReason {
     /// The outcome name recorded in summary.json for the cycle the guest was in (none when completed).
     pub fn lost_outcome(self) -> Option<LostOutcome> {
         match self {
-            ExitReason::Completed | ExitReason::Interrupted => None,
+            ExitReason::Completed | ExitReason::Interrupted | ExitReason::PowerCut => None,
             ExitReason::KernelPanic => Some(LostOutcome::GuestKernelPanic),
             ExitReason::KernelOops => Some(LostOutcome::GuestKernelOops),
             ExitReason::Timeout => Some(LostOutcome::GuestTimeout),
@@ -51,6 +53,7 @@ impl ExitReason {
             ExitReason::Timeout | ExitReason::NoSentinel => exit_codes::GUEST_LOST,
             ExitReason::GuestError => exit_codes::HARNESS,
             ExitReason::Interrupted => exit_codes::INTERRUPTED,
+            ExitReason::PowerCut => guest_exit.unwrap_or(exit_codes::OK),
         }
     }
 

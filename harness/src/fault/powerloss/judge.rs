@@ -239,10 +239,7 @@ pub fn judge_seen(
     if outcome != Outcome::Clean {
         // As the harness does after a kill: recovery, then clean again? Only corruption and inconsistency
         // can be mended; a lost commit or half a transaction cannot.
-        let mendable = findings.iter().all(|f| {
-            matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable)
-                && !matches!(f, Finding::Harness(HarnessFinding::PartialTransaction { .. }))
-        });
+        let mendable = mendable(&findings);
         let ok = match j.recovered {
             Some(ok) => ok,
             None => {
@@ -260,6 +257,15 @@ pub fn judge_seen(
         }
     }
     Ok(Verdict { cut, outcome, findings, choices: img.choices, acked, recovered })
+}
+
+/// Whether recovery may turn an image with these findings into `recovered`: corruption and inconsistency
+/// can be mended; a lost commit or half a transaction cannot.
+pub fn mendable(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| {
+        matches!(f.class(), FindingClass::Corrupt | FindingClass::Inconsistent | FindingClass::Inoperable)
+            && !matches!(f, Finding::Harness(HarnessFinding::PartialTransaction { .. }))
+    })
 }
 
 /// The directory holding the engine's own files (the rpm target keeps its database inside a root).
