@@ -13,6 +13,7 @@
 //! - [`boot`]: booting qemu, streaming the console, the timeout.
 //! - [`host`]: a scenario in the guest — the job, and the results brought back as an x86 run's.
 //! - [`replay`]: `qemu --replay` — a guest bundle replayed in the guest, its verdict brought back.
+//! - [`slow`]: `--timeout-scale N` — an x86 scenario's timeouts scaled for the emulated core.
 //! - [`results`]: guest.json, and the summary of a guest that died.
 
 pub mod boot;
@@ -23,6 +24,7 @@ pub mod host;
 pub mod machine;
 pub mod replay;
 pub mod results;
+pub mod slow;
 pub mod stall;
 
 pub use host::{QemuArgs, run};
