@@ -30,7 +30,7 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-# Boot + 12 cycles on each of 3 backends (~4 min on 2 loaded cores).
+# Boot + 12 cycles on each of 3 backends (5.6 min on 2 cores at load 9; 24 cycles on sqlite + bdbenv took 4.8 min).
 target/release/dbtorture qemu --scenario scenarios/qemu-smoke.toml -q --out target/ci-qemu-smoke
 check target/ci-qemu-smoke 36
 
