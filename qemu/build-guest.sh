@@ -29,8 +29,9 @@ mkdir -p "$CACHE" "$GUEST"
 
 # --- 1. host packages --------------------------------------------------------------------------------------
 # rustc-web + rust-web-src: Debian's rustc 1.96 and the exactly matching std source that -Zbuild-std needs.
+# libdb5.3-dev:armel: Berkeley DB 5.3's static libdb-5.3.a for arm-linux-gnueabi (the guest's libdb backend).
 HOST_PKGS=(rustc-web cargo-web rust-web-src gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm
-  device-tree-compiler e2fsprogs cpio gzip xz-utils)
+  device-tree-compiler e2fsprogs cpio gzip xz-utils libdb5.3-dev:armel)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 updated=0
 apt_update() {
@@ -39,6 +40,12 @@ apt_update() {
     $SUDO apt-get update -qq || die "apt-get update failed"
     updated=1
   fi
+}
+# armel packages (the kernel, Berkeley DB's static library) come from Debian's armel architecture.
+dpkg --print-foreign-architectures | grep -qx armel || {
+  log "adding the armel architecture"
+  $SUDO dpkg --add-architecture armel
+  updated=0
 }
 missing=()
 for p in "${HOST_PKGS[@]}"; do installed "$p" || missing+=("$p"); done
@@ -66,22 +73,19 @@ log "cross-building dbtorture for $TARGET (Debian rustc $(/usr/bin/rustc --versi
   export CARGO_TARGET_ARMV5TE_UNKNOWN_LINUX_GNUEABI_RUSTFLAGS="-C target-feature=+crt-static"
   # Small and quick to build: no debug info in the guest binary (the workspace's release profile has some).
   export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true
-  # Without the real Berkeley DB backend (cargo feature libdb): no armel libdb-5.3 to link against, and the
-  # guest's scenarios run our own backends.
+  # With the real Berkeley DB backend (cargo feature libdb, the default): db-backends/build.rs compiles the
+  # shim with arm-linux-gnueabi-gcc against /usr/include/db.h and links libdb-5.3.a statically (+crt-static).
   /usr/bin/cargo build --release -q -Zbuild-std=std,panic_abort --target $TARGET -p dbtorture \
-    --no-default-features --target-dir "$CACHE/target"
+    --target-dir "$CACHE/target"
 ) || die "cross build failed (see above)"
 BIN=$CACHE/target/$TARGET/release/dbtorture
 [ -x "$BIN" ] || die "no binary at $BIN"
+# build.rs only warns when it cannot build the shim (x86 builds go on without libdb); the guest must have it.
+grep -qa "Berkeley DB 5.3" "$BIN" || die "$BIN was built without Berkeley DB 5.3 (is libdb5.3-dev:armel installed?)"
 file_out=$(od -An -tx1 -j18 -N2 "$BIN" | tr -d ' ')
 [ "$file_out" = "2800" ] || die "$BIN is not an ARM ELF (e_machine $file_out)"
 
 # --- 3. Debian's armel rpi kernel, dtb and the ext4 modules ------------------------------------------------
-dpkg --print-foreign-architectures | grep -qx armel || {
-  log "adding the armel architecture"
-  $SUDO dpkg --add-architecture armel
-  updated=0
-}
 if [ ! -f "$CACHE/kernel.deb" ]; then
   apt_update
   pkg=$(apt-cache depends linux-image-rpi:armel 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
@@ -148,6 +152,7 @@ kernel_deb=$(dpkg-deb -f "$CACHE/kernel.deb" Package)_$(dpkg-deb -f "$CACHE/kern
 machine=raspi0
 rustc=$(/usr/bin/rustc --version)
 binary_sha256=$(sha256sum "$BIN" | cut -d' ' -f1)
+libdb=$(dpkg-query -W -f='${Version}' libdb5.3-dev:armel)
 EOF
 mv "$GUEST/guest.env.tmp" "$GUEST/guest.env"
 log "ready in $GUEST (kernel $kver, initrd $(du -h "$INITRD" | cut -f1))"

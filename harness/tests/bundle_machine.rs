@@ -19,10 +19,13 @@ fn bundle_of(root_dir: &Path, backend: &str, arch: &str, width: u32, little: boo
     std::fs::create_dir_all(dir.join("pre")).unwrap();
     std::fs::create_dir_all(dir.join("post")).unwrap();
     let mut text = std::fs::read_to_string(root().join("scenarios/qemu-smoke.toml")).unwrap();
-    if backend == "libdb" {
-        text = text.replace(r#"backends = ["sqlite", "bdbenv"]"#, r#"backends = ["sqlite", "libdb"]"#);
-        text = text.replace("bdbenv = [", "libdb = [");
-    }
+    // The scenario of sqlite and `backend` (target 1): qemu-smoke.toml's, without the other backend.
+    let other = if backend == "libdb" { "bdbenv" } else { "libdb" };
+    text = text.replace(
+        r#"backends = ["sqlite", "bdbenv", "libdb"]"#,
+        &format!(r#"backends = ["sqlite", "{}"]"#, if backend == "sqlite" { "bdbenv" } else { backend }),
+    );
+    text = text.lines().filter(|l| !l.starts_with(&format!("{other} = ["))).collect::<Vec<_>>().join("\n");
     let target = if backend == "sqlite" { 0 } else { 1 };
     let info = serde_json::json!({
         "schema": 2, "scenario_path": "scenarios/qemu-smoke.toml", "scenario_text": text, "seed": 1,

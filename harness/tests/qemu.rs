@@ -47,7 +47,7 @@ fn guest_run_brings_back_the_out_dir_of_an_x86_run() {
     let s = json(&out.join("summary.json"));
     assert_eq!(s["scenario"], "qemu-smoke");
     assert_eq!(s["seed"], 5);
-    assert_eq!(s["cycles"], 6, "3 cycles on each of 2 backends: {s}");
+    assert_eq!(s["cycles"], 9, "3 cycles on each of 3 backends: {s}");
     assert_eq!(s["unexpected"], 0);
     assert_eq!(s["replay"], "dbtorture run scenarios/qemu-smoke.toml --seed 5 --cycles 3");
     let ends = std::fs::read_to_string(out.join("events.jsonl"))
@@ -55,7 +55,7 @@ fn guest_run_brings_back_the_out_dir_of_an_x86_run() {
         .lines()
         .filter(|l| l.contains("\"event\":\"cycle-end\""))
         .count();
-    assert_eq!(ends, 6);
+    assert_eq!(ends, 9);
     let g = json(&out.join("guest.json"));
     assert_eq!(g["exit_reason"], "completed");
     assert_eq!(g["results_from"], "sd-image");

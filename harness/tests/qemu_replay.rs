@@ -1,9 +1,15 @@
-//! `dbtorture qemu --replay BUNDLE`: a real bundle of the armv5tel guest (tests/data/README.md) replayed in
-//! the guest, where its engine's words are native; its words and exit code come back. (Whether the replay
-//! reaches the recorded verdict is the replay's own business: in the emulated guest it has left the recorded
-//! interleaving — a worker waited past `fault/schedule.rs`'s 2 s for its turn — so either verdict is
-//! accepted, as long as exit code and words agree.) Without the guest artifacts (or qemu-system-arm/debugfs)
-//! the boot test says why it skipped; under CI it fails instead.
+//! `dbtorture qemu --replay BUNDLE`: bundles of the armv5tel guest replayed in the guest, where their engine's
+//! words are native; their words and exit code come back. The committed bdbenv bundle of the guest
+//! (tests/data/README.md), and a libdb bundle the test makes in the guest (real Berkeley DB 5.3, statically
+//! linked into the guest's dbtorture; its own messages come back from ARM as events).
+//!
+//! Known gap (issue 14): a guest replay does not yet reach the recorded verdict reliably, so either verdict is
+//! accepted as long as exit code and words agree. Measured 2026-11-30: with the turn wait bounding a stall
+//! instead of the whole wait, and region-mutex turns recorded in the guest, a two-writer replay still stops
+//! with a worker blocked between two of its turns (on a lock another worker holds while it waits for its own
+//! next turn: what the replay prints as "worker I took P of its N recorded turns"), and a one-writer libdb
+//! replay followed its schedule but judged the restored database's packages foreign to the workload. Without
+//! the guest artifacts (or qemu-system-arm/debugfs) the boot tests say why they skipped; under CI they fail.
 
 mod common;
 use common::*;
@@ -66,4 +72,95 @@ fn a_bundle_not_written_in_the_guest_is_refused_before_booting() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("replay it there with `dbtorture replay`"), "{}", text(&o));
     assert!(!tmp.path().join("out/console.log").exists(), "no guest was booted");
+}
+
+/// Crash-point SIGKILLs of real Berkeley DB 5.3 in the guest, sized for the emulated core; every cycle with a
+/// finding is bundled. With seed 7 both cycles kill a writer inside the library (`recovered` on x86).
+const CAPTURE: &str = r#"
+name = "qemu-libdb-capture"
+description = "crash-point SIGKILLs of real Berkeley DB 5.3 in the armv5tel guest"
+seed = 7
+cycles = 2
+backends = ["libdb"]
+bundles = "findings"
+
+[workload]
+packages = 16
+versions = 2
+files_mean = 6
+initial_fraction = 0.5
+writers = 2
+readers = 1
+txns_per_writer = 3
+queries_per_reader = 20
+
+[kill]
+mode = "crash-point"
+probability = 1.0
+hit_max = 8
+
+[timeouts]
+cycle_ms = 10000
+probe_ms = 8000
+
+[expect]
+libdb = ["clean", "stale-locks", "recovered", "hang"]
+"#;
+
+/// Real Berkeley DB runs in the guest and its messages come back; the guest's libdb bundle is refused on x86
+/// with the way to replay it, and `qemu --replay` replays it in the guest and brings its verdict back.
+#[test]
+fn a_libdb_finding_of_the_guest_is_replayed_in_the_guest() {
+    if let Some(why) = skip_reason() {
+        assert!(std::env::var_os("CI").is_none(), "CI must boot the qemu guest: {why}");
+        eprintln!("SKIPPED (no qemu guest): {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("qemu-libdb-capture.toml");
+    std::fs::write(&scenario, CAPTURE).unwrap();
+    let run = tmp.path().join("run");
+    let o = bin()
+        .current_dir(root())
+        .args(["qemu", "-q", "--scenario"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "the guest run passes: {}", text(&o));
+    let evs = events(&run);
+    // The real library ran in the guest: its own messages (errcall text) came back as events.
+    assert!(
+        evs.iter().any(|e| e["event"] == "engine-message"
+            && e["backend"] == "libdb"
+            && e["message"].as_str().is_some_and(|m| m.contains("BDB"))),
+        "no message of Berkeley DB came back from the guest: {}",
+        std::fs::read_to_string(run.join("events.jsonl")).unwrap()
+    );
+    let bundle = std::fs::read_dir(run.join("bundles"))
+        .unwrap_or_else(|e| panic!("no bundles from the guest ({e}): {}", text(&o)))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-libdb.tar.gz"))
+        .min()
+        .unwrap_or_else(|| panic!("no libdb bundle from the guest: {}", text(&o)));
+    // On x86 the bundle is refused (its region files hold the guest's words), naming the guest replay.
+    let here = bin().arg("replay").arg(&bundle).output().unwrap();
+    assert_eq!(here.status.code(), Some(2), "{}", text(&here));
+    assert!(
+        text(&here).contains("written on arm (32-bit, little-endian)")
+            && text(&here).contains("`dbtorture qemu --replay BUNDLE`"),
+        "{}",
+        text(&here)
+    );
+    let out = tmp.path().join("replay");
+    let o = qemu_replay(&bundle, &out);
+    let said = std::fs::read_to_string(out.join("replay.txt")).unwrap_or_default();
+    let why = format!("{}\nreplay.txt of {}:\n{said}", text(&o), bundle.display());
+    assert!(said.contains("on libdb (seed 7): ") && said.contains(" — recorded "), "{why}");
+    // Its exit code is the guest's replay's: 0 same verdict, 1 different (see the module doc), said in its words.
+    let same = said.contains("same verdict");
+    assert!(same || said.contains("DIFFERENT verdict"), "{why}");
+    assert_eq!(o.status.code(), Some(if same { 0 } else { 1 }), "{why}");
 }

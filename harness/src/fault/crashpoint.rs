@@ -87,13 +87,13 @@ pub fn install(slot: &'static [AtomicU64], regions: crate::fault::regions::Confi
     crate::fault::schedule::install(&slot[SCHED_BASE..SLOT_WORDS], global);
     crate::fault::regions::install(regions, slot);
     dbtorture_backends::crash::set_hook(hook);
-    // Turns (the order of region-mutex sections, for deterministic replay) are recorded only where 64-bit
-    // atomics are native. In the armv5te guest they are emulated, and with turns on the guest's scheduler
-    // stopped making progress in 2 of 2 runs (qemu-smoke, qemu-soak) and ran through with them off: there,
-    // replays are ordered at crash points only.
-    if cfg!(target_has_atomic = "64") {
-        dbtorture_backends::turns::set_hooks(dbtorture_backends::turns::Hooks { wait: turn_wait, took: turn_took });
-    }
+    // Turns (the order of region-mutex sections and rpm's fcntl lock, for deterministic replay) are recorded
+    // everywhere, the armv5te guest included (64-bit atomics through the kernel's __kuser_cmpxchg64 there).
+    // They were off in the guest once, when its scheduler stopped making progress with them on — which was
+    // the raspi0 timer missing its compare (qemu/machine.rs), seen with turns on and off. Without them a guest
+    // replay enforced the order of crash points only: a worker blocked on a lock another held while that one
+    // waited for its next crash-point turn, and every guest replay left its schedule.
+    dbtorture_backends::turns::set_hooks(dbtorture_backends::turns::Hooks { wait: turn_wait, took: turn_took });
 }
 
 /// A backend's step on shared state (`dbtorture_backends::turns`) is a turn of the schedule.

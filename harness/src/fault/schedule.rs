@@ -46,7 +46,11 @@ pub const GLOBAL_WORDS: usize = 3;
 const RECORD: u64 = 1;
 const REPLAY: u64 = 2;
 
-/// How long a replaying worker waits for its turn before the replay gives the schedule up.
+/// How long a replaying worker waits for its turn *while no worker takes a turn* before the replay gives
+/// the schedule up. It bounds a stall, not the wait: a worker whose next ticket is a thousand turns away
+/// waits for all of them, which takes ~0.1 s on x86 but seconds in the emulated ARM guest (a guest bundle's
+/// writer waited over 1,037 tickets, ~4 s of its cycle, and a 2 s limit on the whole wait made that guest
+/// replay leave its schedule).
 const TURN_WAIT: Duration = Duration::from_millis(2000);
 /// How long a worker waits for the scheduler to kill a stopped worker before it goes on regardless.
 const HOLD_WAIT: Duration = Duration::from_millis(5000);
@@ -160,17 +164,47 @@ fn next_ticket(s: &Sched) -> Next {
     if pos >= recorded { Next::End } else { Next::Ticket(s.slot[W_LOG + pos].load(Ordering::Acquire)) }
 }
 
-/// Wait until ticket `t` is next; false if the replay left its schedule meanwhile (or now, by waiting
-/// too long).
+/// Whether the turns stopped: how long the shared counter has stood still, as a waiter sees it.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    seen: u64,
+    since: Instant,
+}
+
+impl Progress {
+    fn new(seen: u64, now: Instant) -> Progress {
+        Progress { seen, since: now }
+    }
+
+    /// The counter reads `next` at `now`: true once it has not moved for longer than `limit`.
+    fn stalled(&mut self, next: u64, now: Instant, limit: Duration) -> bool {
+        if next != self.seen {
+            *self = Progress::new(next, now);
+            return false;
+        }
+        now.duration_since(self.since) > limit
+    }
+}
+
+/// Wait until ticket `t` is next; false if the replay left its schedule meanwhile (or now, because no
+/// worker took a turn for [`TURN_WAIT`]).
 fn wait_turn(s: &Sched, t: u64) -> bool {
-    let start = Instant::now();
+    let mut progress = Progress::new(s.global[G_NEXT].load(Ordering::Acquire), Instant::now());
     let mut spins = 0u32;
-    while s.global[G_NEXT].load(Ordering::Acquire) != t {
+    loop {
+        let next = s.global[G_NEXT].load(Ordering::Acquire);
+        if next == t {
+            break;
+        }
         if s.global[G_DIVERGED].load(Ordering::Acquire) != 0 {
             return false;
         }
-        if start.elapsed() > TURN_WAIT {
-            s.global[G_DIVERGED].store(1, Ordering::Release);
+        if progress.stalled(next, Instant::now(), TURN_WAIT) {
+            if s.global[G_DIVERGED].swap(1, Ordering::AcqRel) == 0 {
+                left(&format!(
+                    "waited for ticket {t}, but no worker took a turn for {TURN_WAIT:?} (the next is {next})"
+                ));
+            }
             return false;
         }
         // Spin briefly (a turn usually passes within microseconds), then sleep: waiters that only yield
@@ -184,6 +218,12 @@ fn wait_turn(s: &Sched, t: u64) -> bool {
         }
     }
     true
+}
+
+/// Says on stderr (the replay's words) why this worker left the recorded schedule: the replay only knows
+/// that it did.
+fn left(why: &str) {
+    eprintln!("replay: worker pid {} left the recorded schedule: it {why}", std::process::id());
 }
 
 fn end_of_schedule(s: &Sched) -> Turn {
@@ -221,8 +261,8 @@ fn wait_for_holds(s: &Sched) {
     let start = Instant::now();
     while s.global[G_HOLDS].load(Ordering::Acquire) != 0 {
         if start.elapsed() > HOLD_WAIT {
-            if s.slot[W_MODE].load(Ordering::Acquire) == REPLAY {
-                s.global[G_DIVERGED].store(1, Ordering::Release);
+            if s.slot[W_MODE].load(Ordering::Acquire) == REPLAY && s.global[G_DIVERGED].swap(1, Ordering::AcqRel) == 0 {
+                left(&format!("waited {HOLD_WAIT:?} for a stopped worker to be killed"));
             }
             return;
         }
@@ -295,6 +335,22 @@ pub fn followed<'a>(global: &[AtomicU64], slots: impl IntoIterator<Item = &'a [A
         })
 }
 
+/// The workers of a replayed cycle that did not take every recorded ticket: "worker I took P of N".
+pub fn untaken<'a>(slots: impl IntoIterator<Item = &'a [AtomicU64]>) -> Vec<String> {
+    slots
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| s[W_MODE].load(Ordering::Acquire) == REPLAY)
+        .filter_map(|(i, s)| {
+            let (pos, n) = (s[W_POS].load(Ordering::Acquire), s[W_COUNT].load(Ordering::Acquire).min(CAP as u64));
+            (pos < n).then(|| {
+                let next = s[W_LOG + pos as usize].load(Ordering::Acquire);
+                format!("worker {i} took {pos} of its {n} recorded turns (its next was ticket {next})")
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +363,25 @@ mod tests {
 
     fn leak(n: usize) -> &'static [AtomicU64] {
         Box::leak(words(n).into_boxed_slice())
+    }
+
+    /// A waiter gives the schedule up only when no turn was taken for the limit, however long it has
+    /// waited in all: the emulated guest's workers wait seconds for a turn a thousand tickets away.
+    #[test]
+    fn a_long_wait_with_turns_passing_is_no_stall() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let limit = ms(2000);
+        let mut p = Progress::new(5, t0);
+        // The counter moves every 1.5 s for a minute: never stalled against a 2 s limit.
+        for i in 1..=40u64 {
+            assert!(!p.stalled(5 + i, t0 + ms(1500 * i), limit), "turn {i}");
+            assert!(!p.stalled(5 + i, t0 + ms(1500 * i + 1999), limit), "turn {i}, just before the limit");
+        }
+        // Then it stands still: stalled once the limit has passed since the last turn, not before.
+        let last = t0 + ms(1500 * 40);
+        assert!(!p.stalled(45, last + limit, limit));
+        assert!(p.stalled(45, last + limit + ms(1), limit));
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct QemuArgs {
     /// Seed of the packages, transactions and kill plans (default: the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Multiply the scenario's `[timeouts]` by N in the guest (nothing else changes): an x86 scenario's
+    /// timeouts are too short for the emulated core (see qemu/slow.rs), e.g. `--timeout-scale 5` for
+    /// libdb-kill.toml. The guest and its bundles get the scaled scenario.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "replay")]
+    pub timeout_scale: u32,
     /// Cycles per backend.
     #[arg(long, conflicts_with = "duration")]
     pub cycles: Option<u64>,
@@ -190,8 +195,10 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
         return super::replay::replay(a, bundle);
     }
     let scenario = a.scenario.as_deref().context("no --scenario (and no --replay)")?;
-    let sc = Scenario::load(scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Scenario::load(scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let text = std::fs::read_to_string(scenario).with_context(|| format!("reading {}", scenario.display()))?;
+    let text = super::slow::scale_timeouts(&text, a.timeout_scale)?;
+    let sc = Scenario::parse(&text, scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
     let seed = a.seed.unwrap_or(sc.seed);
     let art = artifacts(a)?;
     if a.power_cut {

@@ -13,6 +13,7 @@
 //! - [`boot`]: booting qemu, streaming the console, the timeout.
 //! - [`host`]: a scenario in the guest — the job, and the results brought back as an x86 run's.
 //! - [`replay`]: `qemu --replay` — a guest bundle replayed in the guest, its verdict brought back.
+//! - [`slow`]: `--timeout-scale N` — an x86 scenario's timeouts scaled for the emulated core.
 //! - [`results`]: guest.json, and the summary of a guest that died.
 
 pub mod boot;
@@ -26,6 +27,7 @@ pub mod powercut_guest;
 pub mod powercut_judge;
 pub mod replay;
 pub mod results;
+pub mod slow;
 pub mod stall;
 
 pub use host::{QemuArgs, run};

@@ -308,8 +308,11 @@ impl<'a> Scheduler<'a> {
             .map(|slot| crate::fault::schedule::recorded(crashpoint::schedule_words(slot)))
             .collect();
         let diverged = self.replay_schedule.as_ref().map(|_| {
-            let slots = words[..n * crashpoint::SLOT_WORDS].chunks(crashpoint::SLOT_WORDS);
-            !crate::fault::schedule::followed(global, slots.map(crashpoint::schedule_words))
+            let slots = || words[..n * crashpoint::SLOT_WORDS].chunks(crashpoint::SLOT_WORDS);
+            for short in crate::fault::schedule::untaken(slots().map(crashpoint::schedule_words)) {
+                eprintln!("replay: {short}");
+            }
+            !crate::fault::schedule::followed(global, slots().map(crashpoint::schedule_words))
         });
 
         // How each child ended: kills, findings, hang.
