@@ -257,7 +257,7 @@ pub fn run(budget: Duration) -> Result<bool> {
         rows.push((None, backend, fault, run_case(tmp.path(), None, backend, fault, budget)?));
     }
     crate::say!(
-        "{:<30} {:<8} {:<10} {:<13} {:>9} {:>7}  what",
+        "{:<35} {:<8} {:<10} {:<13} {:>9} {:>7}  what",
         "planted bug",
         "backend",
         "fault",
@@ -291,7 +291,7 @@ pub fn run(budget: Duration) -> Result<bool> {
             Fault::Default if *backend == "sqlite" => "kill",
             Fault::Default => "none",
         };
-        crate::say!("{name:<30} {backend:<8} {fault:<10} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
+        crate::say!("{name:<35} {backend:<8} {fault:<10} {:<13} {secs:>8.2}s {cycles:>7}  {what}", v.word());
     }
     Ok(ok)
 }
