@@ -70,7 +70,7 @@ struct Switch {
     writers: u32,
     collected: BTreeMap<BackendKind, Collected>,
     first_ack: Option<Instant>,
-    /// Writer lines damaged on the serial line (then the oracle's log may miss a commit: counted, reported).
+    /// Writer lines damaged on the serial line: the oracle's log may miss a commit, so the cut is a harness fault.
     damaged: Vec<String>,
     booted: Instant,
 }
@@ -252,10 +252,12 @@ pub(super) fn run(a: &QemuArgs, art: &Artifacts, sc: &Scenario, scenario: &Path,
         std::fs::write(dir.join("e2fsck.log"), &fsck.log)?;
         rec.fsck_exit = Some(fsck.exit);
         let mut keep = a.keep_sd;
+        let heard: Vec<BackendKind> = sw.collected.keys().copied().collect();
         for (slot, &kind) in kinds.iter().enumerate() {
             let c = sw.collected.remove(&kind).unwrap_or_else(|| Collected::new(sc.workload.writers.max(1)));
             let mut extra: Vec<_> = fsck.finding().into_iter().collect();
             extra.extend(c.findings.iter().cloned());
+            extra.extend(unheard(kind, heard.contains(&kind), &sw.damaged));
             for (wk, msg) in &c.panics {
                 extra.push(crate::finding::Finding::from(crate::finding::HarnessFinding::WorkerPanicked {
                     worker: *wk,
@@ -426,9 +428,44 @@ fn write_json(p: &Path, v: &impl Serialize) -> Result<()> {
     std::fs::write(p, serde_json::to_vec_pretty(v)?).with_context(|| format!("writing {}", p.display()))
 }
 
+/// What the console did not tell, as harness findings: a backend whose writers said nothing before the cut
+/// (its judgement would rest on no acknowledgement at all), and writer lines damaged on the serial line (an
+/// acknowledgement among them would be missing from the oracle's log, so a lost commit could pass as clean).
+fn unheard(kind: BackendKind, heard: bool, damaged: &[String]) -> Vec<crate::finding::Finding> {
+    use crate::finding::{Finding, HarnessFinding};
+    let mut out = Vec::new();
+    if !heard {
+        out.push(Finding::from(HarnessFinding::HarnessFault {
+            detail: format!("the {} writers said nothing on the console before the cut", kind.name()),
+        }));
+    }
+    if !damaged.is_empty() {
+        out.push(Finding::from(HarnessFinding::HarnessFault {
+            detail: format!(
+                "{} writer line(s) came damaged over the serial console (first: {:?}): an acknowledgement may be missing",
+                damaged.len(),
+                damaged[0].chars().take(120).collect::<String>()
+            ),
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_backend_or_a_damaged_console_line_is_never_judged_clean() {
+        let classify = |f: &[crate::finding::Finding]| crate::scheduler::verdict::classify(f, false);
+        assert!(unheard(BackendKind::Sqlite, true, &[]).is_empty());
+        let silent = unheard(BackendKind::Bdbenv, false, &[]);
+        assert_eq!(silent.len(), 1);
+        assert_eq!(classify(&silent), dbtorture_reports::Outcome::HarnessError);
+        let damaged = unheard(BackendKind::Sqlite, true, &["@@dbtorture pc sq#lite 0 C 1".to_string()]);
+        assert!(damaged[0].to_string().contains("1 writer line(s) came damaged"), "{}", damaged[0]);
+        assert_eq!(classify(&damaged), dbtorture_reports::Outcome::HarnessError);
+    }
 
     #[test]
     fn the_cut_window_parses_and_each_cut_draws_its_delay_from_the_seed() {

@@ -116,8 +116,12 @@ pub fn convert(from: BackendKind, to: BackendKind, by: crate::scenario::Converte
         match dbtorture_backends::rebuild::rebuilddb(from, to, dir) {
             Ok(_) => {
                 // Under the power-loss recorder: where in the recording the rebuild returned.
-                if let Some(seq) = crate::fault::powerloss::ack_seq() {
-                    let _ = rep.send(&WorkerMsg::Acked { txn: 0, seq });
+                // A lost acknowledgement would judge every image as "before the rebuild returned": the
+                // child says it could not tell (PipeBroken, a typed worker end), never Ok.
+                if let Some(seq) = crate::fault::powerloss::ack_seq()
+                    && rep.send(&WorkerMsg::Acked { txn: 0, seq }).is_err()
+                {
+                    return ChildExit::PipeBroken.code();
                 }
                 ChildExit::Ok.code()
             }
