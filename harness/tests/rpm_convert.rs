@@ -164,3 +164,41 @@ fn killed_rpm_conversions_leave_the_original_or_the_converted_database() {
         "rpm's bdb_ro fallback is exercised"
     );
 }
+
+/// The real rpm converting a real BDB rpmdb, SIGKILLed at its N-th write or fsync (the recorder over the
+/// database's parent, so rpm's own renames stay inside the mount): every kill leaves the original or the
+/// converted database whole, and every rerun finishes.
+#[test]
+fn rpm_conversions_killed_at_their_io_operations_leave_the_original_or_the_converted_database() {
+    skip_unless_tools!();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = std::fs::read_to_string(root().join("scenarios/rpm-convert.toml")).unwrap();
+    let (a, b) = (s.find("[kill]").unwrap(), s.find("[timeouts]").unwrap());
+    let io = "[kill]\nmode = \"none\"\n\n[io_kill]\nops = [\"write\", \"fsync\", \"rename\"]\nfirst = 60\n\
+              mode = \"random\"\naction = \"kill\"\n\n";
+    let sc = tmp.path().join("rpm-convert-io.toml");
+    std::fs::write(&sc, format!("{}{io}{}", &s[..a], &s[b..])).unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["run", sc.to_str().unwrap(), "--cycles", "16", "-q", "--no-bundles", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let c = &s["conversions"];
+    assert_eq!(c["rerun_failed"], 0, "{c}");
+    let mut total = 0;
+    for part in ["killed", "finished"] {
+        for (state, n) in c[part].as_object().unwrap() {
+            assert!(state == "original" || state == "converted", "{part} {state}: {c}");
+            total += n.as_u64().unwrap();
+        }
+    }
+    assert_eq!(total, 16, "one conversion event per cycle: {c}");
+    let io_kills =
+        events(&out).iter().filter(|e| e["event"] == "kill" && e["kill"]["trigger"].get("io-op").is_some()).count();
+    assert!(io_kills >= 3, "rpm must have been killed at its I/O operations: {s}");
+}

@@ -31,7 +31,7 @@ pub struct Target {
 /// swap renames in it), so there the parent is a directory of its own: `swap/`.
 pub fn target_dir(workdir: &Path, kind: BackendKind, sc: &crate::scenario::Scenario) -> PathBuf {
     let home = workdir.join(kind.name());
-    match sc.power_loss.is_some() && sc.convert_to().is_some() {
+    match (sc.power_loss.is_some() || sc.io_kill.is_some()) && sc.convert_to().is_some() {
         true => home.join("swap").join("db"),
         false => home.join("db"),
     }
