@@ -107,6 +107,25 @@ probe_ms = 8000
 libdb = ["clean", "stale-locks", "recovered", "hang"]
 "#;
 
+/// Run `scenario` (its text) in the guest; it must pass. Returns the out directory and the first bundle whose
+/// name ends with `suffix`.
+fn guest_run_with_bundle(tmp: &Path, scenario: &str, suffix: &str) -> (PathBuf, PathBuf) {
+    let sc = tmp.join("guest-scenario.toml");
+    std::fs::write(&sc, scenario).unwrap();
+    let run = tmp.join("run");
+    let o =
+        bin().current_dir(root()).args(["qemu", "-q", "--scenario"]).arg(&sc).arg("--out").arg(&run).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "the guest run passes: {}", text(&o));
+    let bundle = std::fs::read_dir(run.join("bundles"))
+        .unwrap_or_else(|e| panic!("no bundles from the guest ({e}): {}", text(&o)))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .min()
+        .unwrap_or_else(|| panic!("no bundle ending {suffix} from the guest: {}", text(&o)));
+    (run, bundle)
+}
+
 /// Real Berkeley DB runs in the guest and its messages come back; the guest's libdb bundle is refused on x86
 /// with the way to replay it, and `qemu --replay` replays it in the guest and brings its verdict back.
 #[test]
@@ -117,18 +136,7 @@ fn a_libdb_finding_of_the_guest_is_replayed_in_the_guest() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("qemu-libdb-capture.toml");
-    std::fs::write(&scenario, CAPTURE).unwrap();
-    let run = tmp.path().join("run");
-    let o = bin()
-        .current_dir(root())
-        .args(["qemu", "-q", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "the guest run passes: {}", text(&o));
+    let (run, bundle) = guest_run_with_bundle(tmp.path(), CAPTURE, "-libdb.tar.gz");
     let evs = events(&run);
     // The real library ran in the guest: its own messages (errcall text) came back as events.
     assert!(
@@ -138,13 +146,6 @@ fn a_libdb_finding_of_the_guest_is_replayed_in_the_guest() {
         "no message of Berkeley DB came back from the guest: {}",
         std::fs::read_to_string(run.join("events.jsonl")).unwrap()
     );
-    let bundle = std::fs::read_dir(run.join("bundles"))
-        .unwrap_or_else(|e| panic!("no bundles from the guest ({e}): {}", text(&o)))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with("-libdb.tar.gz"))
-        .min()
-        .unwrap_or_else(|| panic!("no libdb bundle from the guest: {}", text(&o)));
     // On x86 the bundle is refused (its region files hold the guest's words), naming the guest replay.
     let here = bin().arg("replay").arg(&bundle).output().unwrap();
     assert_eq!(here.status.code(), Some(2), "{}", text(&here));
@@ -177,26 +178,9 @@ fn a_one_writer_libdb_finding_of_the_guest_replays_in_the_guest_to_the_same_verd
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let scenario = tmp.path().join("qemu-libdb-one-writer.toml");
     let one = CAPTURE.replace("writers = 2", "writers = 1").replace("readers = 1", "readers = 0");
     assert_ne!(one, CAPTURE);
-    std::fs::write(&scenario, one).unwrap();
-    let run = tmp.path().join("run");
-    let o = bin()
-        .current_dir(root())
-        .args(["qemu", "-q", "--scenario"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "the guest run passes: {}", text(&o));
-    let bundle = std::fs::read_dir(run.join("bundles"))
-        .unwrap_or_else(|e| panic!("no bundles from the guest ({e}): {}", text(&o)))
-        .flatten()
-        .map(|e| e.path())
-        .min()
-        .unwrap_or_else(|| panic!("no bundle from the guest: {}", text(&o)));
+    let (_, bundle) = guest_run_with_bundle(tmp.path(), &one, ".tar.gz");
     let out = tmp.path().join("replay");
     let o = qemu_replay(&bundle, &out);
     let said = std::fs::read_to_string(out.join("replay.txt")).unwrap_or_default();

@@ -132,6 +132,20 @@ fn the_judge_tells_original_converted_neither_and_mix_apart() {
 
 /// The scenario as CI runs it, shorter: every kill leaves the original or the converted database, rpm reads
 /// every package of it, every rerun finishes, and the states are counted in the summary.
+/// A run's `conversions` tally: every rerun finished, and every conversion — killed or not — left the original
+/// or the converted database whole. Returns how many conversions it counts.
+fn conversions_whole(c: &serde_json::Value) -> u64 {
+    assert_eq!(c["rerun_failed"], 0, "{c}");
+    let mut total = 0;
+    for part in ["killed", "finished"] {
+        for (state, n) in c[part].as_object().unwrap() {
+            assert!(state == "original" || state == "converted", "{part} {state}: {c}");
+            total += n.as_u64().unwrap();
+        }
+    }
+    total
+}
+
 #[test]
 fn killed_rpm_conversions_leave_the_original_or_the_converted_database() {
     skip_unless_tools!();
@@ -147,14 +161,7 @@ fn killed_rpm_conversions_leave_the_original_or_the_converted_database() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let c = &s["conversions"];
-    assert_eq!(c["rerun_failed"], 0, "{c}");
-    let mut total = 0;
-    for part in ["killed", "finished"] {
-        for (state, n) in c[part].as_object().unwrap() {
-            assert!(state == "original" || state == "converted", "{part} {state}: {c}");
-            total += n.as_u64().unwrap();
-        }
-    }
+    let total = conversions_whole(c);
     assert_eq!(total, 12, "one conversion event per cycle: {c}");
     assert!(s["kills"].as_u64().unwrap() >= 3, "rpm must have been killed mid-way: {s}");
     assert!(c["killed"]["original"].as_u64().unwrap_or(0) >= 1, "{c}");
@@ -189,14 +196,7 @@ fn rpm_conversions_killed_at_their_io_operations_leave_the_original_or_the_conve
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let c = &s["conversions"];
-    assert_eq!(c["rerun_failed"], 0, "{c}");
-    let mut total = 0;
-    for part in ["killed", "finished"] {
-        for (state, n) in c[part].as_object().unwrap() {
-            assert!(state == "original" || state == "converted", "{part} {state}: {c}");
-            total += n.as_u64().unwrap();
-        }
-    }
+    let total = conversions_whole(c);
     assert_eq!(total, 16, "one conversion event per cycle: {c}");
     let io_kills =
         events(&out).iter().filter(|e| e["event"] == "kill" && e["kill"]["trigger"].get("io-op").is_some()).count();
