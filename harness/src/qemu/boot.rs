@@ -42,6 +42,19 @@ pub(super) trait PowerSwitch {
 }
 
 impl Boot {
+    /// How the guest ended, from its sentinel, the worst kernel trouble, the timeout and an interrupt (a power
+    /// cut's caller decides `PowerCut` itself).
+    pub(super) fn exit_reason(&self) -> results::ExitReason {
+        let w = &self.watch;
+        results::ExitReason::decide(
+            w.done.map(|d| d.0),
+            w.worst(),
+            self.timed_out,
+            !w.guest_errors.is_empty(),
+            self.interrupted,
+        )
+    }
+
     /// guest.json of this boot: a scenario's run and a replay differ only in cycles per minute and in where
     /// the results came from.
     pub(super) fn info(

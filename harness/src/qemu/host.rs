@@ -226,16 +226,10 @@ pub fn run(a: &QemuArgs) -> Result<i32> {
     let title = format!("{} on {} (seed {seed})", sc.name, a.machine);
     let timeout = a.timeout.unwrap_or_else(|| default_timeout(&sc, a));
     let booted = boot(a, &art, &sd, &out, &job, timeout, &title, None)?;
-    let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
+    let (watch, wall_s) = (&booted.watch, booted.wall_s);
 
     // Results: the SD image is authoritative; the console's framed events are the fallback.
-    let reason = ExitReason::decide(
-        watch.done.map(|d| d.0),
-        watch.worst(),
-        timed_out,
-        !watch.guest_errors.is_empty(),
-        interrupted,
-    );
+    let reason = booted.exit_reason();
     let read_dir = out.join(".sd-read");
     let _ = std::fs::remove_dir_all(&read_dir);
     std::fs::create_dir_all(&read_dir)?;

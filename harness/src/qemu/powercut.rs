@@ -209,13 +209,7 @@ pub(super) fn run(a: &QemuArgs, art: &Artifacts, sc: &Scenario, scenario: &Path,
             exit_reason: match booted.cut_at_s {
                 // Killed on purpose; only a kernel that oopsed or panicked before it says otherwise.
                 Some(_) if w.worst().is_none_or(|k| k < KernelTrouble::Oops) => ExitReason::PowerCut,
-                _ => ExitReason::decide(
-                    w.done.map(|d| d.0),
-                    w.worst(),
-                    booted.timed_out,
-                    !w.guest_errors.is_empty(),
-                    booted.interrupted,
-                ),
+                _ => booted.exit_reason(),
             },
             fsck_exit: None,
             damaged_lines: sw.damaged.len(),

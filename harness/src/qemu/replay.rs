@@ -80,14 +80,8 @@ pub fn replay(a: &QemuArgs, bundle: &Path) -> Result<i32> {
     let timeout = a.timeout.unwrap_or(Duration::from_secs(180) + per * 12);
     let title = format!("replay of cycle {} ({}, seed {}) on {}", info.cycle, info.backend, info.seed, a.machine);
     let booted = boot(a, &art, &sd, &out, &job, timeout, &title, None)?;
-    let (watch, timed_out, interrupted, wall_s) = (&booted.watch, booted.timed_out, booted.interrupted, booted.wall_s);
-    let reason = ExitReason::decide(
-        watch.done.map(|d| d.0),
-        watch.worst(),
-        timed_out,
-        !watch.guest_errors.is_empty(),
-        interrupted,
-    );
+    let (watch, wall_s) = (&booted.watch, booted.wall_s);
+    let reason = booted.exit_reason();
     let read_dir = out.join(".sd-read");
     let _ = std::fs::remove_dir_all(&read_dir);
     std::fs::create_dir_all(&read_dir)?;
