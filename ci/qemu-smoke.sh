@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The qemu ARM guest check: build the guest (qemu/build-guest.sh — apt, the armv5te cross build, Debian's
 # armel kernel, initramfs, SD template; a ~1 s no-op when nothing changed), boot it and run
-# scenarios/qemu-smoke.toml inside it (12 cycles on each backend: sqlite, bdbenv, and libdb — real Berkeley DB
-# 5.3, linked into the guest's dbtorture), then check the out directory the way
-# any run's is checked. `.ci/run` calls it; `--soak 30m` adds the armv5tel soak by hand (scenarios/qemu-soak.toml,
+# scenarios/qemu-smoke.toml inside it (10 cycles on each backend: sqlite, bdbenv, and libdb — real Berkeley DB
+# 5.3, linked into the guest's dbtorture), then scenarios/qemu-rpm.toml (10 cycles of Debian's armel rpm 4.18,
+# unpacked into the guest, SIGKILLed and SIGINTed), and check each out directory the way any run's is checked. `.ci/run` calls it; `--soak 30m` adds the armv5tel soak by hand (scenarios/qemu-soak.toml,
 # memory pressure in the guest's cgroup v2 inside mem=160M) — the nightly's qemu-arm job runs that soak through
 # `ci/nightly.sh qemu`.
 # Usage: ci/qemu-smoke.sh [--soak DURATION]
@@ -30,9 +30,22 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-# Boot + 12 cycles on each of 3 backends (5.6 min on 2 cores at load 9; 24 cycles on sqlite + bdbenv took 4.8 min).
+# Boot + 10 cycles on each of 3 backends (12 cycles took 190 s quiet, 5.6 min on 2 cores at load 9).
 target/release/dbtorture qemu --scenario scenarios/qemu-smoke.toml -q --out target/ci-qemu-smoke
-check target/ci-qemu-smoke 36
+check target/ci-qemu-smoke 30
+# Boot + 10 cycles of the real armel rpm in the guest (51 s quiet): really killed, really acknowledging, and
+# as the oracle every other cycle (a disagreement fails its cycle; here: that it ran, 5 times).
+target/release/dbtorture qemu --scenario scenarios/qemu-rpm.toml -q --out target/ci-qemu-rpm
+check target/ci-qemu-rpm 10
+python3 - target/ci-qemu-rpm <<'PY'
+import json, sys
+out = sys.argv[1]
+s = json.load(open(f"{out}/summary.json"))
+evs = [json.loads(l) for l in open(f"{out}/events.jsonl")]
+oracle = [e["message"] for e in evs if e.get("event") == "engine-message" and e["message"].startswith("rpm oracle:")]
+print(f"{out}: {s['kills']} kills, {s['commits']} acknowledged commits, {len(oracle)} rpm oracle runs")
+sys.exit(0 if s["kills"] >= 5 and s["commits"] >= 5 and len(oracle) >= 5 else 1)
+PY
 
 if [ -n "$soak" ]; then
   target/release/dbtorture qemu --scenario scenarios/qemu-soak.toml --mem 160M --duration "$soak" -q \

@@ -115,10 +115,49 @@ if [ ! -f "$GUEST/guest.dtb" ] || [ "$dtb_src" -nt "$GUEST/guest.dtb" ]; then
   mv "$GUEST/guest.dtb.tmp" "$GUEST/guest.dtb"
 fi
 
-# --- 4. the initramfs: /init = dbtorture, /dev/console, /lib/modules/*.ko + order --------------------------
+# --- 3b. the real rpm 4.18 for armel (the guest's rpm backend) ---------------------------------------------
+# Debian's armel rpm, rpmdb and the shared libraries they load, with ld-linux.so.3 and rpm's macros: the
+# guest's dbtorture drives them as the x86 one drives the host's (db-backends/src/rpmcli.rs). The package
+# list is fixed; the closure of the binaries' DT_NEEDED is computed below and a missing library stops the build.
+RPM_PKGS=(rpm rpm-common librpm9 librpmio9 libpopt0 libbz2-1.0 libc6 libcap2 libgcrypt20 libgpg-error0
+  liblua5.3-0 liblzma5 libsqlite3-0 zlib1g libzstd1)
+RPM_STAMP=$CACHE/rpm-debs/packages
+if [ ! -f "$RPM_STAMP" ] || [ "$(cat "$RPM_STAMP")" != "${RPM_PKGS[*]}" ]; then
+  apt_update
+  log "downloading rpm's armel packages"
+  rm -rf "$CACHE/rpm-debs" "$CACHE/rpm-root" && mkdir -p "$CACHE/rpm-debs" && chmod 777 "$CACHE/rpm-debs"
+  (cd "$CACHE/rpm-debs" && apt-get download -q "${RPM_PKGS[@]/%/:armel}" >/dev/null) \
+    || die "apt-get download of rpm's armel packages failed (${RPM_PKGS[*]})"
+  echo "${RPM_PKGS[*]}" >"$RPM_STAMP"
+fi
+if [ ! -d "$CACHE/rpm-root" ]; then
+  rm -rf "$CACHE/rpm-root.tmp" && mkdir -p "$CACHE/rpm-root.tmp"
+  for d in "$CACHE"/rpm-debs/*.deb; do dpkg -x "$d" "$CACHE/rpm-root.tmp"; done
+  mv "$CACHE/rpm-root.tmp" "$CACHE/rpm-root"
+fi
+RR=$CACHE/rpm-root
+[ -x "$RR/usr/bin/rpm" ] && [ -x "$RR/usr/bin/rpmdb" ] && [ -f "$RR/usr/lib/rpm/macros" ] \
+  || die "the armel rpm packages lack usr/bin/rpm, usr/bin/rpmdb or usr/lib/rpm/macros"
+# rpm_files: the binaries, then every library they need (transitively), as paths relative to $RR.
+rpm_files=(usr/bin/rpm usr/bin/rpmdb lib/ld-linux.so.3)
+queue=(usr/bin/rpm usr/bin/rpmdb)
+while [ ${#queue[@]} -gt 0 ]; do
+  f=${queue[0]}; queue=("${queue[@]:1}")
+  for lib in $(arm-linux-gnueabi-readelf -d "$RR/$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    found=""
+    for dir in lib/arm-linux-gnueabi usr/lib/arm-linux-gnueabi; do
+      if [ -e "$RR/$dir/$lib" ]; then found=$dir/$lib; break; fi
+    done
+    [ -n "$found" ] || die "$f needs $lib, which none of ${RPM_PKGS[*]} (armel) provides"
+    case " ${rpm_files[*]} " in *" $found "*) ;; *) rpm_files+=("$found"); queue+=("$found") ;; esac
+  done
+done
+
+# --- 4. the initramfs: /init = dbtorture, /dev/console, /lib/modules/*.ko + order, rpm ----------------------
 MODS=(lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4)
 INITRD=$GUEST/initrd.cpio.gz
-if [ ! -f "$INITRD" ] || [ "$BIN" -nt "$INITRD" ] || [ "$CACHE/kernel.deb" -nt "$INITRD" ] || [ "$0" -nt "$INITRD" ]; then
+if [ ! -f "$INITRD" ] || [ "$BIN" -nt "$INITRD" ] || [ "$CACHE/kernel.deb" -nt "$INITRD" ] || [ "$0" -nt "$INITRD" ] \
+   || [ "$RPM_STAMP" -nt "$INITRD" ]; then
   log "packing the initramfs"
   IR=$CACHE/initramfs
   rm -rf "$IR" && mkdir -p "$IR"/{dev,proc,sys,tmp,sd,lib/modules}
@@ -133,6 +172,15 @@ if [ ! -f "$INITRD" ] || [ "$BIN" -nt "$INITRD" ] || [ "$CACHE/kernel.deb" -nt "
     else die "module $m not found under $KR/lib/modules/$kver"; fi
     echo "$name" >>"$IR/lib/modules/order"
   done
+  # rpm: each file at its own path (libraries dereferenced), its macros, rpmrc and popt aliases (rpm hands --initdb and --rebuilddb to rpmdb through them); /var/tmp for its scratch.
+  for f in "${rpm_files[@]}"; do
+    mkdir -p "$IR/$(dirname "$f")"
+    cp -L "$RR/$f" "$IR/$f"
+  done
+  mkdir -p "$IR/usr/lib/rpm" "$IR/var/tmp" "$IR/etc"
+  cp -a "$RR"/usr/lib/rpm/{macros,rpmrc,rpmpopt-*,platform} "$IR/usr/lib/rpm/"
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$IR/etc/passwd"
+  printf 'root:x:0:\n' >"$IR/etc/group"
   (cd "$IR" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) >"$INITRD.tmp"
   mv "$INITRD.tmp" "$INITRD"
 fi
@@ -153,6 +201,7 @@ machine=raspi0
 rustc=$(/usr/bin/rustc --version)
 binary_sha256=$(sha256sum "$BIN" | cut -d' ' -f1)
 libdb=$(dpkg-query -W -f='${Version}' libdb5.3-dev:armel)
+rpm=$(dpkg-deb -f "$(ls "$CACHE"/rpm-debs/rpm_*.deb)" Version)
 EOF
 mv "$GUEST/guest.env.tmp" "$GUEST/guest.env"
 log "ready in $GUEST (kernel $kver, initrd $(du -h "$INITRD" | cut -f1))"

@@ -81,7 +81,11 @@ pub fn die_with_parent(cmd: &mut Command) {
 /// gets SIGINT (as from a terminal) and is waited for as usual.
 pub fn run(mut cmd: Command, deadline: Duration, interrupt: Option<fn() -> bool>) -> std::io::Result<ToolRun> {
     die_with_parent(&mut cmd);
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
+        let program = cmd.get_program().to_string_lossy();
+        let hint = if e.kind() == std::io::ErrorKind::NotFound { " (not found on PATH)" } else { "" };
+        std::io::Error::new(e.kind(), format!("starting `{program}`{hint}: {e}"))
+    })?;
     let pid = Pid::from_raw(child.id() as i32);
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
@@ -160,6 +164,14 @@ pub fn run(mut cmd: Command, deadline: Duration, interrupt: Option<fn() -> bool>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_cannot_start_is_named_in_the_error() {
+        let e = run(Command::new("dbtorture-no-such-program"), Duration::from_secs(5), None).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let m = e.to_string();
+        assert!(m.contains("`dbtorture-no-such-program` (not found on PATH)"), "{m}");
+    }
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");

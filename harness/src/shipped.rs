@@ -12,6 +12,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("memory-pressure.toml", include_str!("../../scenarios/memory-pressure.toml")),
     ("power-loss.toml", include_str!("../../scenarios/power-loss.toml")),
     ("qemu-power-cut.toml", include_str!("../../scenarios/qemu-power-cut.toml")),
+    ("qemu-rpm.toml", include_str!("../../scenarios/qemu-rpm.toml")),
     ("qemu-smoke.toml", include_str!("../../scenarios/qemu-smoke.toml")),
     ("qemu-soak.toml", include_str!("../../scenarios/qemu-soak.toml")),
     ("rebuild-power-loss.toml", include_str!("../../scenarios/rebuild-power-loss.toml")),

@@ -28,6 +28,9 @@ pub const JOB_DIR: &str = "job";
 pub const OUT_DIR: &str = "out";
 /// `/sd/work`: the run's `--workdir` (the databases under test).
 pub const WORK_DIR: &str = "work";
+/// The run's PATH: Debian's armel `rpm` and `rpmdb` are at `/usr/bin` of the initramfs (qemu/build-guest.sh),
+/// for the rpm backend and the rpm oracle, as on the host.
+const GUEST_PATH: &str = "/usr/bin:/";
 
 /// Whether this process is the guest's init: pid 1 started without arguments (as `rdinit=/init`). A
 /// container that runs `dbtorture run …` as its pid 1 passes arguments and gets the normal CLI.
@@ -222,7 +225,7 @@ fn set_up_and_run() -> Result<i32, String> {
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/init"));
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(job.args(&scenario)).current_dir(&job_dir).env("PATH", "/").env("HOME", "/tmp");
+    cmd.args(job.args(&scenario)).current_dir(&job_dir).env("PATH", GUEST_PATH).env("HOME", "/tmp");
     if job.replay.is_some() {
         // The replay's scratch databases on the card (real writeback, as a run's --workdir), its words in a file.
         let path = Path::new(SD).join(OUT_DIR).join(super::replay::GUEST_OUTPUT);
