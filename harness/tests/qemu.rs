@@ -90,3 +90,52 @@ fn wall_clock_timeout_kills_qemu_and_says_so() {
     assert!(started.elapsed().as_secs() < 30, "the timeout is enforced");
     assert_eq!(json(&out.join("guest.json"))["exit_reason"], "timeout");
 }
+
+/// Exit codes tell the user's mistakes (2) from the harness's (3): a failure before qemu starts is the input's;
+/// once a guest ran, a failure to bring its results back is the harness's. A stand-in qemu (a script) that
+/// leaves a file where the runner reads the card into makes the second happen without a guest.
+#[test]
+fn a_failure_after_the_guest_ran_is_a_harness_error_not_bad_input() {
+    let have = |t: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+            || Path::new("/usr/sbin").join(t).is_file()
+            || Path::new("/sbin").join(t).is_file()
+    };
+    if !have("mkfs.ext4") || !have("debugfs") {
+        assert!(std::env::var_os("CI").is_none(), "CI installs e2fsprogs (mkfs.ext4, debugfs)");
+        eprintln!("SKIPPED: e2fsprogs (mkfs.ext4, debugfs) not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    for f in ["vmlinuz", "guest.dtb", "initrd.cpio.gz"] {
+        std::fs::write(t.join(f), b"not booted").unwrap();
+    }
+    let sd = t.join("sd-template.img");
+    std::fs::File::create(&sd).unwrap().set_len(8 << 20).unwrap();
+    let mkfs = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&sd).output().unwrap();
+    assert!(mkfs.status.success(), "{}", text(&mkfs));
+    let out = t.join("out");
+    let fake = t.join("fake-qemu");
+    std::fs::write(&fake, format!("#!/bin/sh\n: > '{}'\nexit 0\n", out.join(".sd-read").display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = |qemu: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_dbtorture"))
+            .current_dir(root())
+            .args(["qemu", "--scenario", "scenarios/qemu-smoke.toml", "-q", "--guest-dir"])
+            .arg(t)
+            .arg("--qemu")
+            .arg(qemu)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    // qemu cannot start: the machine's or the user's to mend.
+    let o = run(&t.join("no-such-qemu"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // qemu ran and exited; then the runner cannot read the card into OUT/.sd-read: the harness's.
+    let o = run(&fake);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("the guest ran, but its results could not all be brought back"), "{}", text(&o));
+}

@@ -21,6 +21,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Set once a boot has ended with qemu having run (not failed to start): from then on a failure is the harness's (exit 3), not the input's (exit 2).
+static BOOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process has started a guest (see [`BOOTED`]).
+pub fn booted() -> bool {
+    BOOTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a boot ended, and what it was.
 pub(super) struct Boot {
     pub(super) watch: Watch,
@@ -248,6 +256,7 @@ pub(super) fn boot(
         eprintln!("{}", String::from_utf8_lossy(&qemu_stderr).trim());
         bail!("{} exited with {status} before the guest started (see {})", a.qemu, out.join("console.log").display());
     }
+    BOOTED.store(true, std::sync::atomic::Ordering::Relaxed);
 
     Ok(Boot { watch, timed_out, interrupted, wall_s, append, qemu_cmd, cut_at_s })
 }
