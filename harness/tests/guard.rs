@@ -1,7 +1,8 @@
 //! The system-database guard against the real paths, safely: inside a private mount namespace (`unshare -m`)
 //! with a tmpfs over `/var/lib` (and `/usr/lib/sysimage` when it exists), a real database is put at
 //! `/var/lib/rpm` and every way of reaching it is tried with `recover`, `convert`, `run --workdir` and the
-//! `--out` of `run`/`merge`/`shrink`. Needs root (CI runs as root): skipped with a reason otherwise, a failure
+//! `--out` of `run`/`merge`/`shrink`, also through bind mounts of it or of its parent (another name for
+//! the same directory that no path resolution sees through). Needs root (CI runs as root): skipped with a reason otherwise, a failure
 //! under `CI`.
 
 mod common;
@@ -63,6 +64,17 @@ c run_out $B run {smoke} --cycles 1 -q --out /var/lib/home/varlib/rpm/out
 c merge_out $B merge /nonexistent --out /var/lib/rpm/merged
 c shrink_out $B shrink /nonexistent.tar.gz --out /var/lib/alias/min.tar.gz
 c hold $B __hold --backend bdbenv /var/lib/alias
+# The same directories under another name that no path resolution sees through: bind mounts.
+mkdir -p /var/lib/home/bound /var/lib/home/bound-parent
+mount --bind /var/lib/rpm /var/lib/home/bound || exit 92
+mount --bind /var/lib /var/lib/home/bound-parent || exit 93
+c recover_bind_mount $B recover --backend sqlite /var/lib/home/bound
+c recover_bind_mounted_parent $B recover --backend sqlite /var/lib/home/bound-parent/rpm
+c convert_bind_mount $B convert --from sqlite --to bdbenv /var/lib/home/bound
+c run_workdir_bind_mount $B run {smoke} --cycles 1 -q --workdir /var/lib/home/bound/work
+c run_out_bind_mount $B run {smoke} --cycles 1 -q --out /var/lib/home/bound-parent/home/.rpmdb/out
+echo "BOUND $(ls /var/lib/rpm | tr '\n' ' ')"
+umount /var/lib/home/bound-parent /var/lib/home/bound
 if [ {have_rpm} = 1 ]; then
   echo '%_dbpath /var/lib/custom' > /var/lib/home/.rpmmacros
   echo "DBPATH $(rpm --eval '%_dbpath')"
@@ -98,7 +110,7 @@ c not_protected $B recover --backend sqlite /var/lib/custom
         assert!(*mentions > 0, "{name}: the message names --allow-system-db: {text}");
         refused += 1;
     }
-    assert!(refused >= 16, "all cases ran: {text}");
+    assert!(refused >= 21, "all cases ran: {text}");
     if have_rpm {
         assert!(text.contains("DBPATH /var/lib/custom"), "rpm read the test's macros: {text}");
         assert!(cases.contains_key("recover_host_dbpath"), "{text}");
