@@ -5,6 +5,8 @@
 //! the kernel would resolve: the deepest existing ancestor is canonicalised (symlinks and `..`), the rest is
 //! normalised lexically, and the result is refused when it is at or inside a protected location — rpm's
 //! usual database directories, `~/.rpmdb`, and the host rpm's own `%_dbpath` (asked with `rpm --eval`).
+//! A bind mount is another name for the same directory that no path resolution sees through, so the path's
+//! existing ancestors are also compared by identity (device and inode) with the protected directories.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
@@ -116,7 +118,34 @@ pub fn check_writable(p: &Path, allow_system_db: bool) -> Result<(), GuardError>
         return Ok(());
     }
     let resolved = resolve(p).map_err(|source| GuardError::Resolve { given: p.to_path_buf(), source })?;
-    check_against(p, &resolved, &protected_locations())
+    let protected = protected_locations();
+    check_against(p, &resolved, &protected)?;
+    check_identity(p, &resolved, &protected)
+}
+
+/// A directory's identity: the same for every name it has (bind mounts included).
+fn identity(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuse `resolved` when it, or an existing ancestor of it, is a protected directory under another name.
+fn check_identity(given: &Path, resolved: &Path, protected: &[PathBuf]) -> Result<(), GuardError> {
+    let ids: Vec<((u64, u64), &PathBuf)> = protected.iter().filter_map(|p| identity(p).map(|id| (id, p))).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    for ancestor in resolved.ancestors() {
+        let Some(id) = identity(ancestor) else { continue };
+        if let Some((_, prot)) = ids.iter().find(|(pid, _)| *pid == id) {
+            return Err(GuardError::SystemDb {
+                given: given.to_path_buf(),
+                resolved: resolved.to_path_buf(),
+                protected: (*prot).clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_against(given: &Path, resolved: &Path, protected: &[PathBuf]) -> Result<(), GuardError> {
@@ -167,6 +196,22 @@ mod tests {
         assert!(judge(&base.join("alias/sub/dir")));
         assert!(!judge(&base.join("var/lib/rpm-other")));
         assert!(!judge(&base.join("var/lib")));
+    }
+
+    #[test]
+    fn identity_refuses_the_protected_directory_and_what_is_below_it_only() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let prot = base.join("var/lib/rpm");
+        std::fs::create_dir_all(prot.join("sub")).unwrap();
+        std::fs::create_dir_all(base.join("other")).unwrap();
+        let list = vec![prot.clone()];
+        assert!(check_identity(&prot, &prot.join("sub/new"), &list).is_err());
+        assert!(check_identity(&prot, &prot, &list).is_err());
+        assert!(check_identity(&base, &base.join("other/new"), &list).is_ok());
+        assert!(check_identity(&base, &base.join("var/lib"), &list).is_ok(), "a parent is not refused");
+        // A protected location that does not exist protects nothing by identity (its path still does).
+        assert!(check_identity(&base, &base.join("x"), &[base.join("missing")]).is_ok());
     }
 
     #[test]
