@@ -101,6 +101,30 @@ fn bad_input_is_exit_2_in_every_subcommand() {
     assert!(out.contains("nonsense") && out.contains("sqlite-skip-index-row"), "{out}");
 }
 
+/// A duration shorter than preparing the databases once ended the run before its first cycle: 0 cycles,
+/// "PASS", exit 0 and a green junit.xml. Every run that is not interrupted runs at least one cycle.
+#[test]
+fn a_duration_shorter_than_the_set_up_still_runs_a_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smoke = root().join("scenarios/smoke.toml");
+    for jobs in ["1", "2"] {
+        let out = tmp.path().join(format!("jobs-{jobs}"));
+        let (c, text) = code(
+            bin()
+                .args(["run", smoke.to_str().unwrap(), "--duration", "1ms", "-q", "--jobs", jobs])
+                .arg("--out")
+                .arg(&out),
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let cycles = summary["cycles"].as_u64().unwrap();
+        assert!(cycles >= 1, "--jobs {jobs}: a run that passes ran something (exit {c:?}, {cycles} cycles)\n{text}");
+        assert_eq!(c, Some(0), "--jobs {jobs}: smoke's cycles are allowed\n{text}");
+        let ends = events(&out).iter().filter(|e| e["event"] == "cycle-end").count() as u64;
+        assert_eq!(ends, cycles, "--jobs {jobs}: the summary counts the cycles events.jsonl holds");
+    }
+}
+
 #[test]
 fn a_closed_stdout_ends_quietly() {
     for args in [vec!["list"], vec!["list", "--scenarios", "scenarios"]] {
