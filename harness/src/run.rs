@@ -333,7 +333,10 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<RunReport> {
                     {
                         break;
                     }
+                    // Time up ends the run only once it has run a cycle: a duration shorter than preparing
+                    // the databases must not pass with nothing run.
                     if let Some(d) = duration
+                        && cycles_run > 0
                         && started.elapsed() >= d
                     {
                         break;

@@ -60,7 +60,10 @@ fn cycles<W: Write>(
     let stop = || words[STOP].load(Ordering::SeqCst) != 0;
     let mut begun = 0;
     loop {
-        if stop() || spec.until.is_some_and(|u| Instant::now() >= u) {
+        // Time up stops taking epochs once one has been taken (by any lane): a duration shorter than preparing
+        // the databases must not pass with nothing run.
+        let taken = words[NEXT].load(Ordering::SeqCst) > 0;
+        if stop() || (taken && spec.until.is_some_and(|u| Instant::now() >= u)) {
             break;
         }
         let epoch = epoch_of(spec.shard, words[NEXT].fetch_add(1, Ordering::SeqCst));
