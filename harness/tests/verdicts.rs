@@ -127,6 +127,40 @@ fn a_duration_shorter_than_the_set_up_still_runs_a_cycle() {
     }
 }
 
+/// A run whose harness died mid-cycle (SIGKILL, the OOM killer) leaves events.jsonl without its cycle's end
+/// and without run-end. Merging it once passed: exit 0, "merged 1 runs", the cycle in flight (and its
+/// findings) gone. `run` never exits 0 for a run that did not finish; neither does `merge`.
+#[test]
+fn a_merge_of_a_run_cut_mid_cycle_does_not_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smoke = root().join("scenarios/smoke.toml");
+    let whole = tmp.path().join("whole");
+    let (c, t) = code(
+        bin()
+            .args(["run", smoke.to_str().unwrap(), "--cycles", "2", "--backend", "sqlite", "-q", "--jobs", "1"])
+            .arg("--out")
+            .arg(&whole),
+    );
+    assert_eq!(c, Some(0), "{t}");
+    // Not vacuous: the finished run merges and passes.
+    let (c, t) = code(bin().arg("merge").arg(&whole).arg("--out").arg(tmp.path().join("m-whole")));
+    assert_eq!(c, Some(0), "{t}");
+    // The same log cut where the harness died: after the last cycle-start.
+    let text = std::fs::read_to_string(whole.join("events.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let last_start = lines.iter().rposition(|l| l.contains("\"event\":\"cycle-start\"")).unwrap();
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    std::fs::write(cut.join("events.jsonl"), lines[..=last_start].join("\n") + "\n").unwrap();
+    let merged = tmp.path().join("m-cut");
+    let (c, t) = code(bin().arg("merge").arg(&cut).arg("--out").arg(&merged));
+    assert_eq!(c, Some(130), "a merged run that did not finish is interrupted, as `run` says of it\n{t}");
+    assert!(t.contains("did not finish") && t.contains("cut"), "the unfinished input is named\n{t}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+}
+
 #[test]
 fn a_closed_stdout_ends_quietly() {
     for args in [vec!["list"], vec!["list", "--scenarios", "scenarios"]] {
