@@ -67,7 +67,8 @@ enum Cmd {
         jobs: Option<u64>,
     },
     /// Combine the output directories of several runs (e.g. shards) into one summary.json, junit.xml and
-    /// report.html; bundles are copied along. Exit 0 if every cycle's outcome was allowed, 1 if not.
+    /// report.html; bundles are copied along. Exit 0 if every cycle's outcome was allowed, 1 if not, 130 if a
+    /// merged run did not finish (interrupted, or its events end without run-end: its harness died).
     Merge {
         /// Output directories of `dbtorture run --out`.
         #[arg(required = true)]
@@ -369,7 +370,15 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
                 .map_err(|e| CliError::bad_input("cannot merge these runs").cause(e))?;
             say_raw!("{}", summary_table(&summary, colour()));
             say!("merged {} runs into {}", summary.runs.len(), out.display());
-            Ok(if summary.unexpected > 0 { exit_codes::FINDINGS } else { exit_codes::OK })
+            eprint!("{}", dbtorture::run_text::unfinished_runs(&summary));
+            // As `run` exits for the run it was: a run that did not finish never passes.
+            Ok(if summary.interrupted {
+                exit_codes::INTERRUPTED
+            } else if summary.unexpected > 0 {
+                exit_codes::FINDINGS
+            } else {
+                exit_codes::OK
+            })
         }
         Cmd::Verify { backend: name, dir, dbpath, json, oracle } => {
             let kind = backend(&name)?;

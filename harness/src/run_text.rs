@@ -133,6 +133,23 @@ pub fn run_result(report: &RunReport, out: Option<&Path>) -> String {
     t
 }
 
+/// What `merge` says of each merged run that did not finish (interrupted, or its log ends without run-end
+/// because its harness died): the cycle it was running has no verdict. Empty when every run finished.
+pub fn unfinished_runs(s: &Summary) -> String {
+    let mut t = String::new();
+    for (i, r) in s.runs.iter().enumerate().filter(|(_, r)| r.interrupted) {
+        let source = r.source.clone().unwrap_or_else(|| format!("run {}", i + 1));
+        writeln!(
+            t,
+            "warning: {source} did not finish (interrupted, or its events end without run-end: its harness died) \
+             after {} cycles; a cycle it was running has no verdict",
+            r.cycles
+        )
+        .ok();
+    }
+    t
+}
+
 /// What `shrink` prints: the tries, the reductions kept, and the bundle with its replay command.
 pub fn shrunk(r: &Shrunk) -> String {
     let mut t = format!("shrunk in {} tries:\n", r.tried);
@@ -156,6 +173,29 @@ mod tests {
         assert_eq!(shell_word("out/bundles/cycle-00001-sqlite.tar.gz"), "out/bundles/cycle-00001-sqlite.tar.gz");
         assert_eq!(shell_word("my out/x"), "'my out/x'");
         assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn unfinished_runs_are_named_and_finished_ones_are_not() {
+        let mut s: Summary = dbtorture_reports::Aggregate::new().summary();
+        assert_eq!(unfinished_runs(&s), "");
+        let run = |source: &str, interrupted| dbtorture_reports::RunInfo {
+            scenario: "s".into(),
+            scenario_hash: "h".into(),
+            seed: 1,
+            backends: vec!["sqlite".into()],
+            shard: None,
+            environment: Default::default(),
+            cycles: 4,
+            duration_s: 1.0,
+            interrupted,
+            source: Some(source.into()),
+            replay: String::new(),
+        };
+        s.runs = vec![run("out/a", false), run("out/b", true)];
+        let t = unfinished_runs(&s);
+        assert!(t.contains("out/b did not finish") && t.contains("after 4 cycles"), "{t}");
+        assert!(!t.contains("out/a"), "{t}");
     }
 
     #[test]
