@@ -111,6 +111,12 @@ pub enum HarnessFinding {
         fsck_exit: i32,
         detail: String,
     },
+    /// The recovery a damaged cycle needed failed: the procedure returned an error, or the database it left
+    /// still does not verify clean. Recovery must always bring the database back, so no fault explains it.
+    RecoveryFailed {
+        procedure: String,
+        detail: String,
+    },
     /// The harness could not do its part (lost a child, a report pipe broke): says nothing of the database.
     HarnessFault {
         detail: String,
@@ -132,6 +138,7 @@ impl HarnessFinding {
             HarnessFinding::WorkerPanicked { .. } => "worker panicked",
             HarnessFinding::WorkerExited { .. } => "worker exited unreported",
             HarnessFinding::FilesystemDamaged { .. } => "file system damaged",
+            HarnessFinding::RecoveryFailed { .. } => "recovery failed",
             HarnessFinding::HarnessFault { .. } => "harness fault",
         }
     }
@@ -149,6 +156,7 @@ impl HarnessFinding {
             | HarnessFinding::WorkerPanicked { .. }
             | HarnessFinding::WorkerExited { .. } => Class::Crash,
             HarnessFinding::FilesystemDamaged { .. } => Class::Corrupt,
+            HarnessFinding::RecoveryFailed { .. } => Class::Inoperable,
             HarnessFinding::HarnessFault { .. } => Class::Harness,
         }
     }
@@ -185,6 +193,7 @@ impl fmt::Display for HarnessFinding {
             HarnessFinding::FilesystemDamaged { fsck_exit, detail } => {
                 write!(f, "e2fsck -fy exited {fsck_exit} after the power cut: {detail}")
             }
+            HarnessFinding::RecoveryFailed { procedure, detail } => write!(f, "{procedure}: {detail}"),
             HarnessFinding::HarnessFault { detail } => f.write_str(detail),
         }
     }
@@ -282,5 +291,10 @@ mod tests {
         assert_eq!(serde_json::to_value(&db).unwrap()["kind"], "probe-failed");
         assert_eq!(db.to_string(), "operability probe failed: no");
         assert_eq!(db.class(), Class::Inoperable);
+        let failed: Finding =
+            HarnessFinding::RecoveryFailed { procedure: "rebuilddb".into(), detail: "ENOSPC".into() }.into();
+        assert_eq!(serde_json::to_value(&failed).unwrap()["kind"], "recovery-failed");
+        assert_eq!(failed.to_string(), "recovery failed: rebuilddb: ENOSPC");
+        assert_eq!(failed.class(), Class::Inoperable, "a database recovery could not bring back");
     }
 }

@@ -300,10 +300,16 @@ impl Scheduler<'_> {
         }
         if outcome != Outcome::Clean && !(outcome == Outcome::StaleLocks && probe_ok) {
             let (ok, detail, after) = self.recover(kind, &dir);
-            ctx.recovery(kind.recovery_name(), ok, detail);
+            ctx.recovery(kind.recovery_name(), ok, detail.clone());
             // The oracle again, on what recovery produced (the next cycle starts from it).
             let lost = after.as_ref().map(|a| durability::after_recovery(&self.pool, a, &findings, &extra));
-            let lost = lost.unwrap_or_default();
+            let mut lost = lost.unwrap_or_default();
+            if !ok {
+                // Whatever outcome the cycle had, a recovery that failed is a finding of its own (never
+                // explained by a fault), so the cycle cannot pass as its allowed stale-locks or hang.
+                let procedure = kind.recovery_name().to_string();
+                lost.push(Finding::from(HarnessFinding::RecoveryFailed { procedure, detail }));
+            }
             for f in &lost {
                 ctx.finding("after-recovery", f);
             }
