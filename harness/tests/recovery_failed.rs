@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, root};
+use common::root;
 use serde_json::Value;
 use std::process::Command;
 
