@@ -132,7 +132,9 @@ impl LibdbBackend {
         if write {
             self.dirty[file] = true;
         }
-        let mut c = db.cursor(write).map_err(|e| db_err("db->cursor", e))?;
+        // Opening a cursor takes its CDB lock on the file (R, or IW for a write cursor): a turn.
+        let c = turn(|| db.cursor(write));
+        let mut c = c.map_err(|e| db_err("db->cursor", e))?;
         point("libdb.cursor.open.after");
         let res = f(&mut c);
         point("libdb.cursor.close.before");
@@ -169,12 +171,29 @@ fn get(c: &mut Cursor<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> 
     c.get(key).map_err(|e| db_err("dbcursor->get", e))
 }
 
+/// A step that takes one of BDB's locks, as a turn ([`crate::turns`]): waited for before, taken once the
+/// call returned, whatever it returned.
+///
+/// Why: in CDB a cursor's open takes its R or IW lock on the file, and a put or del upgrades IW to W for the
+/// call; a process that holds an R lock blocks another's W (and the reverse) *inside* the library, where no
+/// crash point is. Were these free steps, a replaying reader could take its R lock early (in the recorded
+/// cycle it took it later) and then wait at its next crash point for a turn that comes after a writer's put —
+/// which waits in the library for that R lock: both stop, and the replay leaves its schedule (measured:
+/// two-writer libdb bundles, x86 and the ARM guest). As turns, a lock is taken in the recorded order, and a
+/// put, which no other turn can pass while it runs, waits only for locks released at turns before it.
+fn turn<T>(step: impl FnOnce() -> T) -> T {
+    crate::turns::wait();
+    let out = step();
+    crate::turns::took();
+    out
+}
+
 fn put(c: &mut Cursor<'_>, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
-    c.put(key, value).map_err(|e| db_err("dbcursor->put", e))
+    turn(|| c.put(key, value)).map_err(|e| db_err("dbcursor->put", e))
 }
 
 fn del(c: &mut Cursor<'_>, key: &[u8]) -> Result<bool, BackendError> {
-    c.del(key).map_err(|e| db_err("dbcursor->del", e))
+    turn(|| c.del(key)).map_err(|e| db_err("dbcursor->del", e))
 }
 
 /// Every (key, value) of one cursor's file.
