@@ -82,7 +82,7 @@ impl LibdbBackend {
             let env = Env::open(dir, EnvOptions { create: true, failchk_on_open: false, thread_count: THREAD_COUNT })
                 .map_err(|e| db_err("dbenv->open", e))?;
             // rpm 4.16 (db3.c): failchk right after opening a shared environment.
-            env.failchk().map_err(|e| db_err("dbenv->failchk", e))?;
+            turn(|| env.failchk()).map_err(|e| db_err("dbenv->failchk", e))?;
             messages.extend(ffi::take_messages());
             env
         };
@@ -125,7 +125,8 @@ impl LibdbBackend {
             return Err(BackendError::ReadOnly);
         }
         if write {
-            self.env()?.failchk().map_err(|e| db_err("dbenv->failchk", e))?;
+            let env = self.env()?;
+            turn(|| env.failchk()).map_err(|e| db_err("dbenv->failchk", e))?;
             self.messages.extend(ffi::take_messages());
         }
         let db = self.dbs.get(file).ok_or_else(|| BackendError::Other(format!("no data file #{file}")))?;
@@ -171,8 +172,8 @@ fn get(c: &mut Cursor<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> 
     c.get(key).map_err(|e| db_err("dbcursor->get", e))
 }
 
-/// A step that takes one of BDB's locks, as a turn ([`crate::turns`]): waited for before, taken once the
-/// call returned, whatever it returned.
+/// A step that takes one of BDB's locks, or (failchk) frees a dead process's, as a turn ([`crate::turns`]):
+/// waited for before, taken once the call returned, whatever it returned.
 ///
 /// Why: in CDB a cursor's open takes its R or IW lock on the file, and a put or del upgrades IW to W for the
 /// call; a process that holds an R lock blocks another's W (and the reverse) *inside* the library, where no
@@ -181,6 +182,9 @@ fn get(c: &mut Cursor<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> 
 /// which waits in the library for that R lock: both stop, and the replay leaves its schedule (measured:
 /// two-writer libdb bundles, x86 and the ARM guest). As turns, a lock is taken in the recorded order, and a
 /// put, which no other turn can pass while it runs, waits only for locks released at turns before it.
+/// failchk is one too: whether it finds a killed worker dead (its write locks: DB_RUNRECOVERY) or still
+/// alive is then the order's — a writer that got rpm's lock the moment a killed one's exit released it ran
+/// failchk before that one was gone in the recorded cycle, and after it in the replay (measured on x86).
 fn turn<T>(step: impl FnOnce() -> T) -> T {
     crate::turns::wait();
     let out = step();
