@@ -1,12 +1,14 @@
 //! Turns: the steps where concurrent processes of one database touch state they share (a region mutex's
-//! critical section, rpm's fcntl lock), announced to a hook so a harness can record their order and enforce
-//! it again.
+//! critical section, rpm's fcntl lock, a call into Berkeley DB that takes or frees its locks), announced to
+//! a hook so a harness can record their order and enforce it again.
 //!
 //! Why: crash points fix *where* a process is, not *in which order* concurrent processes took the shared
 //! region's mutexes and locks between them — and for a shared-environment engine that order decides what a
 //! kill leaves behind. A backend calls [`wait`] before such a step (a replay may make it wait for its turn
 //! there) and [`took`] once the step has taken effect, still inside it (the step's place in the order).
-//! A step that changed nothing and decided nothing (a lock poll that found the lock still taken) ends
+//! A library call whose locks are taken and released inside it (libdb's cursor open, put/del, failchk) is
+//! one step, [`wait`] before the call and [`took`] after it returns: on replay no other turn passes while it
+//! runs. A step that changed nothing and decided nothing (a lock poll that found the lock still taken) ends
 //! without [`took`]: how often a process polls is timing, not order. Without a hook (every process but a
 //! harness's worker) each call is one atomic load.
 //!

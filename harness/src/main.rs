@@ -471,7 +471,9 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             }
             match r.diverged {
                 Some(false) => say!("interleaving: followed the recorded schedule to its end"),
-                Some(true) => say!("interleaving: left the recorded schedule (a worker waited too long for its turn)"),
+                Some(true) => say!(
+                    "interleaving: left the recorded schedule (a worker waited too long for its turn, or ended before its last recorded one)"
+                ),
                 None => say!("interleaving: free (the bundle records no schedule)"),
             }
             for f in r.findings.iter().take(10) {
