@@ -562,14 +562,7 @@ fn dispatch(cmd: Cmd) -> Result<i32, CliError> {
             Ok(false) => Ok(exit_codes::FINDINGS),
             Err(e) => Err(CliError::harness("selftest could not run its cases").cause(e)),
         },
-        Cmd::Qemu(args) => {
-            // Before qemu started, a failure is the input's or the machine's (2); once a guest ran, the harness's
-            // (3): its results were not all brought back.
-            dbtorture::qemu::run(&args).map_err(|e| match dbtorture::qemu::boot::booted() {
-                false => CliError::bad_input("cannot run the guest").cause(e),
-                true => CliError::harness("the guest ran, but its results could not all be brought back").cause(e),
-            })
-        }
+        Cmd::Qemu(args) => dbtorture::qemu::run(&args).map_err(dbtorture::qemu::cli_error),
         Cmd::Bench { what, scenario, each, rounds } => {
             let default =
                 if matches!(what, BenchWhat::Rpm) { "scenarios/rpm-sqlite.toml" } else { "scenarios/smoke.toml" };

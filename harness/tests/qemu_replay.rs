@@ -75,38 +75,9 @@ fn a_bundle_not_written_in_the_guest_is_refused_before_booting() {
     assert!(!tmp.path().join("out/console.log").exists(), "no guest was booted");
 }
 
-/// Crash-point SIGKILLs of real Berkeley DB 5.3 in the guest, sized for the emulated core; every cycle with a
-/// finding is bundled. With seed 7 both cycles kill a writer inside the library (`recovered` on x86).
-const CAPTURE: &str = r#"
-name = "qemu-libdb-capture"
-description = "crash-point SIGKILLs of real Berkeley DB 5.3 in the armv5tel guest"
-seed = 7
-cycles = 2
-backends = ["libdb"]
-bundles = "findings"
-
-[workload]
-packages = 16
-versions = 2
-files_mean = 6
-initial_fraction = 0.5
-writers = 2
-readers = 1
-txns_per_writer = 3
-queries_per_reader = 20
-
-[kill]
-mode = "crash-point"
-probability = 1.0
-hit_max = 8
-
-[timeouts]
-cycle_ms = 10000
-probe_ms = 8000
-
-[expect]
-libdb = ["clean", "stale-locks", "recovered", "hang"]
-"#;
+/// Crash-point SIGKILLs of real Berkeley DB 5.3, sized for the emulated core; every cycle with a finding is
+/// bundled. With seed 7 both cycles kill a writer inside the library (`recovered` on x86).
+const CAPTURE: &str = LIBDB_TWO_WRITERS;
 
 /// Run `scenario` (its text) in the guest; it must pass. Returns the out directory and the first bundle whose
 /// name ends with `suffix`.

@@ -31,3 +31,13 @@ pub mod slow;
 pub mod stall;
 
 pub use host::{QemuArgs, run};
+
+/// How a failure of `dbtorture qemu` reaches the user: before a guest ran it is the input's or the machine's
+/// (exit 2); once one ran, the harness's (exit 3): its results were not all brought back.
+pub fn cli_error(e: anyhow::Error) -> crate::cli_error::CliError {
+    use crate::cli_error::CliError;
+    match boot::booted() {
+        false => CliError::bad_input("cannot run the guest").cause(e),
+        true => CliError::harness("the guest ran, but its results could not all be brought back").cause(e),
+    }
+}

@@ -62,3 +62,37 @@ pub fn guest_missing() -> Option<String> {
     }
     None
 }
+
+/// Crash-point SIGKILLs of real Berkeley DB 5.3 with two writers and a reader, every cycle with a finding
+/// bundled, sized for the emulated ARM core: the guest's capture scenario (`qemu_replay.rs`) and its x86
+/// twin (`replay_determinism.rs`, more cycles).
+pub const LIBDB_TWO_WRITERS: &str = r#"
+name = "libdb-two-writers"
+description = "crash-point SIGKILLs of real Berkeley DB 5.3, two writers and a reader"
+seed = 7
+cycles = 2
+backends = ["libdb"]
+bundles = "findings"
+
+[workload]
+packages = 16
+versions = 2
+files_mean = 6
+initial_fraction = 0.5
+writers = 2
+readers = 1
+txns_per_writer = 3
+queries_per_reader = 20
+
+[kill]
+mode = "crash-point"
+probability = 1.0
+hit_max = 8
+
+[timeouts]
+cycle_ms = 10000
+probe_ms = 8000
+
+[expect]
+libdb = ["clean", "stale-locks", "recovered", "hang"]
+"#;
