@@ -46,6 +46,10 @@ pub struct BundleInfo {
     /// this cycle as much as its own faults do (see `scheduler/explain.rs`); a replay judges with them.
     #[serde(default)]
     pub carried: Vec<dbtorture_backends::explain::Cause>,
+    /// With them, the packages earlier cycles' killed writers had in flight: present or not, as the oracle
+    /// allows (`Target::uncertain`).
+    #[serde(default)]
+    pub uncertain: Vec<u32>,
 }
 
 /// What kind of machine wrote a database: engines with a native layout (shared regions of pointer-width

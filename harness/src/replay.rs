@@ -207,6 +207,7 @@ fn replay_cycle(
     // — when the cycle starts from the bundle's pre/; a fresh database (shrink) inherited nothing.
     if pre.is_some() {
         sched.targets[info.target].carried = info.carried.clone();
+        sched.targets[info.target].uncertain = info.uncertain.iter().copied().collect();
     }
     sched.replay_kills = Some(kills);
     // Follow the recorded interleaving (bundles written before schedules were recorded have none).

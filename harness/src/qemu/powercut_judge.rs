@@ -130,7 +130,7 @@ pub fn judge_db(
     let data = verify::data(kind, dir, pool);
     findings.extend(crate::finding::from_db(data.findings));
     if let Some(after) = &data.installed {
-        findings.extend(oracle::check(pool, logs, before, after, judge::promise(kind)));
+        findings.extend(oracle::check(pool, logs, before, after, judge::promise(kind), &Default::default()));
     }
     let mut outcome = crate::scheduler::verdict::classify(&findings, false);
     let mut recovered = None;

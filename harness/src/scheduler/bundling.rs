@@ -16,6 +16,7 @@ pub(super) struct BundleRecord<'r> {
     pub(super) schedule: Vec<Vec<u64>>,
     /// The causes the cycle inherited from earlier, unrecovered cycles.
     pub(super) carried: &'r [dbtorture_backends::explain::Cause],
+    pub(super) uncertain: &'r BTreeSet<u32>,
 }
 
 impl Scheduler<'_> {
@@ -29,7 +30,7 @@ impl Scheduler<'_> {
         findings: &[Finding],
         ctx: &mut Ctx<'_>,
     ) {
-        let BundleRecord { before, plan, kills, schedule, carried } = rec;
+        let BundleRecord { before, plan, kills, schedule, carried, uncertain } = rec;
         let root = self.bundles.as_ref().expect("bundles enabled");
         let kind = self.targets[t].kind;
         let sc = self.scenario;
@@ -51,6 +52,7 @@ impl Scheduler<'_> {
             schedule,
             written_on: Some(crate::bundle::Machine::this()),
             carried: carried.to_vec(),
+            uncertain: uncertain.iter().copied().collect(),
         };
         let sides = crate::bundle::Sides {
             pre: self.side_dir(kind, "pre"),

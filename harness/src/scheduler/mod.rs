@@ -152,7 +152,15 @@ impl<'a> Scheduler<'a> {
             }
             let dir = targets::target_dir(workdir, kind, scenario);
             let installed = s.prepare(kind, &dir, 0)?;
-            s.targets.push(Target { kind, dir, installed, epoch: 0, slot, carried: Vec::new() });
+            s.targets.push(Target {
+                kind,
+                dir,
+                installed,
+                epoch: 0,
+                slot,
+                carried: Vec::new(),
+                uncertain: BTreeSet::new(),
+            });
         }
         Ok(s)
     }
@@ -386,8 +394,9 @@ impl<'a> Scheduler<'a> {
                 // The check runs again after a recovery: each run's note is kept.
                 let ran = std::cell::RefCell::new(Vec::new());
                 let seen = verdict::Seen { findings, hang, messages: &messages };
+                let uncertain = self.targets[t].uncertain.clone();
                 let j = self.judge(t, kind, seen, &mut ctx, |pool, after| {
-                    let mut f = oracle::check(pool, logs, &before, after, promises);
+                    let mut f = oracle::check(pool, logs, &before, after, promises, &uncertain);
                     if let Some((dir, scratch)) = &rpm_oracle {
                         let r = rpmoracle::run(kind, dir, scratch);
                         f.extend(r.findings);
@@ -452,6 +461,7 @@ impl<'a> Scheduler<'a> {
         }
         // Every finding explained by a recorded fault (power-loss cycles are judged by their crash images).
         let carried_in = std::mem::take(&mut self.targets[t].carried);
+        let uncertain_in = std::mem::take(&mut self.targets[t].uncertain);
         let causes = explain::causes(&kills, exited_on_error, done.stale_written, sc.memory.is_some(), &carried_in);
         let unexplained = match sc.power_loss {
             Some(_) => Vec::new(),
@@ -482,6 +492,13 @@ impl<'a> Scheduler<'a> {
         } else {
             explain::carry(judged.outcome, &causes)
         };
+        if !self.targets[t].carried.is_empty() {
+            // Adopted without recovery: what the killed writers had in flight stays open (a recovery, or a
+            // cycle that ends clean, closes it).
+            let mut open = oracle::in_flight(&got.logs);
+            open.extend(&uncertain_in);
+            self.targets[t].uncertain = open;
+        }
         let allowed = sc.expected(kind);
         let expected = allowed.contains(&judged.outcome)
             && durability::losses_allowed(&allowed, &judged.findings)
@@ -496,6 +513,7 @@ impl<'a> Scheduler<'a> {
                 kills: &kills,
                 schedule,
                 carried: &carried_in,
+                uncertain: &uncertain_in,
             };
             self.record_bundle(t, cycle, rec, judged.outcome, &judged.findings, &mut ctx);
         }

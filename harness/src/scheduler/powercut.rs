@@ -426,6 +426,7 @@ fn bundle_image(ctx: &CycleCtx<'_>, rec: &Recorded, v: &Verdict, root: &Path) ->
         schedule: Vec::new(),
         written_on: Some(crate::bundle::Machine::this()),
         carried: Vec::new(),
+        uncertain: Default::default(),
     };
     dbtorture_reports::write_json_atomic(&dir.join("bundle.json"), &info)?;
     std::fs::write(dir.join("README.txt"), README)?;

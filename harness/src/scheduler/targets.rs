@@ -25,6 +25,10 @@ pub struct Target {
     pub slot: usize,
     /// Causes of earlier cycles whose leftovers the database may still hold (adopted without recovery).
     pub carried: Vec<dbtorture_backends::explain::Cause>,
+    /// With them: the packages of the transactions those cycles' killed writers had in flight. Whether they
+    /// are in the database is open until a recovery — their pages may live only in the shared cache the
+    /// next cycle's writers join and flush (libdb: the verifier reads the data files, not that cache).
+    pub uncertain: BTreeSet<u32>,
 }
 
 /// Where backend `kind`'s database lives. A rebuild under power loss records the database's parent (the
@@ -56,7 +60,15 @@ impl Scheduler<'_> {
         if let Some(pre) = pre {
             crate::bundle::copy_dir(pre, &dir).context("copying pre/")?;
         }
-        self.targets.push(Target { kind, dir, installed, epoch, slot, carried: Vec::new() });
+        self.targets.push(Target {
+            kind,
+            dir,
+            installed,
+            epoch,
+            slot,
+            carried: Vec::new(),
+            uncertain: BTreeSet::new(),
+        });
         Ok(())
     }
 
@@ -102,6 +114,7 @@ impl Scheduler<'_> {
             self.targets[t].installed = self.prepare(kind, &dir, epoch)?;
             self.targets[t].epoch = epoch;
             self.targets[t].carried.clear();
+            self.targets[t].uncertain.clear();
         }
         // What a killed rpm left outside its database (its unpacking temporaries) is not the next cycle's.
         if self.targets[t].kind == BackendKind::Rpm {

@@ -232,7 +232,7 @@ pub fn judge_seen(
     let acked = logs.iter().map(|l| l.committed()).sum();
     let mut findings = crate::finding::from_db(j.data.findings.clone());
     if let Some(after) = &j.data.installed {
-        findings.extend(oracle::check(pool, &logs, &rec.before, after, promise(rec.kind)));
+        findings.extend(oracle::check(pool, &logs, &rec.before, after, promise(rec.kind), &Default::default()));
     }
     let mut outcome = crate::scheduler::verdict::classify(&findings, false);
     let mut recovered = None;
