@@ -3,7 +3,7 @@
 # armel kernel, initramfs, SD template; a ~1 s no-op when nothing changed), boot it and run
 # scenarios/qemu-smoke.toml inside it (10 cycles on each backend: sqlite, bdbenv, and libdb — real Berkeley DB
 # 5.3, linked into the guest's dbtorture), then scenarios/qemu-rpm.toml (10 cycles of Debian's armel rpm 4.18,
-# unpacked into the guest, SIGKILLed and SIGINTed), and check each out directory the way any run's is checked. `.ci/run` calls it; `--soak 30m` adds the armv5tel soak by hand (scenarios/qemu-soak.toml,
+# unpacked into the guest, killed with SIGKILL, SIGTERM and SIGINT), and check each out directory the way any run's is checked. `.ci/run` calls it; `--soak 30m` adds the armv5tel soak by hand (scenarios/qemu-soak.toml,
 # memory pressure in the guest's cgroup v2 inside mem=160M) — the nightly's qemu-arm job runs that soak through
 # `ci/nightly.sh qemu`.
 # Usage: ci/qemu-smoke.sh [--soak DURATION]
