@@ -130,11 +130,20 @@ fn the_judge_tells_original_converted_neither_and_mix_apart() {
     assert!(findings.iter().any(|f| f.starts_with("conversion broken: mix")), "{findings:?}");
 }
 
-/// The scenario as CI runs it, shorter: every kill leaves the original or the converted database, rpm reads
-/// every package of it, every rerun finishes, and the states are counted in the summary.
-/// A run's `conversions` tally: every rerun finished, and every conversion — killed or not — left the original
-/// or the converted database whole. Returns how many conversions it counts.
-fn conversions_whole(c: &serde_json::Value) -> u64 {
+/// Run conversion scenario `scenario` for `cycles` cycles (no bundles) and return its summary, having checked
+/// the run passed and its `conversions` tally: every rerun finished, and every conversion — killed or not, one
+/// per cycle — left the original or the converted database whole.
+fn conversions_run(scenario: &str, cycles: u64, out: &Path) -> serde_json::Value {
+    let o = bin()
+        .args(["run", scenario, "--cycles", &cycles.to_string(), "-q", "--no-bundles", "--out"])
+        .arg(out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let c = &s["conversions"];
     assert_eq!(c["rerun_failed"], 0, "{c}");
     let mut total = 0;
     for part in ["killed", "finished"] {
@@ -143,26 +152,19 @@ fn conversions_whole(c: &serde_json::Value) -> u64 {
             total += n.as_u64().unwrap();
         }
     }
-    total
+    assert_eq!(total, cycles, "one conversion event per cycle: {c}");
+    s
 }
 
+/// The scenario as CI runs it, shorter: every kill leaves the original or the converted database, rpm reads
+/// every package of it, every rerun finishes, and the states are counted in the summary.
 #[test]
 fn killed_rpm_conversions_leave_the_original_or_the_converted_database() {
     skip_unless_tools!();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = bin()
-        .args(["run", "scenarios/rpm-convert.toml", "--cycles", "12", "-q", "--no-bundles", "--out"])
-        .arg(&out)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = conversions_run("scenarios/rpm-convert.toml", 12, &out);
     let c = &s["conversions"];
-    let total = conversions_whole(c);
-    assert_eq!(total, 12, "one conversion event per cycle: {c}");
     assert!(s["kills"].as_u64().unwrap() >= 3, "rpm must have been killed mid-way: {s}");
     assert!(c["killed"]["original"].as_u64().unwrap_or(0) >= 1, "{c}");
     let evs = events(&out);
@@ -186,18 +188,7 @@ fn rpm_conversions_killed_at_their_io_operations_leave_the_original_or_the_conve
     let sc = tmp.path().join("rpm-convert-io.toml");
     std::fs::write(&sc, format!("{}{io}{}", &s[..a], &s[b..])).unwrap();
     let out = tmp.path().join("out");
-    let o = bin()
-        .args(["run", sc.to_str().unwrap(), "--cycles", "16", "-q", "--no-bundles", "--out"])
-        .arg(&out)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let c = &s["conversions"];
-    let total = conversions_whole(c);
-    assert_eq!(total, 16, "one conversion event per cycle: {c}");
+    let s = conversions_run(sc.to_str().unwrap(), 16, &out);
     let io_kills =
         events(&out).iter().filter(|e| e["event"] == "kill" && e["kill"]["trigger"].get("io-op").is_some()).count();
     assert!(io_kills >= 3, "rpm must have been killed at its I/O operations: {s}");

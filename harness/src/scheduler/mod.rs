@@ -152,15 +152,7 @@ impl<'a> Scheduler<'a> {
             }
             let dir = targets::target_dir(workdir, kind, scenario);
             let installed = s.prepare(kind, &dir, 0)?;
-            s.targets.push(Target {
-                kind,
-                dir,
-                installed,
-                epoch: 0,
-                slot,
-                carried: Vec::new(),
-                uncertain: BTreeSet::new(),
-            });
+            s.targets.push(Target::new(kind, dir, installed, 0, slot));
         }
         Ok(s)
     }

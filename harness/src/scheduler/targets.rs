@@ -31,6 +31,13 @@ pub struct Target {
     pub uncertain: BTreeSet<u32>,
 }
 
+impl Target {
+    /// A database just prepared (or restored from a bundle's pre/): nothing carried from earlier cycles.
+    pub fn new(kind: BackendKind, dir: PathBuf, installed: BTreeSet<u32>, epoch: u64, slot: usize) -> Target {
+        Target { kind, dir, installed, epoch, slot, carried: Vec::new(), uncertain: BTreeSet::new() }
+    }
+}
+
 /// Where backend `kind`'s database lives. A rebuild under power loss records the database's parent (the
 /// swap renames in it), so there the parent is a directory of its own: `swap/`.
 pub fn target_dir(workdir: &Path, kind: BackendKind, sc: &crate::scenario::Scenario) -> PathBuf {
@@ -60,15 +67,7 @@ impl Scheduler<'_> {
         if let Some(pre) = pre {
             crate::bundle::copy_dir(pre, &dir).context("copying pre/")?;
         }
-        self.targets.push(Target {
-            kind,
-            dir,
-            installed,
-            epoch,
-            slot,
-            carried: Vec::new(),
-            uncertain: BTreeSet::new(),
-        });
+        self.targets.push(Target::new(kind, dir, installed, epoch, slot));
         Ok(())
     }
 
